@@ -1,0 +1,21 @@
+//! Kubernetes API types and apimachinery helpers, with no I/O.
+//!
+//! - [`k8s`] re-exports `k8s-openapi` at the one Kubernetes version the whole
+//!   workspace speaks (see `[workspace.dependencies]`).
+//! - [`resources`] is the table of built-in resources: group, version, kind,
+//!   plural, short names, scope, verbs and subresources. The API server's
+//!   routing, discovery and storage keys are all derived from it.
+//! - [`meta`] holds small helpers over object metadata kept as JSON.
+//!
+//! Everything here is pure: the crate depends on none of ours and does no I/O,
+//! so every piece is unit-tested without a server.
+
+pub use k8s_openapi as k8s;
+
+pub mod meta;
+pub mod patch_meta;
+pub mod resources;
+pub mod schema;
+
+/// The Kubernetes release whose API Tugboat serves.
+pub const KUBERNETES_VERSION: (u32, u32, u32) = (1, 33, 0);
