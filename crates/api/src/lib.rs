@@ -21,6 +21,7 @@ pub mod patch_meta;
 pub mod resources;
 pub mod schema;
 pub mod selector;
+pub mod strategic;
 pub mod table;
 
 /// The Kubernetes release whose API Tugboat serves.

@@ -1,13 +1,14 @@
 //! Strategic merge patch (`application/strategic-merge-patch+json`).
 //!
-//! kubectl speaks this patch type by default: `kubectl patch` sends it as
-//! written, and `kubectl apply`, `edit`, `label`, `annotate` and `scale`
-//! compute one client-side (a three-way diff) and send it. It is JSON merge
-//! patch (RFC 7386) with knowledge of the types: maps merge key by key and
-//! `null` deletes a key, as in merge patch, but a list whose field is declared
-//! `patchStrategy: merge` is merged element by element (by its merge key, e.g.
-//! containers by `name`, or as a set for primitive lists such as finalizers)
-//! instead of being replaced whole. Patches may carry directives:
+//! kubectl uses this patch type by default: `kubectl patch` sends it as
+//! written, and `kubectl apply` (a three-way diff against the last applied
+//! configuration) and `kubectl edit` compute one client-side and send it. It
+//! is JSON merge patch (RFC 7386) with knowledge of the types: maps merge key
+//! by key and `null` deletes a key, as in merge patch, but a list whose field
+//! is declared `patchStrategy: merge` is merged element by element (by its
+//! merge key, e.g. containers by `name`, or as a set for primitive lists such
+//! as finalizers) instead of being replaced whole. Patches may carry
+//! directives:
 //!
 //! - `$patch: replace` / `$patch: delete` in a map replace or delete it; in a
 //!   merge list, `{"$patch": "delete", <key>: v}` deletes the element with
@@ -21,15 +22,19 @@
 //!
 //! This is our own implementation of upstream's server-side algorithm
 //! (`k8s.io/apimachinery/pkg/util/strategicpatch`, `StrategicMergeMapPatch`),
-//! element order included: without `$setElementOrder`, elements the patch
-//! names are placed by the patch's order, live-only elements keep theirs, and
-//! an element new to the list goes before the live element it meets (so
-//! `kubectl patch` adding a container puts it first, as upstream's
-//! documentation shows). Where upstream takes its merge metadata from Go struct
-//! tags, we walk the kind's JSON schema ([`crate::schema`]) alongside the
-//! document and read the strategy and merge key of each field from
-//! [`crate::patch_meta`]. Kinds without a schema (custom resources) get
-//! upstream's unstructured behaviour: maps merge, lists are replaced.
+//! element order included. Without `$setElementOrder`, the elements the patch
+//! names keep the patch's order, the others keep the live order, and the two
+//! are interleaved by the live order; an element new to the list lands right
+//! after the patch element before it (or first), ahead of live-only elements
+//! not yet placed. So `kubectl patch` adding a container puts it first, as
+//! upstream's documentation shows, while `kubectl apply` sends
+//! `$setElementOrder` and gets its file's order.
+//!
+//! Where upstream takes its merge metadata from Go struct tags, we walk the
+//! kind's JSON schema ([`crate::schema`]) alongside the document and read the
+//! strategy and merge key of each field from [`crate::patch_meta`]. Kinds
+//! without a schema (custom resources) get upstream's unstructured behaviour:
+//! maps merge, lists are replaced.
 //!
 //! Deliberate differences from upstream, all about not storing junk: values
 //! the patch adds where the live object has nothing are cleaned as if merged
@@ -1022,6 +1027,61 @@ mod tests {
                 },
             },
             Case {
+                name: "upstream: adding to a primitive list with $setElementOrder keeps server-only items",
+                kind: DEPLOYMENT,
+                original: || json!({"metadata": {"finalizers": ["1", "4", "2"]}}),
+                patch: json!({"metadata": {
+                    "$setElementOrder/finalizers": ["3", "1", "2"],
+                    "finalizers": ["3"]
+                }}),
+                expect: |d| d["metadata"]["finalizers"] = json!(["3", "1", "4", "2"]),
+            },
+            Case {
+                name: "upstream: adding and deleting in a primitive list preserves the order",
+                kind: DEPLOYMENT,
+                original: || json!({"metadata": {"finalizers": ["1", "2", "3"]}}),
+                patch: json!({"metadata": {
+                    "$deleteFromPrimitiveList/finalizers": ["3"],
+                    "$setElementOrder/finalizers": ["4", "2", "1"],
+                    "finalizers": ["4"]
+                }}),
+                expect: |d| d["metadata"]["finalizers"] = json!(["4", "2", "1"]),
+            },
+            Case {
+                name: "upstream: server-only items stay between their live neighbours",
+                kind: DEPLOYMENT,
+                original: || json!({"metadata": {"finalizers": ["1", "2", "7", "9", "8", "3", "4"]}}),
+                patch: json!({"metadata": {"$setElementOrder/finalizers": ["2", "1", "4", "3"]}}),
+                expect: |d| {
+                    d["metadata"]["finalizers"] = json!(["2", "1", "7", "9", "8", "4", "3"])
+                },
+            },
+            Case {
+                name: "upstream: $setElementOrder with duplicate merge keys keeps both",
+                kind: POD,
+                original: || {
+                    json!({"spec": {"containers": [
+                        {"name": "1"},
+                        {"name": "2", "image": "dup1"},
+                        {"name": "3"},
+                        {"name": "2", "image": "dup2"},
+                        {"name": "4"}
+                    ]}})
+                },
+                patch: json!({"spec": {"$setElementOrder/containers": [
+                    {"name": "2"}, {"name": "1"}, {"name": "4"}, {"name": "3"}, {"name": "2"}
+                ]}}),
+                expect: |d| {
+                    d["spec"]["containers"] = json!([
+                        {"name": "2", "image": "dup1"},
+                        {"name": "2", "image": "dup2"},
+                        {"name": "1"},
+                        {"name": "4"},
+                        {"name": "3"}
+                    ])
+                },
+            },
+            Case {
                 name: "a $patch replace element replaces the whole list",
                 kind: DEPLOYMENT,
                 original: deployment,
@@ -1464,6 +1524,65 @@ mod tests {
                 _ => Value::Array((0..self.next(4)).map(|_| self.value(depth - 1)).collect()),
             }
         }
+
+        /// A patch shaped like `doc`: its keys and elements, some kept, some
+        /// replaced by junk, some joined by directives.
+        fn mutate(&mut self, doc: &Value) -> Value {
+            match doc {
+                Value::Object(map) => {
+                    let mut out = Map::new();
+                    for (k, v) in map {
+                        match self.next(6) {
+                            0 => {}
+                            1 => {
+                                out.insert(k.clone(), self.value(2));
+                            }
+                            _ => {
+                                out.insert(k.clone(), self.mutate(v));
+                            }
+                        }
+                    }
+                    if self.next(4) == 0 {
+                        let directive = [
+                            "$patch",
+                            "$retainKeys",
+                            "$setElementOrder/containers",
+                            "$setElementOrder/finalizers",
+                            "$setElementOrder/env",
+                            "$deleteFromPrimitiveList/finalizers",
+                        ][self.next(6)];
+                        let value = match self.next(3) {
+                            0 => json!(["delete", "replace", "merge"][self.next(3)]),
+                            1 => Value::Array(map.keys().map(|k| json!(k)).collect()),
+                            _ => self.value(2),
+                        };
+                        out.insert(directive.to_string(), value);
+                    }
+                    Value::Object(out)
+                }
+                Value::Array(items) => {
+                    let mut out = Vec::new();
+                    for item in items {
+                        if self.next(3) != 0 {
+                            let mutated = self.mutate(item);
+                            out.push(mutated);
+                        }
+                    }
+                    if self.next(3) == 0 {
+                        let mut special = match items.first() {
+                            Some(Value::Object(first)) => first.clone(),
+                            _ => Map::new(),
+                        };
+                        let directive = ["delete", "replace", "merge", "bogus"][self.next(4)];
+                        special.insert("$patch".to_string(), json!(directive));
+                        out.insert(self.next(out.len() + 1), Value::Object(special));
+                    }
+                    Value::Array(out)
+                }
+                _ if self.next(3) == 0 => self.value(1),
+                other => other.clone(),
+            }
+        }
     }
 
     #[test]
@@ -1477,7 +1596,11 @@ mod tests {
                 let key = ["metadata", "spec", "$patch", "status"][rng.next(4)];
                 patch.insert(key.to_string(), rng.value(6));
             }
-            let patch = Value::Object(patch);
+            let patch = if round % 2 == 0 {
+                Value::Object(patch)
+            } else {
+                rng.mutate(original)
+            };
             if let Ok(got) = apply_patch(original, &patch, kind.0, kind.1, kind.2) {
                 let mut leaked = Vec::new();
                 directive_keys(&got, "", &mut leaked);
