@@ -1,0 +1,415 @@
+//! The watch cache: an in-memory copy of every resource, fed by one storage
+//! watch, that serves lists and fans watch events out without touching disk.
+//!
+//! Like upstream's cacher, but with one storage watch for the whole registry
+//! instead of one per resource: a single dispatcher task reads every change in
+//! revision order and applies it to the cache of its resource. That gives all
+//! caches one shared "processed revision", so a consistent list only has to
+//! wait until the dispatcher has caught up with the revision storage had when
+//! the request arrived (read-your-writes), even for resources that saw no
+//! change of their own.
+//!
+//! Invariant: the dispatcher applies an event to a resource cache and
+//! advances the processed revision while holding that cache's write lock, so
+//! a reader that holds the read lock sees a snapshot consistent with the
+//! revision it reads.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use api::resources::{ResourceInfo, RESOURCES};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use storage::{DynStorage, Event, KeyValue, Revision};
+use tokio::sync::{broadcast, watch};
+
+use crate::error::{ApiError, ApiResult};
+
+/// How many recent events each resource keeps for watches that resume from
+/// an older revision; older ones are served from storage's history.
+const WINDOW: usize = 2_000;
+
+/// How long a consistent read waits for the cache to catch up.
+const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change to one object, as watchers see it.
+#[derive(Debug)]
+pub struct CachedEvent {
+    pub event_type: EventType,
+    pub key: String,
+    /// The object after the change (for deletes, the deleted object with the
+    /// delete's resourceVersion, as upstream sends it).
+    pub object: Arc<Value>,
+    /// The object before the change, for selector transitions.
+    pub prev: Option<Arc<Value>>,
+    pub revision: Revision,
+    /// `{"type":...,"object":...}` serialized once and shared by every
+    /// watcher that wants plain JSON.
+    encoded: OnceLock<Bytes>,
+}
+
+impl CachedEvent {
+    pub fn new(
+        event_type: EventType,
+        key: String,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+        revision: Revision,
+    ) -> Self {
+        CachedEvent {
+            event_type,
+            key,
+            object,
+            prev,
+            revision,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// The watch-stream line for this event (JSON plus newline).
+    pub fn encoded(&self) -> Bytes {
+        self.encoded
+            .get_or_init(|| encode_watch_event(self.event_type.as_str(), &self.object))
+            .clone()
+    }
+}
+
+/// One watch-stream line: `{"type":T,"object":O}\n`.
+pub fn encode_watch_event(event_type: &str, object: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(event_type.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    // Writing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
+/// Decode stored bytes into an object carrying its resourceVersion.
+pub fn decode_stored(value: &[u8], revision: Revision) -> Value {
+    let mut obj: Value = serde_json::from_slice(value).unwrap_or(Value::Null);
+    set_resource_version(&mut obj, revision);
+    obj
+}
+
+pub fn set_resource_version(obj: &mut Value, revision: Revision) {
+    if obj.is_object() {
+        api::meta::metadata_mut(obj).insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+}
+
+/// Turn a storage event into a cached one.
+pub fn from_storage_event(event: &Event) -> CachedEvent {
+    match event {
+        Event::Put { kv, prev } => {
+            let object = Arc::new(decode_stored(&kv.value, kv.mod_revision));
+            let prev = prev
+                .as_ref()
+                .map(|p| Arc::new(decode_stored(&p.value, p.mod_revision)));
+            let event_type = if prev.is_some() {
+                EventType::Modified
+            } else {
+                EventType::Added
+            };
+            CachedEvent::new(event_type, kv.key.clone(), object, prev, kv.mod_revision)
+        }
+        Event::Delete { prev, revision } => {
+            let before = Arc::new(decode_stored(&prev.value, prev.mod_revision));
+            let object = Arc::new(decode_stored(&prev.value, *revision));
+            CachedEvent::new(
+                EventType::Deleted,
+                prev.key.clone(),
+                object,
+                Some(before),
+                *revision,
+            )
+        }
+    }
+}
+
+#[derive(Default)]
+struct CacheState {
+    objects: BTreeMap<String, Arc<Value>>,
+    window: VecDeque<Arc<CachedEvent>>,
+    /// Every event of this resource after this revision is in `window`.
+    window_start: Revision,
+}
+
+/// The cache of one resource.
+pub struct ResourceCache {
+    pub resource: &'static ResourceInfo,
+    state: RwLock<CacheState>,
+    events: broadcast::Sender<Arc<CachedEvent>>,
+}
+
+/// A watcher's starting point: the events it missed, then the live feed.
+pub struct Subscription {
+    pub backlog: Vec<Arc<CachedEvent>>,
+    pub live: broadcast::Receiver<Arc<CachedEvent>>,
+}
+
+impl ResourceCache {
+    fn new(resource: &'static ResourceInfo) -> Self {
+        ResourceCache {
+            resource,
+            state: RwLock::new(CacheState::default()),
+            events: broadcast::channel(4096).0,
+        }
+    }
+
+    /// Objects under `prefix`, in key order, with the revision they are
+    /// consistent at.
+    pub fn list(&self, prefix: &str, revision: &watch::Sender<Revision>) -> (Vec<Arc<Value>>, Revision) {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let items = state
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, *revision.borrow())
+    }
+
+    /// One object by key.
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state.objects.get(key).cloned()
+    }
+
+    /// Start watching after `after`; `None` if the window no longer reaches
+    /// back that far (the caller falls back to storage history).
+    pub fn subscribe(&self, after: Revision) -> Option<Subscription> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        if after < state.window_start {
+            return None;
+        }
+        let backlog = state
+            .window
+            .iter()
+            .filter(|e| e.revision > after)
+            .cloned()
+            .collect();
+        Some(Subscription {
+            backlog,
+            live: self.events.subscribe(),
+        })
+    }
+
+    /// A snapshot of the current objects plus a live feed from that point:
+    /// the initial state of a watch without a resourceVersion.
+    pub fn snapshot_and_subscribe(
+        &self,
+        prefix: &str,
+        revision: &watch::Sender<Revision>,
+    ) -> (Vec<Arc<Value>>, Revision, broadcast::Receiver<Arc<CachedEvent>>) {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let items = state
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, *revision.borrow(), self.events.subscribe())
+    }
+
+    fn apply(&self, event: Arc<CachedEvent>, revision: &watch::Sender<Revision>) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        match event.event_type {
+            EventType::Deleted => {
+                state.objects.remove(&event.key);
+            }
+            _ => {
+                state.objects.insert(event.key.clone(), event.object.clone());
+            }
+        }
+        state.window.push_back(event.clone());
+        if state.window.len() > WINDOW {
+            if let Some(old) = state.window.pop_front() {
+                state.window_start = old.revision;
+            }
+        }
+        revision.send_replace(event.revision);
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+}
+
+/// The caches of every resource plus the dispatcher that feeds them.
+pub struct WatchCache {
+    storage: DynStorage,
+    caches: HashMap<String, Arc<ResourceCache>>,
+    revision: watch::Sender<Revision>,
+}
+
+impl WatchCache {
+    /// Load every resource from storage and start following its changes.
+    pub async fn start(storage: DynStorage) -> Result<Arc<Self>, storage::Error> {
+        let caches: HashMap<String, Arc<ResourceCache>> = RESOURCES
+            .iter()
+            .map(|r| (r.key_prefix(), Arc::new(ResourceCache::new(r))))
+            .collect();
+        let initial = storage.list("/registry/", Default::default()).await?;
+        for kv in &initial.items {
+            if let Some(cache) = find_cache(&caches, &kv.key) {
+                let mut state = cache.state.write().unwrap_or_else(|e| e.into_inner());
+                state
+                    .objects
+                    .insert(kv.key.clone(), Arc::new(decode_stored(&kv.value, kv.mod_revision)));
+            }
+        }
+        for cache in caches.values() {
+            cache
+                .state
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .window_start = initial.revision;
+        }
+        let (revision, _) = watch::channel(initial.revision);
+        let this = Arc::new(WatchCache {
+            storage: storage.clone(),
+            caches,
+            revision,
+        });
+        let stream = storage.watch("/registry/", initial.revision)?;
+        tokio::spawn(dispatch(Arc::downgrade(&this), stream));
+        Ok(this)
+    }
+
+    pub fn resource(&self, resource: &ResourceInfo) -> &Arc<ResourceCache> {
+        self.caches
+            .get(&resource.key_prefix())
+            .expect("a cache exists for every resource in the table")
+    }
+
+    pub fn revision(&self) -> &watch::Sender<Revision> {
+        &self.revision
+    }
+
+    /// Wait until every write acknowledged before this call is in the cache.
+    pub async fn wait_fresh(&self) -> ApiResult<Revision> {
+        let target = self.storage.current_revision();
+        let mut rx = self.revision.subscribe();
+        let waited = tokio::time::timeout(FRESHNESS_TIMEOUT, rx.wait_for(|r| *r >= target))
+            .await
+            .map(|r| r.map(|r| *r));
+        match waited {
+            Ok(Ok(r)) => Ok(r),
+            _ => Err(ApiError::Timeout {
+                message: format!("Timeout: Too large resource version: {target}, the watch cache is behind"),
+            }),
+        }
+    }
+
+    /// Wait until the cache has reached `target` (resourceVersionMatch=NotOlderThan).
+    pub async fn wait_for(&self, target: Revision) -> ApiResult<Revision> {
+        if target > self.storage.current_revision() {
+            return Err(ApiError::Timeout {
+                message: format!("Too large resource version: {target}, current resource version: {}", self.storage.current_revision()),
+            });
+        }
+        let mut rx = self.revision.subscribe();
+        let waited = tokio::time::timeout(FRESHNESS_TIMEOUT, rx.wait_for(|r| *r >= target))
+            .await
+            .map(|r| r.map(|r| *r));
+        match waited {
+            Ok(Ok(r)) => Ok(r),
+            _ => Err(ApiError::Timeout {
+                message: format!("Too large resource version: {target}"),
+            }),
+        }
+    }
+
+    pub fn storage(&self) -> &DynStorage {
+        &self.storage
+    }
+}
+
+fn find_cache<'a>(
+    caches: &'a HashMap<String, Arc<ResourceCache>>,
+    key: &str,
+) -> Option<&'a Arc<ResourceCache>> {
+    // `/registry/{group}/{plural}/...`: the prefix is the first three segments.
+    let mut idx = 0;
+    for _ in 0..4 {
+        idx += key[idx..].find('/')? + 1;
+    }
+    caches.get(&key[..idx])
+}
+
+async fn dispatch(cache: std::sync::Weak<WatchCache>, mut stream: storage::WatchStream) {
+    while let Some(item) = stream.next().await {
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        match item {
+            Ok(event) => {
+                let revision = event.revision();
+                match find_cache(&cache.caches, event.key()) {
+                    Some(resource) => resource.apply(Arc::new(from_storage_event(&event)), &cache.revision),
+                    None => {
+                        cache.revision.send_replace(revision);
+                    }
+                }
+            }
+            Err(error) => {
+                // The dispatcher reads from the newest revision and never
+                // falls behind compaction in practice; if it does, the
+                // process cannot serve consistent data any more.
+                tracing::error!(%error, "watch cache feed failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Keys of a stored value, for tests and callers that already hold one.
+pub fn key_value_object(kv: &KeyValue) -> Value {
+    decode_stored(&kv.value, kv.mod_revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_keys_are_found_from_object_keys() {
+        let caches: HashMap<String, Arc<ResourceCache>> = RESOURCES
+            .iter()
+            .map(|r| (r.key_prefix(), Arc::new(ResourceCache::new(r))))
+            .collect();
+        let c = find_cache(&caches, "/registry/core/pods/default/web").unwrap();
+        assert_eq!(c.resource.plural, "pods");
+        let n = find_cache(&caches, "/registry/core/nodes/n1").unwrap();
+        assert_eq!(n.resource.plural, "nodes");
+        assert!(find_cache(&caches, "/registry/x").is_none());
+    }
+
+    #[test]
+    fn watch_lines_are_one_json_object_per_line() {
+        let line = encode_watch_event("ADDED", &serde_json::json!({"a": 1}));
+        assert_eq!(&line[..], b"{\"type\":\"ADDED\",\"object\":{\"a\":1}}\n");
+    }
+}

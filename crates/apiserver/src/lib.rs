@@ -1,0 +1,33 @@
+//! `tug-apiserver`: the Kubernetes REST API over Tugboat storage.
+//!
+//! A request travels: [`server`] (TLS, client certificate, tower layers) →
+//! [`handlers`] (authentication, authorization, routing by [`request`]) →
+//! [`registry`] (generic create/get/list/update/patch/delete, with per-kind
+//! rules from [`strategy`], patches from [`patch`], subresources from
+//! [`subresources`]) → `storage` (the MVCC store). Lists and watches are
+//! served from the [`cache`]; watch streams live in [`watch`]. Discovery and
+//! OpenAPI documents come from the resource table ([`discovery`],
+//! [`openapi_http`]); [`pki`] makes the cluster CA, certificates and
+//! `admin.kubeconfig` on first start.
+
+pub mod auth;
+pub mod cache;
+pub mod codec;
+pub mod discovery;
+pub mod error;
+pub mod fieldcheck;
+pub mod handlers;
+pub mod managed;
+pub mod openapi_http;
+pub mod patch;
+pub mod pki;
+pub mod registry;
+pub mod request;
+pub mod selection;
+pub mod server;
+pub mod ssa;
+pub mod strategy;
+pub mod subresources;
+pub mod watch;
+
+pub use server::{start, Config, Running};

@@ -1,0 +1,290 @@
+//! First-start PKI: a cluster CA, the serving certificate, an admin client
+//! certificate and `admin.kubeconfig`, all under the data dir.
+//!
+//! Upstream clusters get these from kubeadm; a single `tug-apiserver` makes
+//! its own so the real kubectl works against it with no extra step. Files are
+//! reused on later starts, so clients keep trusting the same CA; the serving
+//! certificate is re-issued when the wanted names change.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// Paths of the PKI files in a data dir.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    pub serving_cert: PathBuf,
+    pub serving_key: PathBuf,
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl Pki {
+    pub fn in_dir(data_dir: &Path) -> Self {
+        let pki = data_dir.join("pki");
+        Pki {
+            ca_cert: pki.join("ca.crt"),
+            ca_key: pki.join("ca.key"),
+            serving_cert: pki.join("apiserver.crt"),
+            serving_key: pki.join("apiserver.key"),
+            admin_cert: pki.join("admin.crt"),
+            admin_key: pki.join("admin.key"),
+            kubeconfig: data_dir.join("admin.kubeconfig"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).map_err(io)?;
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    std::fs::read_to_string(path).map_err(|source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "tugboat-ca");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    params
+}
+
+/// The CA, loaded from the data dir or created there.
+pub struct Ca {
+    pub cert_pem: String,
+    key: KeyPair,
+    issuer: rcgen::Certificate,
+}
+
+impl Ca {
+    pub fn load_or_create(pki: &Pki) -> Result<Ca, PkiError> {
+        if pki.ca_cert.exists() && pki.ca_key.exists() {
+            let cert_pem = read(&pki.ca_cert)?;
+            let key = KeyPair::from_pem(&read(&pki.ca_key)?)?;
+            let params = CertificateParams::from_ca_cert_pem(&cert_pem)?;
+            // Re-signing the same params with the same key yields an issuer
+            // with the same subject and key: what signing needs.
+            let issuer = params.self_signed(&key)?;
+            return Ok(Ca {
+                cert_pem,
+                key,
+                issuer,
+            });
+        }
+        let key = KeyPair::generate()?;
+        let issuer = ca_params().self_signed(&key)?;
+        let cert_pem = issuer.pem();
+        write(&pki.ca_key, &key.serialize_pem(), true)?;
+        write(&pki.ca_cert, &cert_pem, false)?;
+        Ok(Ca {
+            cert_pem,
+            key,
+            issuer,
+        })
+    }
+
+    /// Issue a leaf certificate; returns (cert PEM, key PEM).
+    fn issue(&self, params: CertificateParams) -> Result<(String, String), PkiError> {
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer, &self.key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// A client certificate: CN is the user, O the groups (upstream's x509
+    /// authenticator reads them this way).
+    pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, user);
+        for g in groups {
+            dn.push(DnType::OrganizationName, *g);
+        }
+        params.distinguished_name = dn;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+        self.issue(params)
+    }
+}
+
+/// The names the serving certificate covers.
+pub fn serving_names(extra: &[String]) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ];
+    if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_string());
+        }
+    }
+    for n in extra {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
+fn san(name: &str) -> Result<SanType, PkiError> {
+    Ok(match name.parse::<IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(name.try_into()?),
+    })
+}
+
+/// Everything the server needs to serve TLS and authenticate clients.
+pub struct ServingMaterial {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Create what is missing under the data dir and return the serving material.
+/// `server_url` is written into `admin.kubeconfig`.
+pub fn ensure(
+    data_dir: &Path,
+    tls_sans: &[String],
+    server_url: &str,
+) -> Result<ServingMaterial, PkiError> {
+    let pki = Pki::in_dir(data_dir);
+    let ca = Ca::load_or_create(&pki)?;
+    let names = serving_names(tls_sans);
+    let names_file = pki.serving_cert.with_extension("names");
+    let wanted = names.join(",");
+    let current = std::fs::read_to_string(&names_file).unwrap_or_default();
+    if !pki.serving_cert.exists() || !pki.serving_key.exists() || current != wanted {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "tug-apiserver");
+        params.distinguished_name = dn;
+        params.subject_alt_names = names.iter().map(|n| san(n)).collect::<Result<_, _>>()?;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+        let (cert, key) = ca.issue(params)?;
+        write(&pki.serving_key, &key, true)?;
+        write(&pki.serving_cert, &cert, false)?;
+        write(&names_file, &wanted, false)?;
+    }
+    if !pki.admin_cert.exists() || !pki.admin_key.exists() {
+        let (cert, key) = ca.issue_client("admin", &["system:masters"])?;
+        write(&pki.admin_key, &key, true)?;
+        write(&pki.admin_cert, &cert, false)?;
+    }
+    let kubeconfig = kubeconfig(
+        server_url,
+        &ca.cert_pem,
+        &read(&pki.admin_cert)?,
+        &read(&pki.admin_key)?,
+    );
+    write(&pki.kubeconfig, &kubeconfig, true)?;
+    Ok(ServingMaterial {
+        ca_pem: ca.cert_pem.clone(),
+        cert_pem: read(&pki.serving_cert)?,
+        key_pem: read(&pki.serving_key)?,
+    })
+}
+
+/// A kubeconfig with embedded credentials, as kubeadm writes `admin.conf`.
+pub fn kubeconfig(server_url: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: tugboat
+  cluster:
+    server: {server_url}
+    certificate-authority-data: {ca}
+users:
+- name: admin
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: tugboat
+  context:
+    cluster: tugboat
+    user: admin
+    namespace: default
+current-context: tugboat
+preferences: {{}}
+",
+        ca = b64(ca_pem),
+        cert = b64(cert_pem),
+        key = b64(key_pem),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_writes_a_kubeconfig_and_later_starts_reuse_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ensure(dir.path(), &[], "https://127.0.0.1:6443").unwrap();
+        let config = std::fs::read_to_string(dir.path().join("admin.kubeconfig")).unwrap();
+        assert!(config.contains("server: https://127.0.0.1:6443"));
+        let second = ensure(dir.path(), &["tug.example".into()], "https://127.0.0.1:6443").unwrap();
+        assert_eq!(first.ca_pem, second.ca_pem);
+        assert_ne!(first.cert_pem, second.cert_pem, "new SAN re-issues the serving cert");
+    }
+}

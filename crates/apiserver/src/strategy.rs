@@ -1,0 +1,728 @@
+//! Per-kind rules: defaulting, validation, and what a write may change.
+//!
+//! Upstream gives every resource a "strategy" (PrepareForCreate,
+//! PrepareForUpdate, Validate, ...). Ours are pure functions over JSON
+//! objects, with the typed decode through `k8s-openapi` as the structural
+//! check, so they are unit-tested without a server.
+
+use api::resources::ResourceInfo;
+use serde_json::{json, Map, Value};
+
+use crate::error::Cause;
+
+/// Check that `obj` decodes as its k8s-openapi type; the decode error is the
+/// message (upstream answers such type errors with 400 BadRequest).
+pub fn check_decodes(resource: &ResourceInfo, obj: &Value) -> Result<(), String> {
+    use api::k8s::api as k;
+    fn try_as<T: serde::de::DeserializeOwned>(obj: &Value) -> Result<(), String> {
+        T::deserialize(obj).map(|_| ()).map_err(|e| e.to_string())
+    }
+    match (resource.group, resource.kind) {
+        ("", "Namespace") => try_as::<k::core::v1::Namespace>(obj),
+        ("", "Pod") => try_as::<k::core::v1::Pod>(obj),
+        ("", "Node") => try_as::<k::core::v1::Node>(obj),
+        ("", "Service") => try_as::<k::core::v1::Service>(obj),
+        ("", "Endpoints") => try_as::<k::core::v1::Endpoints>(obj),
+        ("", "ConfigMap") => try_as::<k::core::v1::ConfigMap>(obj),
+        ("", "Secret") => try_as::<k::core::v1::Secret>(obj),
+        ("", "ServiceAccount") => try_as::<k::core::v1::ServiceAccount>(obj),
+        ("", "Event") => try_as::<k::core::v1::Event>(obj),
+        ("apps", "Deployment") => try_as::<k::apps::v1::Deployment>(obj),
+        ("apps", "ReplicaSet") => try_as::<k::apps::v1::ReplicaSet>(obj),
+        ("apps", "StatefulSet") => try_as::<k::apps::v1::StatefulSet>(obj),
+        ("apps", "DaemonSet") => try_as::<k::apps::v1::DaemonSet>(obj),
+        ("batch", "Job") => try_as::<k::batch::v1::Job>(obj),
+        ("batch", "CronJob") => try_as::<k::batch::v1::CronJob>(obj),
+        ("coordination.k8s.io", "Lease") => try_as::<k::coordination::v1::Lease>(obj),
+        ("discovery.k8s.io", "EndpointSlice") => try_as::<k::discovery::v1::EndpointSlice>(obj),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            try_as::<k::autoscaling::v2::HorizontalPodAutoscaler>(obj)
+        }
+        ("events.k8s.io", "Event") => try_as::<k::events::v1::Event>(obj),
+        ("policy", "PodDisruptionBudget") => try_as::<k::policy::v1::PodDisruptionBudget>(obj),
+        _ => Ok(()),
+    }
+}
+
+/// Fill in what upstream's defaulting fills in, so objects read back as they
+/// would from a real cluster (kubectl diff and edit compare against these).
+pub fn default(resource: &ResourceInfo, obj: &mut Value) {
+    match (resource.group, resource.kind) {
+        ("", "Namespace") => {
+            let name = api::meta::name(obj).unwrap_or_default().to_string();
+            let labels = labels_mut(obj);
+            labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+        ("", "Pod") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                default_pod_spec(spec);
+            }
+        }
+        ("", "Service") => default_service(obj),
+        ("", "Secret") => {
+            set_default(obj, "type", json!("Opaque"));
+            fold_string_data(obj);
+        }
+        ("apps", "Deployment") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                set_default(spec, "replicas", json!(1));
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(spec, "progressDeadlineSeconds", json!(600));
+                set_default(
+                    spec,
+                    "strategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+                );
+                if let Some(strategy) = spec.get_mut("strategy") {
+                    if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                        set_default(strategy, "rollingUpdate", json!({}));
+                        if let Some(ru) = strategy.get_mut("rollingUpdate") {
+                            set_default(ru, "maxUnavailable", json!("25%"));
+                            set_default(ru, "maxSurge", json!("25%"));
+                        }
+                    }
+                }
+                default_template(spec);
+            }
+        }
+        ("apps", "ReplicaSet") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                set_default(spec, "replicas", json!(1));
+                default_template(spec);
+            }
+        }
+        ("apps", "StatefulSet") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                set_default(spec, "replicas", json!(1));
+                set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(
+                    spec,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                );
+                set_default(
+                    spec,
+                    "persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                );
+                default_template(spec);
+            }
+        }
+        ("apps", "DaemonSet") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(
+                    spec,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                );
+                default_template(spec);
+            }
+        }
+        ("batch", "Job") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                default_job_spec(spec);
+            }
+        }
+        ("batch", "CronJob") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                set_default(spec, "concurrencyPolicy", json!("Allow"));
+                set_default(spec, "suspend", json!(false));
+                set_default(spec, "successfulJobsHistoryLimit", json!(3));
+                set_default(spec, "failedJobsHistoryLimit", json!(1));
+                if let Some(job) = spec.pointer_mut("/jobTemplate/spec") {
+                    default_job_spec(job);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `stringData` is write-only: upstream folds it into `data`, base64
+/// encoded, winning over `data` for the same key.
+fn fold_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        data[k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
+fn default_job_spec(spec: &mut Value) {
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    if spec.get("completions").is_none() {
+        // Upstream: completions defaults to 1 when parallelism was unset too.
+        spec["completions"] = json!(1);
+    }
+    default_template(spec);
+}
+
+fn default_template(spec: &mut Value) {
+    if let Some(pod_spec) = spec.pointer_mut("/template/spec") {
+        default_pod_spec(pod_spec);
+    }
+}
+
+fn default_pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "enableServiceLinks", json!(true));
+    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    set_default(spec, "priority", json!(0));
+    for list in ["containers", "initContainers"] {
+        if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in containers {
+                default_container(c);
+            }
+        }
+    }
+    if let Some(sa) = spec.get("serviceAccountName").cloned() {
+        set_default(spec, "serviceAccount", sa);
+    }
+}
+
+fn default_container(c: &mut Value) {
+    if !c.is_object() {
+        return;
+    }
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    set_default(c, "resources", json!({}));
+    let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+    let policy = if image_tag(image).is_none_or(|t| t == "latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    };
+    set_default(c, "imagePullPolicy", json!(policy));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// The tag of an image reference (`busybox:1.36` -> `1.36`); digests count
+/// as a tag so that pinned images are not pulled every time.
+fn image_tag(image: &str) -> Option<&str> {
+    if let Some((_, digest)) = image.split_once('@') {
+        return Some(digest);
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split_once(':').map(|(_, t)| t)
+}
+
+fn default_service(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec") else {
+        return;
+    };
+    set_default(spec, "type", json!("ClusterIP"));
+    set_default(spec, "sessionAffinity", json!("None"));
+    let service_type = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
+    if service_type != "ExternalName" {
+        set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        set_default(spec, "ipFamilies", json!(["IPv4"]));
+        set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if service_type == "NodePort" || service_type == "LoadBalancer" {
+        set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "protocol", json!("TCP"));
+            if let Some(port) = p.get("port").cloned() {
+                set_default(p, "targetPort", port);
+            }
+        }
+    }
+}
+
+fn set_default(obj: &mut Value, field: &str, value: Value) {
+    if let Some(map) = obj.as_object_mut() {
+        if map.get(field).is_none_or(Value::is_null) {
+            map.insert(field.to_string(), value);
+        }
+    }
+}
+
+fn labels_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    let meta = api::meta::metadata_mut(obj);
+    let labels = meta
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !labels.is_object() {
+        *labels = Value::Object(Map::new());
+    }
+    labels.as_object_mut().expect("object ensured above")
+}
+
+/// The status a new object starts with: upstream clears client-sent status
+/// on create for every kind with a status subresource, and gives pods and
+/// namespaces their initial phase.
+pub fn initial_status(resource: &ResourceInfo, obj: &mut Value) {
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    match (resource.group, resource.kind) {
+        ("", "Pod") => {
+            let qos = pod_qos_class(map.get("spec"));
+            map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+        }
+        ("", "Namespace") => {
+            map.insert("status".into(), json!({"phase": "Active"}));
+            let spec = map.entry("spec").or_insert_with(|| json!({}));
+            if spec.get("finalizers").is_none() {
+                spec["finalizers"] = json!(["kubernetes"]);
+            }
+        }
+        // Nodes and services keep what the creator sent (kubelets register
+        // with status; load balancer status is set by controllers).
+        ("", "Node") | ("", "Service") => {}
+        _ if resource.subresources.status => {
+            map.remove("status");
+        }
+        _ => {}
+    }
+}
+
+/// Upstream's QoS class: Guaranteed when every container has equal cpu and
+/// memory requests and limits, BestEffort when none has any, else Burstable.
+pub fn pod_qos_class(spec: Option<&Value>) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| spec?.get(*f)?.as_array())
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in &containers {
+        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        for res in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(res));
+            let request = requests.and_then(|r| r.get(res)).or(limit);
+            if request.is_some() || limit.is_some() {
+                any = true;
+            }
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Semantic checks beyond decoding: names and the fields upstream requires.
+pub fn validate(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let name = api::meta::name(obj).unwrap_or("");
+    let name_rule: fn(&str) -> Option<String> = match resource.kind {
+        "Namespace" | "Service" => dns1123_label,
+        _ => dns1123_subdomain,
+    };
+    if let Some(problem) = name_rule(name) {
+        causes.push(Cause::invalid("metadata.name", name, &problem));
+    }
+    for (k, v) in api::meta::labels(obj) {
+        if let Some(problem) = label_key_problem(&k) {
+            causes.push(Cause::invalid("metadata.labels", &k, &problem));
+        }
+        if let Some(problem) = label_value_problem(&v) {
+            causes.push(Cause::invalid("metadata.labels", &v, &problem));
+        }
+    }
+    match (resource.group, resource.kind) {
+        ("", "Pod") => validate_pod_spec(obj.get("spec"), "spec", &mut causes),
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
+            validate_workload(obj, &mut causes)
+        }
+        ("batch", "Job") => {
+            validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec", &mut causes)
+        }
+        ("", "Service") => validate_service(obj, &mut causes),
+        ("", "ConfigMap") | ("", "Secret") => {
+            for field in ["data", "binaryData", "stringData"] {
+                if let Some(map) = obj.get(field).and_then(Value::as_object) {
+                    for key in map.keys() {
+                        if !is_config_key(key) {
+                            causes.push(Cause::invalid(
+                                &format!("{field}[{key}]"),
+                                key,
+                                "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    causes
+}
+
+fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
+    let selector = obj.pointer("/spec/selector");
+    if selector.is_none_or(Value::is_null) {
+        causes.push(Cause::required("spec.selector"));
+    } else if let Some(match_labels) = selector
+        .and_then(|s| s.get("matchLabels"))
+        .and_then(Value::as_object)
+    {
+        let template_labels = obj
+            .pointer("/spec/template/metadata/labels")
+            .and_then(Value::as_object);
+        let matches = match_labels.iter().all(|(k, v)| {
+            template_labels
+                .and_then(|l| l.get(k))
+                .is_some_and(|tv| tv == v)
+        });
+        if !matches {
+            let labels = template_labels
+                .map(|l| {
+                    l.iter()
+                        .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            causes.push(Cause::invalid(
+                "spec.template.metadata.labels",
+                &format!("map[{labels}]"),
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
+        if r < 0 {
+            causes.push(Cause::invalid(
+                "spec.replicas",
+                &r.to_string(),
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec", causes);
+}
+
+fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
+    match containers {
+        None => causes.push(Cause::required(&format!("{path}.containers"))),
+        Some(list) if list.is_empty() => {
+            causes.push(Cause::required(&format!("{path}.containers")))
+        }
+        Some(list) => {
+            let mut seen = std::collections::HashSet::new();
+            for (i, c) in list.iter().enumerate() {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+                let field = format!("{path}.containers[{i}]");
+                if name.is_empty() {
+                    causes.push(Cause::required(&format!("{field}.name")));
+                } else if let Some(problem) = dns1123_label(name) {
+                    causes.push(Cause::invalid(&format!("{field}.name"), name, &problem));
+                } else if !seen.insert(name.to_string()) {
+                    causes.push(Cause {
+                        reason: "FieldValueDuplicate".into(),
+                        message: format!("Duplicate value: \"{name}\""),
+                        field: format!("{field}.name"),
+                    });
+                }
+                if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
+                    causes.push(Cause::required(&format!("{field}.image")));
+                }
+            }
+        }
+    }
+}
+
+fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
+    let service_type = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&service_type) {
+        causes.push(Cause {
+            reason: "FieldValueNotSupported".into(),
+            message: format!(
+                "Unsupported value: \"{service_type}\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
+            ),
+            field: "spec.type".into(),
+        });
+    }
+    let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
+    let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
+    if service_type != "ExternalName" && !headless && ports.is_none_or(|p| p.is_empty()) {
+        causes.push(Cause::required("spec.ports"));
+    }
+    for (i, p) in ports.into_iter().flatten().enumerate() {
+        let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=65535).contains(&port) {
+            causes.push(Cause::invalid(
+                &format!("spec.ports[{i}].port"),
+                &port.to_string(),
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+        if ports.is_some_and(|all| all.len() > 1)
+            && p.get("name").and_then(Value::as_str).unwrap_or("").is_empty()
+        {
+            causes.push(Cause::required(&format!("spec.ports[{i}].name")));
+        }
+    }
+}
+
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+fn is_label_chars(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// `None` if `s` is a valid RFC 1123 label, else upstream's message.
+pub fn dns1123_label(s: &str) -> Option<String> {
+    if s.len() > 63 {
+        return Some("must be no more than 63 characters".into());
+    }
+    (!is_label_chars(s)).then(|| DNS1123_LABEL_MSG.to_string())
+}
+
+/// `None` if `s` is a valid RFC 1123 subdomain, else upstream's message.
+pub fn dns1123_subdomain(s: &str) -> Option<String> {
+    if s.len() > 253 {
+        return Some("must be no more than 253 characters".into());
+    }
+    (!s.split('.').all(is_label_chars)).then(|| DNS1123_SUBDOMAIN_MSG.to_string())
+}
+
+fn is_qualified_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+fn label_key_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if let Some(problem) = dns1123_subdomain(p) {
+            return Some(format!("prefix part {problem}"));
+        }
+    }
+    (!is_qualified_name_part(name)).then(|| {
+        "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_string()
+    })
+}
+
+fn label_value_problem(value: &str) -> Option<String> {
+    if value.is_empty() || is_qualified_name_part(value) {
+        None
+    } else if value.len() > 63 {
+        Some("must be no more than 63 characters".into())
+    } else {
+        Some("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into())
+    }
+}
+
+fn is_config_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && key != "."
+        && key != ".."
+}
+
+/// Changes an update may not make (upstream's ValidateUpdate rules that
+/// users meet most: selectors, pod specs, immutable ConfigMaps and Secrets).
+pub fn immutable_changes(resource: &ResourceInfo, old: &Value, new: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let changed = |pointer: &str| old.pointer(pointer) != new.pointer(pointer);
+    match (resource.group, resource.kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") | ("batch", "Job") => {
+            if changed("/spec/selector") && old.pointer("/spec/selector").is_some() {
+                causes.push(Cause::invalid("spec.selector", &selector_text(new), "field is immutable"));
+            }
+            if resource.kind == "Job" && changed("/spec/template") {
+                causes.push(Cause::invalid("spec.template", "", "field is immutable"));
+            }
+        }
+        ("", "Pod") => {
+            let strip = |v: &Value| {
+                let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
+                for list in ["containers", "initContainers"] {
+                    if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                        for c in cs {
+                            if let Some(m) = c.as_object_mut() {
+                                m.remove("image");
+                            }
+                        }
+                    }
+                }
+                if let Some(m) = spec.as_object_mut() {
+                    for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName", "schedulingGates"] {
+                        m.remove(f);
+                    }
+                }
+                spec
+            };
+            if strip(old) != strip(new) {
+                causes.push(Cause::forbidden(
+                    "spec",
+                    "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+                ));
+            }
+            let old_node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            if !old_node.is_empty() && changed("/spec/nodeName") {
+                causes.push(Cause::forbidden("spec.nodeName", "field is immutable once set"));
+            }
+        }
+        ("", "ConfigMap" | "Secret") => {
+            if old.get("immutable") == Some(&Value::Bool(true))
+                && (changed("/data") || changed("/binaryData") || changed("/immutable"))
+            {
+                causes.push(Cause::forbidden("data", "field is immutable when `immutable` is set"));
+            }
+        }
+        ("", "Service") => {
+            let old_ip = old.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+            let new_ip = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+            if !old_ip.is_empty() && !new_ip.is_empty() && old_ip != new_ip {
+                causes.push(Cause::invalid("spec.clusterIPs[0]", new_ip, "may not change once set"));
+            }
+        }
+        _ => {}
+    }
+    causes
+}
+
+fn selector_text(obj: &Value) -> String {
+    obj.pointer("/spec/selector").map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// The part of an object that bumps `metadata.generation` when it changes:
+/// everything except metadata and status.
+pub fn spec_part(obj: &Value) -> Value {
+    match obj.as_object() {
+        Some(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        None => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::resources::find;
+
+    #[test]
+    fn pods_get_upstream_defaults() {
+        let pods = find("", "v1", "pods").unwrap();
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}, {"name": "d", "image": "nginx"}]}});
+        default(pods, &mut pod);
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "Always");
+        initial_status(pods, &mut pod);
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn a_pod_without_containers_is_invalid() {
+        let pods = find("", "v1", "pods").unwrap();
+        let causes = validate(pods, &json!({"metadata": {"name": "p"}, "spec": {}}));
+        assert_eq!(causes[0].field, "spec.containers");
+    }
+
+    #[test]
+    fn bad_names_are_rejected_with_upstream_messages() {
+        let cms = find("", "v1", "configmaps").unwrap();
+        let causes = validate(cms, &json!({"metadata": {"name": "Bad_Name"}}));
+        assert_eq!(causes[0].field, "metadata.name");
+        assert!(causes[0].message.contains("RFC 1123 subdomain"));
+        let ns = find("", "v1", "namespaces").unwrap();
+        assert!(!validate(ns, &json!({"metadata": {"name": "a.b"}})).is_empty());
+        assert!(validate(ns, &json!({"metadata": {"name": "team-a"}})).is_empty());
+    }
+
+    #[test]
+    fn a_deployment_selector_must_match_its_template() {
+        let d = find("apps", "v1", "deployments").unwrap();
+        let obj = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "y"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        let causes = validate(d, &obj);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.template.metadata.labels");
+    }
+
+    #[test]
+    fn qos_classes_follow_requests_and_limits() {
+        let guaranteed = json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
+        assert_eq!(pod_qos_class(Some(&guaranteed)), "Guaranteed");
+        let burstable = json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]});
+        assert_eq!(pod_qos_class(Some(&burstable)), "Burstable");
+        assert_eq!(pod_qos_class(Some(&json!({"containers": [{}]}))), "BestEffort");
+    }
+
+    #[test]
+    fn secret_string_data_folds_into_base64_data() {
+        let secrets = find("", "v1", "secrets").unwrap();
+        let mut obj = json!({"metadata": {"name": "s"}, "data": {"a": "eA=="}, "stringData": {"b": "hunter2"}});
+        default(secrets, &mut obj);
+        assert_eq!(obj["data"], json!({"a": "eA==", "b": "aHVudGVyMg=="}));
+        assert!(obj.get("stringData").is_none());
+        assert_eq!(obj["type"], "Opaque");
+    }
+
+    #[test]
+    fn service_ports_default_target_port_and_protocol() {
+        let svc = find("", "v1", "services").unwrap();
+        let mut obj = json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}});
+        default(svc, &mut obj);
+        assert_eq!(obj["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(obj["spec"]["ports"][0]["protocol"], "TCP");
+        assert_eq!(obj["spec"]["type"], "ClusterIP");
+    }
+}
