@@ -1,1 +1,157 @@
-//! End-to-end test helpers.
+//! End-to-end harness: start the real `tug-apiserver` binary on a free port
+//! with a fresh data dir, and drive it with the real `kubectl`.
+//!
+//! The binaries are found in the workspace target dir (`cargo build
+//! --workspace --bins` first; the README's test command does that), or where
+//! `TUG_BIN_DIR` points.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where kubectl versions are installed on this project's machines.
+pub const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
+
+/// The directory holding our built binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("TUG_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| manifest.join("..").join("target"));
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    target.join(profile)
+}
+
+/// The path of one of our binaries; panics with a hint when it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running `tug-apiserver`, killed when dropped.
+pub struct ApiServer {
+    pub child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl ApiServer {
+    /// Start on a fresh temporary data dir and wait until it is ready.
+    pub fn start() -> ApiServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let mut server = Self::start_in(&data_dir, free_port(), &[]);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Start on a given data dir and port (restarts reuse both).
+    pub fn start_in(data_dir: &Path, port: u16, extra_args: &[&str]) -> ApiServer {
+        let log = std::fs::File::create(data_dir.with_extension("log"))
+            .or_else(|_| {
+                std::fs::create_dir_all(data_dir.parent().unwrap_or(Path::new("/tmp")))?;
+                std::fs::File::create(data_dir.with_extension("log"))
+            })
+            .expect("log file");
+        let child = Command::new(binary("tug-apiserver"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tug-apiserver");
+        let server = ApiServer {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
+            kubeconfig: data_dir.join("admin.kubeconfig"),
+            _dir: None,
+        };
+        server.wait_ready(Duration::from_secs(30));
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.kubeconfig.exists() {
+                let out = self.kubectl("1.32", &["get", "--raw", "/readyz"]);
+                if out.status.success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "tug-apiserver did not become ready; log:\n{}",
+            std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+        );
+    }
+
+    /// Run `kubectl.<version>` with this server's kubeconfig.
+    pub fn kubectl(&self, version: &str, args: &[&str]) -> Output {
+        self.kubectl_cmd(version, args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// A `kubectl` command ready to run (for stdin, env or spawn).
+    pub fn kubectl_cmd(&self, version: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(format!("{KUBECTL_DIR}/kubectl.{version}"));
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.data_dir.parent().unwrap_or(Path::new("/tmp")))
+            .args(args);
+        cmd
+    }
+
+    /// Run kubectl and return stdout, panicking with stderr on failure.
+    pub fn kubectl_ok(&self, version: &str, args: &[&str]) -> String {
+        let out = self.kubectl(version, args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kill the server the hard way (SIGKILL), as a crash would.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
