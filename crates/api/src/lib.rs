@@ -17,6 +17,7 @@ pub use k8s_openapi as k8s;
 
 pub mod fields;
 pub mod meta;
+pub mod openapi;
 pub mod patch_meta;
 pub mod resources;
 pub mod schema;

@@ -25,17 +25,26 @@
 //! - Swagger 2 wants `{$ref, description}` where JSON schema writes
 //!   `{allOf: [{$ref}], description}`; kubectl's v2 model reader treats an
 //!   `allOf` as an untyped value, so v2 uses the upstream form. v3 keeps
-//!   `allOf`, as upstream does since 1.27.
+//!   `allOf`, as recent upstream releases do (kubectl's v3 explain templates
+//!   and v3 patch code read it).
 //!
 //! # What the server must do with these (content negotiation)
 //!
 //! - `GET /openapi/v2`: client-go (every kubectl 1.27-1.33) sends
-//!   `Accept: application/com.github.proto-openapiv2.v2.v2.0.0+protobuf` and
+//!   `Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf` and
 //!   decodes the body with `proto.Unmarshal` into gnostic's
 //!   `openapi_v2.Document` whatever the response's content type: a JSON body
-//!   fails to decode. So when `Accept` names [`V2_PROTOBUF_CONTENT_TYPE`],
-//!   answer [`v2_protobuf`] with that content type; otherwise (`application/json`,
-//!   `*/*`, none) answer [`v2`] as `application/json`.
+//!   fails with `proto: cannot parse invalid wire-format data` (seen with
+//!   kubectl 1.27-1.33). So when [`v2_wants_protobuf`] says so for the
+//!   `Accept` header (either spelling in [`V2_PROTOBUF_ACCEPT`]), answer
+//!   [`v2_protobuf`] with `Content-Type:` [`V2_PROTOBUF_CONTENT_TYPE`];
+//!   otherwise (`application/json`, `*/*`, no `Accept`) answer [`v2`] as
+//!   `application/json`. Upstream adds `ETag` (a hash of the bytes) and
+//!   `Vary: Accept`. This matters: kubectl 1.27 and 1.28 fetch v2 before
+//!   every `apply`, `create` and `explain` and abort when it does not decode
+//!   (a `404` or `406` aborts too); 1.29+ read it for
+//!   `explain --output=plaintext-openapiv2` and for client-side validation
+//!   when the v3 document lacks `fieldValidation`.
 //! - `GET /openapi/v3`: [`v3_index`] as `application/json` (client-go
 //!   decodes it as JSON, any `Accept`).
 //! - `GET /openapi/v3/{api/v1|apis/G/V}`: kubectl asks `Accept:
@@ -44,8 +53,9 @@
 //!   `ETag: "<v3_hash>"`; when the request's `?hash=` equals the current hash
 //!   it adds `Cache-Control: public, immutable` (max-age one year), and when
 //!   the hash is stale it answers `301` to the current `serverRelativeURL`.
-//!   A request for the protobuf v3 type ([`V3_PROTOBUF_CONTENT_TYPE`]) should
-//!   get `406`, since only JSON is offered (kubectl never asks for it).
+//!   A request that accepts only the protobuf v3 types
+//!   ([`V3_PROTOBUF_ACCEPT`]) should get `406`, since only JSON is offered
+//!   (kubectl never asks for them).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -60,13 +70,22 @@ use crate::schema::{self, Dialect};
 /// The `info.version` of the documents: the Kubernetes release served.
 pub const INFO_VERSION: &str = "v1.33.0";
 
-/// The media type client-go asks `/openapi/v2` for (gnostic protobuf).
-pub const V2_PROTOBUF_CONTENT_TYPE: &str =
-    "application/com.github.proto-openapiv2.v2.v2.0.0+protobuf";
+/// The `Accept` values that ask `/openapi/v2` for gnostic protobuf: client-go
+/// sends the first (deprecated) spelling, upstream accepts both.
+pub const V2_PROTOBUF_ACCEPT: &[&str] = &[
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+];
 
-/// The protobuf media type of v3 documents (not offered; kubectl asks JSON).
-pub const V3_PROTOBUF_CONTENT_TYPE: &str =
-    "application/com.github.proto-openapiv3.v3.v3.0.0+protobuf";
+/// The `Content-Type` of a protobuf `/openapi/v2` answer (upstream's).
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The protobuf media types of v3 documents (not offered; kubectl asks JSON).
+pub const V3_PROTOBUF_ACCEPT: &[&str] = &[
+    "application/com.github.proto-openapi.spec.v3@v1.0+protobuf",
+    "application/com.github.proto-openapi.spec.v3.v1.0+protobuf",
+];
 
 /// The media types PATCH accepts.
 pub const PATCH_CONTENT_TYPES: &[&str] = &[
@@ -97,7 +116,7 @@ pub fn v2() -> Value {
 }
 
 /// The Swagger 2.0 document encoded as gnostic's `openapi.v2.Document`
-/// protobuf: what client-go asks for with [`V2_PROTOBUF_CONTENT_TYPE`].
+/// protobuf: what client-go asks for (see [`v2_wants_protobuf`]).
 pub fn v2_protobuf() -> Vec<u8> {
     static PB: OnceLock<Vec<u8>> = OnceLock::new();
     PB.get_or_init(|| {
@@ -105,6 +124,31 @@ pub fn v2_protobuf() -> Vec<u8> {
             .unwrap_or_else(|e| panic!("v2 document does not fit gnostic's model: {e}"))
     })
     .clone()
+}
+
+/// Whether an `/openapi/v2` request with this `Accept` header should get
+/// [`v2_protobuf`] rather than JSON: the first clause naming JSON, a
+/// protobuf type of [`V2_PROTOBUF_ACCEPT`] or a wildcard decides, as in
+/// upstream's negotiation (clauses with `q=0` are skipped).
+pub fn v2_wants_protobuf(accept: &str) -> bool {
+    for clause in accept.split(',') {
+        let mut parts = clause.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+        });
+        if refused {
+            continue;
+        }
+        if V2_PROTOBUF_ACCEPT.contains(&media.as_str()) {
+            return true;
+        }
+        if matches!(media.as_str(), "application/json" | "application/*" | "*/*") {
+            return false;
+        }
+    }
+    false
 }
 
 /// The OpenAPI v3 discovery index (`/openapi/v3`): one entry per served
@@ -722,7 +766,10 @@ fn v2_operation(op: &Operation) -> Value {
     out.insert("schemes".into(), strings(&["https"]));
     out.insert("tags".into(), json!([op.tag]));
     out.insert("x-kubernetes-action".into(), op.action.into());
-    out.insert("x-kubernetes-group-version-kind".into(), gvk_object(&op.gvk));
+    out.insert(
+        "x-kubernetes-group-version-kind".into(),
+        gvk_object(&op.gvk),
+    );
     Value::Object(out)
 }
 
@@ -799,7 +846,10 @@ fn v3_operation(op: &Operation) -> Value {
     out.insert("responses".into(), Value::Object(responses));
     out.insert("tags".into(), json!([op.tag]));
     out.insert("x-kubernetes-action".into(), op.action.into());
-    out.insert("x-kubernetes-group-version-kind".into(), gvk_object(&op.gvk));
+    out.insert(
+        "x-kubernetes-group-version-kind".into(),
+        gvk_object(&op.gvk),
+    );
     Value::Object(out)
 }
 
@@ -1099,11 +1149,7 @@ fn for_each_subschema(map: &mut Map<String, Value>, f: fn(&mut Value)) {
                 Value::Array(items) => items.iter_mut().for_each(f),
                 other => f(other),
             },
-            "additionalProperties" | "not" => {
-                if value.is_object() {
-                    f(value);
-                }
-            }
+            "additionalProperties" | "not" if value.is_object() => f(value),
             "allOf" | "oneOf" | "anyOf" => {
                 if let Value::Array(items) = value {
                     items.iter_mut().for_each(f);
@@ -1181,4 +1227,920 @@ fn sanitize_v3(schema: &mut Value) {
     }
     map.retain(|k, _| V3_SCHEMA_KEYS.contains(&k.as_str()) || k.starts_with("x-"));
     for_each_subschema(map, sanitize_v3);
+}
+
+// ---------------------------------------------------------------------------
+// gnostic protobuf.
+
+/// A strict encoder of a Swagger 2.0 JSON document into gnostic's
+/// `openapi.v2.Document` protobuf (`github.com/google/gnostic-models`,
+/// `openapiv2/OpenAPIv2.proto`), the form client-go downloads. Like gnostic's
+/// own compiler, it refuses keys the Swagger 2.0 model has no field for, so a
+/// document that encodes is also one gnostic would parse. `Any` values
+/// (extensions, defaults, examples, enums) travel as their `yaml` text: the
+/// JSON text, which is valid YAML.
+mod gnostic {
+    use serde_json::{Map, Value};
+
+    type Result<T = ()> = std::result::Result<T, String>;
+
+    #[derive(Default)]
+    struct Writer {
+        buf: Vec<u8>,
+    }
+
+    impl Writer {
+        fn varint(&mut self, mut v: u64) {
+            while v >= 0x80 {
+                self.buf.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            self.buf.push(v as u8);
+        }
+
+        fn tag(&mut self, field: u32, wire: u32) {
+            self.varint(u64::from((field << 3) | wire));
+        }
+
+        fn bytes(&mut self, field: u32, bytes: &[u8]) {
+            self.tag(field, 2);
+            self.varint(bytes.len() as u64);
+            self.buf.extend_from_slice(bytes);
+        }
+
+        fn message(&mut self, field: u32, f: impl FnOnce(&mut Writer) -> Result) -> Result {
+            let mut inner = Writer::default();
+            f(&mut inner)?;
+            self.bytes(field, &inner.buf);
+            Ok(())
+        }
+
+        /// A singular `string` field (proto3 leaves the empty string out).
+        fn string(&mut self, field: u32, value: &Value, at: &str) -> Result {
+            let s = value
+                .as_str()
+                .ok_or_else(|| format!("{at}: expected a string"))?;
+            if !s.is_empty() {
+                self.bytes(field, s.as_bytes());
+            }
+            Ok(())
+        }
+
+        /// A `repeated string` field.
+        fn strings(&mut self, field: u32, value: &Value, at: &str) -> Result {
+            for item in array(value, at)? {
+                let s = item
+                    .as_str()
+                    .ok_or_else(|| format!("{at}: expected strings"))?;
+                self.bytes(field, s.as_bytes());
+            }
+            Ok(())
+        }
+
+        fn bool(&mut self, field: u32, value: &Value, at: &str) -> Result {
+            let b = value
+                .as_bool()
+                .ok_or_else(|| format!("{at}: expected a boolean"))?;
+            if b {
+                self.tag(field, 0);
+                self.varint(1);
+            }
+            Ok(())
+        }
+
+        fn int64(&mut self, field: u32, value: &Value, at: &str) -> Result {
+            let n = value
+                .as_i64()
+                .ok_or_else(|| format!("{at}: expected an integer"))?;
+            if n != 0 {
+                self.tag(field, 0);
+                self.varint(n as u64);
+            }
+            Ok(())
+        }
+
+        fn double(&mut self, field: u32, value: &Value, at: &str) -> Result {
+            let n = value
+                .as_f64()
+                .ok_or_else(|| format!("{at}: expected a number"))?;
+            if n != 0.0 {
+                self.tag(field, 1);
+                self.buf.extend_from_slice(&n.to_le_bytes());
+            }
+            Ok(())
+        }
+
+        /// An `Any` message: `yaml` (field 2) holds the value's text.
+        fn any(&mut self, field: u32, value: &Value) -> Result {
+            self.message(field, |w| {
+                let text = serde_json::to_string(value).map_err(|e| e.to_string())?;
+                w.bytes(2, text.as_bytes());
+                Ok(())
+            })
+        }
+
+        /// A `NamedAny` vendor extension.
+        fn extension(&mut self, field: u32, name: &str, value: &Value) -> Result {
+            self.message(field, |w| {
+                w.bytes(1, name.as_bytes());
+                w.any(2, value)
+            })
+        }
+    }
+
+    fn object<'a>(value: &'a Value, at: &str) -> Result<&'a Map<String, Value>> {
+        value
+            .as_object()
+            .ok_or_else(|| format!("{at}: expected an object"))
+    }
+
+    fn array<'a>(value: &'a Value, at: &str) -> Result<&'a Vec<Value>> {
+        value
+            .as_array()
+            .ok_or_else(|| format!("{at}: expected an array"))
+    }
+
+    fn unknown(at: &str, key: &str) -> String {
+        format!("{at}: `{key}` has no place in the Swagger 2.0 model")
+    }
+
+    pub(super) fn encode_document(doc: &Value) -> Result<Vec<u8>> {
+        let mut w = Writer::default();
+        for (key, v) in object(doc, "document")? {
+            let at = key.as_str();
+            match at {
+                "swagger" => w.string(1, v, at)?,
+                "info" => w.message(2, |w| info(w, v))?,
+                "host" => w.string(3, v, at)?,
+                "basePath" => w.string(4, v, at)?,
+                "schemes" => w.strings(5, v, at)?,
+                "consumes" => w.strings(6, v, at)?,
+                "produces" => w.strings(7, v, at)?,
+                "paths" => w.message(8, |w| paths(w, v))?,
+                "definitions" => w.message(9, |w| named_schemas(w, 1, v, "definitions"))?,
+                k if k.starts_with("x-") => w.extension(16, k, v)?,
+                k => return Err(unknown("document", k)),
+            }
+        }
+        Ok(w.buf)
+    }
+
+    fn info(w: &mut Writer, v: &Value) -> Result {
+        for (key, v) in object(v, "info")? {
+            match key.as_str() {
+                "title" => w.string(1, v, "info.title")?,
+                "version" => w.string(2, v, "info.version")?,
+                "description" => w.string(3, v, "info.description")?,
+                "termsOfService" => w.string(4, v, "info.termsOfService")?,
+                k if k.starts_with("x-") => w.extension(7, k, v)?,
+                k => return Err(unknown("info", k)),
+            }
+        }
+        Ok(())
+    }
+
+    fn paths(w: &mut Writer, v: &Value) -> Result {
+        for (path, item) in object(v, "paths")? {
+            if path.starts_with("x-") {
+                w.extension(1, path, item)?;
+                continue;
+            }
+            // NamedPathItem { name = 1; value = 2 }
+            w.message(2, |w| {
+                w.bytes(1, path.as_bytes());
+                w.message(2, |w| path_item(w, item, path))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn path_item(w: &mut Writer, v: &Value, at: &str) -> Result {
+        for (key, v) in object(v, at)? {
+            let field = match key.as_str() {
+                "$ref" => {
+                    w.string(1, v, at)?;
+                    continue;
+                }
+                "get" => 2,
+                "put" => 3,
+                "post" => 4,
+                "delete" => 5,
+                "options" => 6,
+                "head" => 7,
+                "patch" => 8,
+                "parameters" => {
+                    for p in array(v, at)? {
+                        w.message(9, |w| parameters_item(w, p, at))?;
+                    }
+                    continue;
+                }
+                k if k.starts_with("x-") => {
+                    w.extension(10, k, v)?;
+                    continue;
+                }
+                k => return Err(unknown(at, k)),
+            };
+            let at = format!("{at} {key}");
+            w.message(field, |w| operation(w, v, &at))?;
+        }
+        Ok(())
+    }
+
+    fn operation(w: &mut Writer, v: &Value, at: &str) -> Result {
+        for (key, v) in object(v, at)? {
+            match key.as_str() {
+                "tags" => w.strings(1, v, at)?,
+                "summary" => w.string(2, v, at)?,
+                "description" => w.string(3, v, at)?,
+                "operationId" => w.string(5, v, at)?,
+                "produces" => w.strings(6, v, at)?,
+                "consumes" => w.strings(7, v, at)?,
+                "parameters" => {
+                    for p in array(v, at)? {
+                        w.message(8, |w| parameters_item(w, p, at))?;
+                    }
+                }
+                "responses" => w.message(9, |w| responses(w, v, at))?,
+                "schemes" => w.strings(10, v, at)?,
+                "deprecated" => w.bool(11, v, at)?,
+                k if k.starts_with("x-") => w.extension(13, k, v)?,
+                k => return Err(unknown(at, k)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `ParametersItem { oneof { Parameter parameter = 1; JsonReference json_reference = 2; } }`
+    fn parameters_item(w: &mut Writer, v: &Value, at: &str) -> Result {
+        let map = object(v, at)?;
+        if let Some(r) = map.get("$ref") {
+            return w.message(2, |w| w.string(1, r, at));
+        }
+        let location = map.get("in").and_then(Value::as_str).unwrap_or_default();
+        let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
+        let at = format!("{at} parameter {name}");
+        // Parameter { oneof { BodyParameter = 1; NonBodyParameter = 2; } }
+        w.message(1, |w| match location {
+            "body" => w.message(1, |w| body_parameter(w, map, &at)),
+            // NonBodyParameter { header = 1; formData = 2; query = 3; path = 4 }
+            "header" => w.message(2, |w| w.message(1, |w| path_like(w, map, &at))),
+            "formData" => w.message(2, |w| w.message(2, |w| query_like(w, map, &at))),
+            "query" => w.message(2, |w| w.message(3, |w| query_like(w, map, &at))),
+            "path" => w.message(2, |w| w.message(4, |w| path_like(w, map, &at))),
+            other => Err(format!("{at}: unknown location `{other}`")),
+        })
+    }
+
+    fn body_parameter(w: &mut Writer, map: &Map<String, Value>, at: &str) -> Result {
+        for (key, v) in map {
+            match key.as_str() {
+                "description" => w.string(1, v, at)?,
+                "name" => w.string(2, v, at)?,
+                "in" => w.string(3, v, at)?,
+                "required" => w.bool(4, v, at)?,
+                "schema" => w.message(5, |w| schema(w, v, at))?,
+                k if k.starts_with("x-") => w.extension(6, k, v)?,
+                k => return Err(unknown(at, k)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The primitive-parameter fields shared by `QueryParameterSubSchema` and
+    /// `FormDataParameterSubSchema` (numbered after `allow_empty_value = 5`).
+    fn query_like(w: &mut Writer, map: &Map<String, Value>, at: &str) -> Result {
+        for (key, v) in map {
+            match key.as_str() {
+                "required" => w.bool(1, v, at)?,
+                "in" => w.string(2, v, at)?,
+                "description" => w.string(3, v, at)?,
+                "name" => w.string(4, v, at)?,
+                "allowEmptyValue" => w.bool(5, v, at)?,
+                k => primitive(w, k, v, 6, at)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The fields shared by `PathParameterSubSchema` and
+    /// `HeaderParameterSubSchema` (no `allow_empty_value`).
+    fn path_like(w: &mut Writer, map: &Map<String, Value>, at: &str) -> Result {
+        for (key, v) in map {
+            match key.as_str() {
+                "required" => w.bool(1, v, at)?,
+                "in" => w.string(2, v, at)?,
+                "description" => w.string(3, v, at)?,
+                "name" => w.string(4, v, at)?,
+                k => primitive(w, k, v, 5, at)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The run of primitive fields every non-body parameter shares, starting
+    /// at field `base` (`type`) and ending with `vendor_extension`.
+    fn primitive(w: &mut Writer, key: &str, v: &Value, base: u32, at: &str) -> Result {
+        match key {
+            "type" => w.string(base, v, at),
+            "format" => w.string(base + 1, v, at),
+            "collectionFormat" => w.string(base + 3, v, at),
+            "default" => w.any(base + 4, v),
+            "maximum" => w.double(base + 5, v, at),
+            "exclusiveMaximum" => w.bool(base + 6, v, at),
+            "minimum" => w.double(base + 7, v, at),
+            "exclusiveMinimum" => w.bool(base + 8, v, at),
+            "maxLength" => w.int64(base + 9, v, at),
+            "minLength" => w.int64(base + 10, v, at),
+            "pattern" => w.string(base + 11, v, at),
+            "maxItems" => w.int64(base + 12, v, at),
+            "minItems" => w.int64(base + 13, v, at),
+            "uniqueItems" => w.bool(base + 14, v, at),
+            "enum" => {
+                for item in array(v, at)? {
+                    w.any(base + 15, item)?;
+                }
+                Ok(())
+            }
+            "multipleOf" => w.double(base + 16, v, at),
+            k if k.starts_with("x-") => w.extension(base + 17, k, v),
+            k => Err(unknown(at, k)),
+        }
+    }
+
+    fn responses(w: &mut Writer, v: &Value, at: &str) -> Result {
+        for (code, v) in object(v, at)? {
+            if code.starts_with("x-") {
+                w.extension(2, code, v)?;
+                continue;
+            }
+            let at = format!("{at} response {code}");
+            // NamedResponseValue { name = 1; ResponseValue value = 2 }
+            w.message(1, |w| {
+                w.bytes(1, code.as_bytes());
+                w.message(2, |w| {
+                    let map = object(v, &at)?;
+                    if let Some(r) = map.get("$ref") {
+                        return w.message(2, |w| w.string(1, r, &at));
+                    }
+                    w.message(1, |w| response(w, map, &at))
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    fn response(w: &mut Writer, map: &Map<String, Value>, at: &str) -> Result {
+        for (key, v) in map {
+            match key.as_str() {
+                "description" => w.string(1, v, at)?,
+                // SchemaItem { oneof { Schema schema = 1; FileSchema = 2 } }
+                "schema" => w.message(2, |w| w.message(1, |w| schema(w, v, at)))?,
+                k if k.starts_with("x-") => w.extension(5, k, v)?,
+                k => return Err(unknown(at, k)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `NamedSchema` entries (`name = 1`, `value = 2`) in field `field`.
+    fn named_schemas(w: &mut Writer, field: u32, v: &Value, at: &str) -> Result {
+        for (name, s) in object(v, at)? {
+            let at = format!("{at}.{name}");
+            w.message(field, |w| {
+                w.bytes(1, name.as_bytes());
+                w.message(2, |w| schema(w, s, &at))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn schema(w: &mut Writer, v: &Value, at: &str) -> Result {
+        for (key, v) in object(v, at)? {
+            match key.as_str() {
+                "$ref" => w.string(1, v, at)?,
+                "format" => w.string(2, v, at)?,
+                "title" => w.string(3, v, at)?,
+                "description" => w.string(4, v, at)?,
+                "default" => w.any(5, v)?,
+                "multipleOf" => w.double(6, v, at)?,
+                "maximum" => w.double(7, v, at)?,
+                "exclusiveMaximum" => w.bool(8, v, at)?,
+                "minimum" => w.double(9, v, at)?,
+                "exclusiveMinimum" => w.bool(10, v, at)?,
+                "maxLength" => w.int64(11, v, at)?,
+                "minLength" => w.int64(12, v, at)?,
+                "pattern" => w.string(13, v, at)?,
+                "maxItems" => w.int64(14, v, at)?,
+                "minItems" => w.int64(15, v, at)?,
+                "uniqueItems" => w.bool(16, v, at)?,
+                "maxProperties" => w.int64(17, v, at)?,
+                "minProperties" => w.int64(18, v, at)?,
+                "required" => w.strings(19, v, at)?,
+                "enum" => {
+                    for item in array(v, at)? {
+                        w.any(20, item)?;
+                    }
+                }
+                // AdditionalPropertiesItem { oneof { Schema = 1; bool = 2 } }
+                "additionalProperties" => w.message(21, |w| match v {
+                    Value::Bool(b) => {
+                        // A oneof member is written even when false.
+                        w.tag(2, 0);
+                        w.varint(u64::from(*b));
+                        Ok(())
+                    }
+                    other => w.message(1, |w| schema(w, other, at)),
+                })?,
+                // TypeItem { repeated string value = 1 }
+                "type" => w.message(22, |w| match v {
+                    Value::Array(_) => w.strings(1, v, at),
+                    other => {
+                        let t = other.as_str().ok_or_else(|| format!("{at}: bad type"))?;
+                        w.bytes(1, t.as_bytes());
+                        Ok(())
+                    }
+                })?,
+                // ItemsItem { repeated Schema schema = 1 }
+                "items" => w.message(23, |w| match v {
+                    Value::Array(items) => {
+                        for item in items {
+                            w.message(1, |w| schema(w, item, at))?;
+                        }
+                        Ok(())
+                    }
+                    other => w.message(1, |w| schema(w, other, at)),
+                })?,
+                "allOf" => {
+                    for item in array(v, at)? {
+                        w.message(24, |w| schema(w, item, at))?;
+                    }
+                }
+                // Properties { repeated NamedSchema additional_properties = 1 }
+                "properties" => w.message(25, |w| named_schemas(w, 1, v, at))?,
+                "discriminator" => w.string(26, v, at)?,
+                "readOnly" => w.bool(27, v, at)?,
+                "example" => w.any(30, v)?,
+                k if k.starts_with("x-") => w.extension(31, k, v)?,
+                k => return Err(unknown(at, k)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operation of a document: (path, method, operation).
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if method != "parameters" {
+                    out.push((path.clone(), method.clone(), op.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn has_operation(doc: &Value, path: &str, method: &str) -> bool {
+        doc["paths"].get(path).and_then(|p| p.get(method)).is_some()
+    }
+
+    fn resource_paths(r: &ResourceInfo) -> (String, String) {
+        let prefix = if r.group.is_empty() {
+            format!("/api/{}", r.version)
+        } else {
+            format!("/apis/{}/{}", r.group, r.version)
+        };
+        let collection = if r.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{prefix}/{}", r.plural)
+        };
+        let item = format!("{collection}/{{name}}");
+        (collection, item)
+    }
+
+    #[test]
+    fn every_served_resource_has_list_get_and_patch_paths_in_v2_and_in_its_v3_document() {
+        let v2 = v2();
+        for r in RESOURCES {
+            let v3 = v3_group_version(&gv_path(r.group, r.version)).unwrap();
+            let (collection, item) = resource_paths(r);
+            for doc in [&v2, &v3] {
+                for (path, method) in [
+                    (&collection, "get"),
+                    (&collection, "post"),
+                    (&collection, "delete"),
+                    (&item, "get"),
+                    (&item, "put"),
+                    (&item, "patch"),
+                    (&item, "delete"),
+                ] {
+                    assert!(has_operation(doc, path, method), "{method} {path}");
+                }
+                if r.subresources.status {
+                    assert!(has_operation(doc, &format!("{item}/status"), "patch"));
+                }
+                if r.subresources.scale {
+                    assert!(has_operation(doc, &format!("{item}/scale"), "patch"));
+                }
+            }
+        }
+        let deploy = &v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"];
+        assert_eq!(
+            deploy["patch"]["operationId"],
+            "patchAppsV1NamespacedDeployment"
+        );
+        assert_eq!(
+            v2["paths"]["/api/v1/pods"]["get"]["operationId"],
+            "listCoreV1PodForAllNamespaces"
+        );
+        assert_eq!(
+            v2["paths"]["/api/v1/nodes/{name}/status"]["get"]["operationId"],
+            "readCoreV1NodeStatus"
+        );
+    }
+
+    #[test]
+    fn a_group_version_document_holds_only_its_own_paths() {
+        let apps = v3_group_version("apis/apps/v1").unwrap();
+        assert!(operations(&apps)
+            .iter()
+            .all(|(path, _, _)| path.starts_with("/apis/apps/v1/")));
+        let core = v3_group_version("/api/v1").unwrap();
+        assert!(operations(&core)
+            .iter()
+            .all(|(path, _, _)| path.starts_with("/api/v1/")));
+        assert!(v3_group_version("apis/apps/v2").is_none());
+        assert!(v3_group_version("apis/nothing/v1").is_none());
+        assert_eq!(v3_hash("apis/nothing/v1"), "");
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut seen = BTreeSet::new();
+        for (path, method, op) in operations(&v2()) {
+            let id = op["operationId"].as_str().unwrap().to_string();
+            assert!(seen.insert(id.clone()), "{id} twice ({method} {path})");
+        }
+    }
+
+    fn assert_refs_resolve(doc: &Value, definitions: &Value, prefix: &str) {
+        let mut refs = BTreeSet::new();
+        collect_ref_strings(doc, &mut refs);
+        assert!(!refs.is_empty());
+        for r in refs {
+            let name = r
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("{r} does not start with {prefix}"));
+            assert!(definitions.get(name).is_some(), "{r} dangles");
+        }
+    }
+
+    fn collect_ref_strings(value: &Value, out: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", Value::String(s)) => {
+                            out.insert(s.clone());
+                        }
+                        _ => collect_ref_strings(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| collect_ref_strings(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_ref_resolves_in_v2_and_in_every_v3_document() {
+        let v2 = v2();
+        assert_refs_resolve(&v2, &v2["definitions"], "#/definitions/");
+        for (path, _) in v3_cached().iter() {
+            let doc = v3_group_version(path).unwrap();
+            assert_refs_resolve(&doc, &doc["components"]["schemas"], "#/components/schemas/");
+        }
+    }
+
+    #[test]
+    fn every_patch_operation_lists_field_validation_and_the_patch_media_types() {
+        let mut docs = vec![v2()];
+        docs.extend(v3_cached().values().map(|(doc, _)| doc.clone()));
+        let mut patches = 0;
+        for doc in &docs {
+            for (path, method, op) in operations(doc) {
+                if method != "patch" {
+                    continue;
+                }
+                patches += 1;
+                let params = op["parameters"].as_array().unwrap();
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"),
+                    "{path}"
+                );
+                assert!(op["x-kubernetes-group-version-kind"]["kind"].is_string());
+                let types: Vec<&str> = if doc.get("swagger").is_some() {
+                    op["consumes"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap())
+                        .collect()
+                } else {
+                    op["requestBody"]["content"]
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .map(String::as_str)
+                        .collect()
+                };
+                assert!(types.contains(&"application/strategic-merge-patch+json"));
+                assert!(types.contains(&"application/apply-patch+yaml"));
+            }
+        }
+        assert!(patches > 2 * RESOURCES.len());
+    }
+
+    #[test]
+    fn pod_and_deployment_definitions_carry_their_group_version_kind() {
+        let v2 = v2();
+        let apps = v3_group_version("apis/apps/v1").unwrap();
+        let core = v3_group_version("api/v1").unwrap();
+        for (defs, name, gvk) in [
+            (&v2["definitions"], "io.k8s.api.core.v1.Pod", ("", "Pod")),
+            (
+                &v2["definitions"],
+                "io.k8s.api.core.v1.PodList",
+                ("", "PodList"),
+            ),
+            (
+                &v2["definitions"],
+                "io.k8s.api.apps.v1.Deployment",
+                ("apps", "Deployment"),
+            ),
+            (
+                &core["components"]["schemas"],
+                "io.k8s.api.core.v1.Pod",
+                ("", "Pod"),
+            ),
+            (
+                &apps["components"]["schemas"],
+                "io.k8s.api.apps.v1.Deployment",
+                ("apps", "Deployment"),
+            ),
+        ] {
+            assert_eq!(
+                defs[name]["x-kubernetes-group-version-kind"],
+                json!([{"group": gvk.0, "kind": gvk.1, "version": "v1"}]),
+                "{name}"
+            );
+        }
+        let delete =
+            &v2["definitions"][DELETE_OPTIONS_DEFINITION]["x-kubernetes-group-version-kind"];
+        let delete = delete.as_array().unwrap();
+        assert!(delete.contains(&json!({"group": "", "kind": "DeleteOptions", "version": "v1"})));
+        assert!(
+            delete.contains(&json!({"group": "apps", "kind": "DeleteOptions", "version": "v1"}))
+        );
+    }
+
+    #[test]
+    fn pod_spec_containers_carry_the_name_merge_key_in_both_dialects() {
+        let v2 = v2();
+        let core = v3_group_version("api/v1").unwrap();
+        for spec in [
+            &v2["definitions"]["io.k8s.api.core.v1.PodSpec"],
+            &core["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"],
+        ] {
+            let containers = &spec["properties"]["containers"];
+            assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+            assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+            assert_eq!(containers["x-kubernetes-list-type"], "map");
+            assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
+        }
+        let strategy =
+            &v2["definitions"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
+        assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
+        assert_eq!(
+            strategy["$ref"],
+            "#/definitions/io.k8s.api.apps.v1.DeploymentStrategy"
+        );
+    }
+
+    #[test]
+    fn int_or_string_and_quantity_are_strings_in_v2_and_one_of_in_v3() {
+        let v2 = v2();
+        let defs = &v2["definitions"];
+        assert_eq!(defs[INT_OR_STRING_DEFINITION]["type"], "string");
+        assert_eq!(defs[INT_OR_STRING_DEFINITION]["format"], "int-or-string");
+        assert_eq!(defs[QUANTITY_DEFINITION]["type"], "string");
+        assert!(defs[QUANTITY_DEFINITION]
+            .get("x-kubernetes-int-or-string")
+            .is_none());
+        let core = v3_group_version("api/v1").unwrap();
+        let schemas = &core["components"]["schemas"];
+        assert_eq!(
+            schemas[INT_OR_STRING_DEFINITION]["oneOf"],
+            json!([{"type": "integer"}, {"type": "string"}])
+        );
+        assert!(schemas[QUANTITY_DEFINITION].get("type").is_none());
+    }
+
+    /// Walk every schema of a definitions map and check its keys.
+    fn check_schema_keys(schema: &Value, allowed: &[&str], at: &str) {
+        let map = schema
+            .as_object()
+            .unwrap_or_else(|| panic!("{at}: not an object schema"));
+        for (k, v) in map {
+            assert!(
+                allowed.contains(&k.as_str()) || k.starts_with("x-"),
+                "{at}: `{k}`"
+            );
+            match k.as_str() {
+                "properties" => {
+                    for (name, s) in v.as_object().unwrap() {
+                        check_schema_keys(s, allowed, &format!("{at}.{name}"));
+                    }
+                }
+                "items" | "not" => check_schema_keys(v, allowed, at),
+                "additionalProperties" if v.is_object() => check_schema_keys(v, allowed, at),
+                "allOf" | "oneOf" | "anyOf" => {
+                    for s in v.as_array().unwrap() {
+                        check_schema_keys(s, allowed, at);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn v2_schemas_use_only_swagger_2_keywords_in_the_shape_kubectl_reads() {
+        let v2 = v2();
+        for (name, def) in v2["definitions"].as_object().unwrap() {
+            check_schema_keys(def, V2_SCHEMA_KEYS, name);
+        }
+        let text = serde_json::to_string(&v2).unwrap();
+        for keyword in ["\"allOf\"", "\"oneOf\"", "\"nullable\"", "\"$schema\""] {
+            assert!(!text.contains(keyword), "{keyword} in v2");
+        }
+        let meta = &v2["definitions"]["io.k8s.api.core.v1.Pod"]["properties"]["metadata"];
+        assert_eq!(
+            meta["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        assert!(meta.get("type").is_none());
+    }
+
+    #[test]
+    fn v3_schemas_use_only_openapi_3_keywords() {
+        for (path, (doc, _)) in v3_cached() {
+            for (name, def) in doc["components"]["schemas"].as_object().unwrap() {
+                check_schema_keys(def, V3_SCHEMA_KEYS, &format!("{path} {name}"));
+            }
+            assert_eq!(doc["openapi"], "3.0.0");
+        }
+    }
+
+    #[test]
+    fn the_v3_index_lists_every_served_group_version_with_its_hash() {
+        let index = v3_index();
+        let paths = index["paths"].as_object().unwrap();
+        let mut expected: Vec<String> = group_versions()
+            .into_iter()
+            .map(|(g, v)| gv_path(g, v))
+            .collect();
+        expected.sort();
+        let mut keys: Vec<String> = paths.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, expected);
+        assert!(keys.contains(&"api/v1".to_string()));
+        assert!(keys.contains(&"apis/apps/v1".to_string()));
+        let url = paths["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();
+        assert_eq!(
+            url,
+            format!("/openapi/v3/apis/apps/v1?hash={}", v3_hash("apis/apps/v1"))
+        );
+        assert_eq!(v3_hash("apis/apps/v1").len(), 32);
+        assert_ne!(v3_hash("apis/apps/v1"), v3_hash("api/v1"));
+        let again = hash_document(&v3_group_version("apis/apps/v1").unwrap());
+        assert_eq!(again, v3_hash("apis/apps/v1"));
+    }
+
+    #[test]
+    fn v3_documents_carry_only_the_schemas_their_paths_reach() {
+        let batch = v3_group_version("apis/batch/v1").unwrap();
+        let schemas = batch["components"]["schemas"].as_object().unwrap();
+        assert!(schemas.contains_key("io.k8s.api.batch.v1.CronJob"));
+        assert!(schemas.contains_key("io.k8s.api.core.v1.PodSpec"));
+        assert!(!schemas.contains_key("io.k8s.api.apps.v1.Deployment"));
+        let apps = v3_group_version("apis/apps/v1").unwrap();
+        assert!(apps["components"]["schemas"]
+            .get("io.k8s.api.autoscaling.v1.Scale")
+            .is_some());
+    }
+
+    /// A minimal protobuf reader: the (field, wire type, payload) triples of
+    /// one message.
+    fn fields(mut buf: &[u8]) -> Vec<(u32, u8, Vec<u8>)> {
+        fn varint(buf: &mut &[u8]) -> u64 {
+            let mut out = 0u64;
+            let mut shift = 0;
+            loop {
+                let b = buf[0];
+                *buf = &buf[1..];
+                out |= u64::from(b & 0x7f) << shift;
+                if b < 0x80 {
+                    return out;
+                }
+                shift += 7;
+            }
+        }
+        let mut out = Vec::new();
+        while !buf.is_empty() {
+            let key = varint(&mut buf);
+            let (field, wire) = ((key >> 3) as u32, (key & 7) as u8);
+            let payload = match wire {
+                0 => varint(&mut buf).to_le_bytes().to_vec(),
+                1 => {
+                    let (head, rest) = buf.split_at(8);
+                    buf = rest;
+                    head.to_vec()
+                }
+                2 => {
+                    let len = varint(&mut buf) as usize;
+                    let (head, rest) = buf.split_at(len);
+                    buf = rest;
+                    head.to_vec()
+                }
+                other => panic!("wire type {other}"),
+            };
+            out.push((field, wire, payload));
+        }
+        out
+    }
+
+    #[test]
+    fn the_v2_document_encodes_as_a_gnostic_protobuf_document() {
+        let pb = v2_protobuf();
+        let top = fields(&pb);
+        assert_eq!(top[0], (1, 2, b"2.0".to_vec()));
+        let definitions = top.iter().find(|f| f.0 == 9).unwrap();
+        let named: Vec<_> = fields(&definitions.2);
+        assert_eq!(named.len(), v2()["definitions"].as_object().unwrap().len());
+        let pod = named
+            .iter()
+            .map(|(_, _, n)| fields(n))
+            .find(|n| n[0].2 == b"io.k8s.api.core.v1.Pod")
+            .unwrap();
+        let schema = fields(&pod[1].2);
+        // vendor_extension = 31: NamedAny { name, Any { yaml } }
+        let gvk = schema.iter().find(|f| f.0 == 31).unwrap();
+        let gvk = fields(&gvk.2);
+        assert_eq!(gvk[0].2, b"x-kubernetes-group-version-kind");
+        let yaml = fields(&gvk[1].2);
+        assert_eq!(yaml[0].0, 2);
+        let value: Value = serde_json::from_slice(&yaml[0].2).unwrap();
+        assert_eq!(
+            value,
+            json!([{"group": "", "kind": "Pod", "version": "v1"}])
+        );
+    }
+
+    #[test]
+    fn kubectls_accept_header_gets_protobuf_and_others_get_json() {
+        assert!(v2_wants_protobuf(
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        ));
+        assert!(v2_wants_protobuf(
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf, application/json"
+        ));
+        assert!(!v2_wants_protobuf(""));
+        assert!(!v2_wants_protobuf("application/json"));
+        assert!(!v2_wants_protobuf("*/*"));
+        assert!(!v2_wants_protobuf(
+            "application/json, application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        ));
+        assert!(v2_wants_protobuf(
+            "application/json;q=0, application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        ));
+    }
+
+    #[test]
+    fn the_gnostic_encoder_refuses_what_swagger_2_cannot_hold() {
+        let doc = json!({
+            "swagger": "2.0",
+            "definitions": {"A": {"type": "object", "oneOf": [{"type": "string"}]}},
+        });
+        let err = gnostic::encode_document(&doc).unwrap_err();
+        assert!(err.contains("oneOf"), "{err}");
+    }
 }

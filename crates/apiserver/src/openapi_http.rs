@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::codec::Query;
-use crate::error::ApiError;
 
 fn bytes_response(body: Bytes, content_type: &'static str, etag: Option<String>) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
@@ -22,28 +21,31 @@ fn bytes_response(body: Bytes, content_type: &'static str, etag: Option<String>)
     response
 }
 
-/// v2 is JSON only. client-go asks for the gnostic protobuf form first; a
-/// 406 makes kubectl fall back (to OpenAPI v3, or to its compiled-in types),
-/// which is what it does against upstream servers without protobuf too.
+/// v2 in the form asked for: client-go (kubectl) asks for gnostic protobuf
+/// and decodes the body as protobuf whatever the content type says, so it
+/// must get protobuf; other clients get JSON.
 pub fn v2(headers: &HeaderMap) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let json_ok = accept.is_empty()
-        || accept.contains("application/json")
-        || accept.contains("*/*");
-    if !json_ok {
-        return ApiError::NotAcceptable {
-            message: "only application/json is served for /openapi/v2".into(),
-        }
-        .into_response();
-    }
-    static DOC: OnceLock<Bytes> = OnceLock::new();
-    let body = DOC
-        .get_or_init(|| Bytes::from(serde_json::to_vec(&api::openapi::v2()).unwrap_or_default()))
-        .clone();
-    bytes_response(body, "application/json", None)
+    static JSON: OnceLock<Bytes> = OnceLock::new();
+    static PROTOBUF: OnceLock<Bytes> = OnceLock::new();
+    let mut response = if api::openapi::v2_wants_protobuf(accept) {
+        let body = PROTOBUF
+            .get_or_init(|| Bytes::from(api::openapi::v2_protobuf()))
+            .clone();
+        bytes_response(body, api::openapi::V2_PROTOBUF_CONTENT_TYPE, None)
+    } else {
+        let body = JSON
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&api::openapi::v2()).unwrap_or_default()))
+            .clone();
+        bytes_response(body, "application/json", None)
+    };
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
 }
 
 pub fn v3_index() -> Response {
