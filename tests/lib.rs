@@ -22,7 +22,11 @@ pub fn bin_dir() -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| manifest.join("..").join("target"));
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     target.join(profile)
 }
 
@@ -75,7 +79,12 @@ impl ApiServer {
         let child = Command::new(binary("tug-apiserver"))
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--bind-address", "127.0.0.1", "--secure-port", &port.to_string()])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                &port.to_string(),
+            ])
             .args(extra_args)
             .stdout(Stdio::null())
             .stderr(log)

@@ -15,6 +15,7 @@
 
 pub use k8s_openapi as k8s;
 
+pub mod apply;
 pub mod fields;
 pub mod meta;
 pub mod openapi;

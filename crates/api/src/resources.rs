@@ -33,11 +33,14 @@ pub struct ResourceInfo {
     pub subresources: Subresources,
     /// Categories such as `all` (what `kubectl get all` expands to).
     pub categories: &'static [&'static str],
-    /// Whether objects carry a `spec` whose changes bump `metadata.generation`.
-    /// Kinds without a spec (ConfigMap, Secret...) keep generation at 1... but
-    /// upstream only sets it where a strategy asks, so this also says whether
-    /// `generation` is maintained at all.
+    /// Whether objects carry a `spec` whose changes bump `metadata.generation`
+    /// (upstream maintains `generation` only for such kinds).
     pub has_spec: bool,
+    /// The verbs served; [`VERBS`] for stored resources.
+    pub verbs: &'static [&'static str],
+    /// Whether objects are stored. Review-style resources (SelfSubjectReview)
+    /// are computed per request and never stored or listed.
+    pub stored: bool,
 }
 
 /// The standard verbs a resource supports (all of ours support every verb).
@@ -151,260 +154,58 @@ macro_rules! resource {
             subresources: $sub,
             categories: &[$($cat),*],
             has_spec: $spec,
+            verbs: VERBS,
+            stored: true,
         }
     };
 }
 
 /// Every built-in resource Tugboat serves, in discovery order.
+#[rustfmt::skip]
 pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
-    resource!(
-        "",
-        "v1",
-        "Namespace",
-        "namespaces",
-        "namespace",
-        ["ns"],
-        false,
-        STATUS,
-        [],
-        true
-    ),
-    resource!(
-        "",
-        "v1",
-        "Pod",
-        "pods",
-        "pod",
-        ["po"],
-        true,
-        POD,
-        ["all"],
-        true
-    ),
-    resource!(
-        "",
-        "v1",
-        "Node",
-        "nodes",
-        "node",
-        ["no"],
-        false,
-        STATUS,
-        [],
-        true
-    ),
-    resource!(
-        "",
-        "v1",
-        "Service",
-        "services",
-        "service",
-        ["svc"],
-        true,
-        STATUS,
-        ["all"],
-        true
-    ),
-    resource!(
-        "",
-        "v1",
-        "Endpoints",
-        "endpoints",
-        "endpoints",
-        ["ep"],
-        true,
-        NONE,
-        [],
-        false
-    ),
-    resource!(
-        "",
-        "v1",
-        "ConfigMap",
-        "configmaps",
-        "configmap",
-        ["cm"],
-        true,
-        NONE,
-        [],
-        false
-    ),
-    resource!(
-        "",
-        "v1",
-        "Secret",
-        "secrets",
-        "secret",
-        [],
-        true,
-        NONE,
-        [],
-        false
-    ),
-    resource!(
-        "",
-        "v1",
-        "ServiceAccount",
-        "serviceaccounts",
-        "serviceaccount",
-        ["sa"],
-        true,
-        NONE,
-        [],
-        false
-    ),
-    resource!(
-        "",
-        "v1",
-        "Event",
-        "events",
-        "event",
-        ["ev"],
-        true,
-        NONE,
-        [],
-        false
-    ),
+    resource!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], false, STATUS, [], true),
+    resource!("", "v1", "Pod", "pods", "pod", ["po"], true, POD, ["all"], true),
+    resource!("", "v1", "Node", "nodes", "node", ["no"], false, STATUS, [], true),
+    resource!("", "v1", "Service", "services", "service", ["svc"], true, STATUS, ["all"], true),
+    resource!("", "v1", "Endpoints", "endpoints", "endpoints", ["ep"], true, NONE, [], false),
+    resource!("", "v1", "ConfigMap", "configmaps", "configmap", ["cm"], true, NONE, [], false),
+    resource!("", "v1", "Secret", "secrets", "secret", [], true, NONE, [], false),
+    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", ["sa"], true, NONE, [], false),
+    resource!("", "v1", "Event", "events", "event", ["ev"], true, NONE, [], false),
     // apps/v1
-    resource!(
-        "apps",
-        "v1",
-        "Deployment",
-        "deployments",
-        "deployment",
-        ["deploy"],
-        true,
-        STATUS_SCALE,
-        ["all"],
-        true
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "ReplicaSet",
-        "replicasets",
-        "replicaset",
-        ["rs"],
-        true,
-        STATUS_SCALE,
-        ["all"],
-        true
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "StatefulSet",
-        "statefulsets",
-        "statefulset",
-        ["sts"],
-        true,
-        STATUS_SCALE,
-        ["all"],
-        true
-    ),
-    resource!(
-        "apps",
-        "v1",
-        "DaemonSet",
-        "daemonsets",
-        "daemonset",
-        ["ds"],
-        true,
-        STATUS,
-        ["all"],
-        true
-    ),
+    resource!("apps", "v1", "Deployment", "deployments", "deployment", ["deploy"], true, STATUS_SCALE, ["all"], true),
+    resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", ["rs"], true, STATUS_SCALE, ["all"], true),
+    resource!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", ["sts"], true, STATUS_SCALE, ["all"], true),
+    resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", ["ds"], true, STATUS, ["all"], true),
     // batch/v1
-    resource!(
-        "batch",
-        "v1",
-        "Job",
-        "jobs",
-        "job",
-        [],
-        true,
-        STATUS,
-        ["all"],
-        true
-    ),
-    resource!(
-        "batch",
-        "v1",
-        "CronJob",
-        "cronjobs",
-        "cronjob",
-        ["cj"],
-        true,
-        STATUS,
-        ["all"],
-        true
-    ),
+    resource!("batch", "v1", "Job", "jobs", "job", [], true, STATUS, ["all"], true),
+    resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", ["cj"], true, STATUS, ["all"], true),
     // coordination.k8s.io/v1
-    resource!(
-        "coordination.k8s.io",
-        "v1",
-        "Lease",
-        "leases",
-        "lease",
-        [],
-        true,
-        NONE,
-        [],
-        true
-    ),
+    resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", [], true, NONE, [], true),
     // discovery.k8s.io/v1
-    resource!(
-        "discovery.k8s.io",
-        "v1",
-        "EndpointSlice",
-        "endpointslices",
-        "endpointslice",
-        [],
-        true,
-        NONE,
-        [],
-        false
-    ),
+    resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", [], true, NONE, [], false),
     // autoscaling/v2
-    resource!(
-        "autoscaling",
-        "v2",
-        "HorizontalPodAutoscaler",
-        "horizontalpodautoscalers",
-        "horizontalpodautoscaler",
-        ["hpa"],
-        true,
-        STATUS,
-        ["all"],
-        true
-    ),
+    resource!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", ["hpa"], true, STATUS, ["all"], true),
     // events.k8s.io/v1
-    resource!(
-        "events.k8s.io",
-        "v1",
-        "Event",
-        "events",
-        "event",
-        ["ev"],
-        true,
-        NONE,
-        [],
-        false
-    ),
+    resource!("events.k8s.io", "v1", "Event", "events", "event", ["ev"], true, NONE, [], false),
     // policy/v1
-    resource!(
-        "policy",
-        "v1",
-        "PodDisruptionBudget",
-        "poddisruptionbudgets",
-        "poddisruptionbudget",
-        ["pdb"],
-        true,
-        STATUS,
-        [],
-        true
-    ),
+    resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", ["pdb"], true, STATUS, [], true),
+    // authentication.k8s.io/v1: answered per request, never stored.
+    ResourceInfo {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        short_names: &[],
+        namespaced: false,
+        subresources: NONE,
+        categories: &[],
+        has_spec: false,
+        verbs: &["create"],
+        stored: false,
+    },
 ];
 
 /// The groups served, in discovery order (the core group first, as `""`).

@@ -182,7 +182,11 @@ impl ResourceCache {
 
     /// Objects under `prefix`, in key order, with the revision they are
     /// consistent at.
-    pub fn list(&self, prefix: &str, revision: &watch::Sender<Revision>) -> (Vec<Arc<Value>>, Revision) {
+    pub fn list(
+        &self,
+        prefix: &str,
+        revision: &watch::Sender<Revision>,
+    ) -> (Vec<Arc<Value>>, Revision) {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let items = state
             .objects
@@ -224,7 +228,11 @@ impl ResourceCache {
         &self,
         prefix: &str,
         revision: &watch::Sender<Revision>,
-    ) -> (Vec<Arc<Value>>, Revision, broadcast::Receiver<Arc<CachedEvent>>) {
+    ) -> (
+        Vec<Arc<Value>>,
+        Revision,
+        broadcast::Receiver<Arc<CachedEvent>>,
+    ) {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let items = state
             .objects
@@ -242,7 +250,9 @@ impl ResourceCache {
                 state.objects.remove(&event.key);
             }
             _ => {
-                state.objects.insert(event.key.clone(), event.object.clone());
+                state
+                    .objects
+                    .insert(event.key.clone(), event.object.clone());
             }
         }
         state.window.push_back(event.clone());
@@ -275,9 +285,10 @@ impl WatchCache {
         for kv in &initial.items {
             if let Some(cache) = find_cache(&caches, &kv.key) {
                 let mut state = cache.state.write().unwrap_or_else(|e| e.into_inner());
-                state
-                    .objects
-                    .insert(kv.key.clone(), Arc::new(decode_stored(&kv.value, kv.mod_revision)));
+                state.objects.insert(
+                    kv.key.clone(),
+                    Arc::new(decode_stored(&kv.value, kv.mod_revision)),
+                );
             }
         }
         for cache in caches.values() {
@@ -318,7 +329,9 @@ impl WatchCache {
         match waited {
             Ok(Ok(r)) => Ok(r),
             _ => Err(ApiError::Timeout {
-                message: format!("Timeout: Too large resource version: {target}, the watch cache is behind"),
+                message: format!(
+                    "Timeout: Too large resource version: {target}, the watch cache is behind"
+                ),
             }),
         }
     }
@@ -327,7 +340,10 @@ impl WatchCache {
     pub async fn wait_for(&self, target: Revision) -> ApiResult<Revision> {
         if target > self.storage.current_revision() {
             return Err(ApiError::Timeout {
-                message: format!("Too large resource version: {target}, current resource version: {}", self.storage.current_revision()),
+                message: format!(
+                    "Too large resource version: {target}, current resource version: {}",
+                    self.storage.current_revision()
+                ),
             });
         }
         let mut rx = self.revision.subscribe();
@@ -368,7 +384,9 @@ async fn dispatch(cache: std::sync::Weak<WatchCache>, mut stream: storage::Watch
             Ok(event) => {
                 let revision = event.revision();
                 match find_cache(&cache.caches, event.key()) {
-                    Some(resource) => resource.apply(Arc::new(from_storage_event(&event)), &cache.revision),
+                    Some(resource) => {
+                        resource.apply(Arc::new(from_storage_event(&event)), &cache.revision)
+                    }
                     None => {
                         cache.revision.send_replace(revision);
                     }

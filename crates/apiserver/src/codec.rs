@@ -14,18 +14,20 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     let mime = content_type.split(';').next().unwrap_or("").trim();
+    if mime.contains("protobuf") || mime.contains("cbor") {
+        return Err(ApiError::UnsupportedMediaType {
+            message: format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {mime})"),
+        });
+    }
     let is_yaml = mime.ends_with("yaml") || mime.ends_with("yml");
     if is_yaml {
-        let value: serde_yaml::Value = serde_yaml::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("error decoding YAML: {e}"))
-        })?;
+        let value: serde_yaml::Value = serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         return serde_json::to_value(value)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")));
     }
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "couldn't get version/kind; json parse error: {e}"
-        ))
+        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
     })
 }
 
@@ -46,7 +48,10 @@ pub fn rendering(accept: &str) -> ApiResult<Rendering> {
     for part in accept.split(',') {
         let params: Vec<&str> = part.split(';').map(str::trim).collect();
         let mime = params[0];
-        if !matches!(mime, "application/json" | "*/*" | "application/*" | "application/yaml") {
+        if !matches!(
+            mime,
+            "application/json" | "*/*" | "application/*" | "application/yaml"
+        ) {
             continue;
         }
         let r#as = params.iter().find_map(|p| p.strip_prefix("as="));
@@ -173,7 +178,9 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_decoded() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%29&watch=true&x"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+%28a%29&watch=true&x",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.flag("watch"));
         assert!(q.flag("x"));

@@ -5,7 +5,7 @@
 //! (`apidiscovery.k8s.io` `APIGroupDiscoveryList`, v2 and v2beta1) that
 //! kubectl 1.27+ asks for in one request on `/api` and `/apis`.
 
-use api::resources::{self, ResourceInfo, RESOURCES, VERBS};
+use api::resources::{self, ResourceInfo, RESOURCES};
 use serde_json::{json, Value};
 
 /// One subresource as discovery lists it.
@@ -115,7 +115,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs,
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -207,7 +207,7 @@ pub fn aggregated(core: bool, version: &str) -> Value {
                         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                         "singularResource": r.singular,
-                        "verbs": VERBS,
+                        "verbs": r.verbs,
                     });
                     if !r.short_names.is_empty() {
                         entry["shortNames"] = json!(r.short_names);
@@ -277,7 +277,13 @@ mod tests {
             .iter()
             .map(|r| r["name"].as_str().unwrap())
             .collect();
-        for n in ["pods", "pods/status", "pods/binding", "pods/eviction", "namespaces/finalize"] {
+        for n in [
+            "pods",
+            "pods/status",
+            "pods/binding",
+            "pods/eviction",
+            "namespaces/finalize",
+        ] {
             assert!(names.contains(&n), "{n}");
         }
         assert!(resource_list("apps", "v2").is_none());

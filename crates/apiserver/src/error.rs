@@ -129,7 +129,11 @@ impl ApiError {
 
     pub fn already_exists(subject: Subject) -> Self {
         ApiError::AlreadyExists {
-            message: format!("{} \"{}\" already exists", qualified(&subject), subject.name),
+            message: format!(
+                "{} \"{}\" already exists",
+                qualified(&subject),
+                subject.name
+            ),
             subject,
         }
     }
@@ -167,8 +171,12 @@ impl ApiError {
             format!("[{}]", list.join(", "))
         };
         ApiError::Invalid {
-            message: format!("{kind}.{} \"{}\" is invalid: {summary}", group_or_core(&subject), subject.name)
-                .replace(".core \"", " \""),
+            message: format!(
+                "{kind}.{} \"{}\" is invalid: {summary}",
+                group_or_core(&subject),
+                subject.name
+            )
+            .replace(".core \"", " \""),
             kind: kind.to_string(),
             subject,
             causes,
@@ -349,7 +357,10 @@ mod tests {
         let e = ApiError::invalid("Pod", pod("x"), vec![Cause::required("spec.containers")]);
         let s = e.status();
         assert_eq!(s["code"], 422);
-        assert_eq!(s["message"], "Pod \"x\" is invalid: spec.containers: Required value");
+        assert_eq!(
+            s["message"],
+            "Pod \"x\" is invalid: spec.containers: Required value"
+        );
         assert_eq!(s["details"]["causes"][0]["field"], "spec.containers");
     }
 

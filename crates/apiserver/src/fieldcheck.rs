@@ -20,7 +20,13 @@ pub fn unknown_fields(resource: &ResourceInfo, obj: &Value) -> Vec<String> {
     out
 }
 
-fn walk(defs: &Map<String, Value>, definition: &str, value: &Value, path: &str, out: &mut Vec<String>) {
+fn walk(
+    defs: &Map<String, Value>,
+    definition: &str,
+    value: &Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
     let Some(def) = defs.get(definition) else {
         return;
     };
@@ -40,7 +46,13 @@ fn walk(defs: &Map<String, Value>, definition: &str, value: &Value, path: &str, 
     }
 }
 
-fn check_value(defs: &Map<String, Value>, prop: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
+fn check_value(
+    defs: &Map<String, Value>,
+    prop: &Value,
+    value: &Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
     if let Some(target) = schema::referenced(prop) {
         walk(defs, target, value, path, out);
         return;
@@ -75,14 +87,18 @@ mod tests {
         });
         assert_eq!(
             unknown_fields(deploy, &obj),
-            vec![".metadata.labelz", ".spec.template.spec.containers[0].imagePullPolicyy"]
+            vec![
+                ".metadata.labelz",
+                ".spec.template.spec.containers[0].imagePullPolicyy"
+            ]
         );
     }
 
     #[test]
     fn free_form_maps_accept_any_key() {
         let cm = api::resources::find("", "v1", "configmaps").unwrap();
-        let obj = json!({"metadata": {"name": "c", "labels": {"anything": "x"}}, "data": {"k": "v"}});
+        let obj =
+            json!({"metadata": {"name": "c", "labels": {"anything": "x"}}, "data": {"k": "v"}});
         assert!(unknown_fields(cm, &obj).is_empty());
     }
 }

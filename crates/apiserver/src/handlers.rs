@@ -57,7 +57,7 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -185,10 +185,9 @@ fn non_resource(
                 if let Ok(v) = HeaderValue::from_str(&discovery::aggregated_content_type(version)) {
                     response.headers_mut().insert(header::CONTENT_TYPE, v);
                 }
-                response.headers_mut().insert(
-                    header::VARY,
-                    HeaderValue::from_static("Accept"),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept"));
                 return Ok(response);
             }
             let doc = if core {
@@ -208,10 +207,11 @@ fn non_resource(
         Target::Resource(_) => Err(not_found()),
         Target::Other => match path {
             "/version" => Ok(json_response(StatusCode::OK, &discovery::version())),
-            "/healthz" | "/livez" | "/readyz" => {
-                health(state, path, query)
-            }
-            p if p.starts_with("/healthz/") || p.starts_with("/livez/") || p.starts_with("/readyz/") => {
+            "/healthz" | "/livez" | "/readyz" => health(state, path, query),
+            p if p.starts_with("/healthz/")
+                || p.starts_with("/livez/")
+                || p.starts_with("/readyz/") =>
+            {
                 health(state, path, query)
             }
             "/openapi/v2" => Ok(crate::openapi_http::v2(headers)),
@@ -220,7 +220,6 @@ fn non_resource(
                 crate::openapi_http::v3_group_version(&p["/openapi/v3/".len()..], query)
                     .ok_or_else(not_found)
             }
-            "/apis/authentication.k8s.io/v1/selfsubjectreviews" => Err(not_found()),
             _ => {
                 let _ = user;
                 Err(not_found())
@@ -230,23 +229,42 @@ fn non_resource(
 }
 
 fn health(state: &AppState, path: &str, query: &Query) -> ApiResult<Response> {
-    let checks = [("ping", true), ("etcd", true), ("watch-cache", state.ready())];
+    let checks = [
+        ("ping", true),
+        ("etcd", true),
+        ("watch-cache", state.ready()),
+    ];
     let ok = checks.iter().all(|(_, ok)| *ok);
     let verbose = query.flag("verbose");
     let body = if verbose {
         let mut out = String::new();
         for (name, ok) in checks {
-            out.push_str(&format!("[{}]{name} {}\n", if ok { "+" } else { "-" }, if ok { "ok" } else { "failed" }));
+            out.push_str(&format!(
+                "[{}]{name} {}\n",
+                if ok { "+" } else { "-" },
+                if ok { "ok" } else { "failed" }
+            ));
         }
-        let name = path.trim_start_matches('/').split('/').next().unwrap_or("healthz");
-        out.push_str(&format!("{name} check {}\n", if ok { "passed" } else { "failed" }));
+        let name = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("healthz");
+        out.push_str(&format!(
+            "{name} check {}\n",
+            if ok { "passed" } else { "failed" }
+        ));
         out
     } else if ok {
         "ok".to_string()
     } else {
         "not ready".to_string()
     };
-    let code = if ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
     let mut response = (code, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -265,7 +283,11 @@ async fn read_body(req: Request) -> ApiResult<(String, bytes::Bytes)> {
     Ok((content_type, body))
 }
 
-fn write_options(query: &Query, headers: &HeaderMap, default_manager: &str) -> ApiResult<WriteOptions> {
+fn write_options(
+    query: &Query,
+    headers: &HeaderMap,
+    default_manager: &str,
+) -> ApiResult<WriteOptions> {
     let dry_run = match query.non_empty("dryRun") {
         None => false,
         Some("All") => true,
@@ -287,7 +309,9 @@ fn write_options(query: &Query, headers: &HeaderMap, default_manager: &str) -> A
     };
     let field_manager = match query.non_empty("fieldManager") {
         Some(m) if m.len() > 128 => {
-            return Err(ApiError::bad_request("fieldManager must be no more than 128 characters"))
+            return Err(ApiError::bad_request(
+                "fieldManager must be no more than 128 characters",
+            ))
         }
         Some(m) => m.to_string(),
         None => {
@@ -309,14 +333,28 @@ fn write_options(query: &Query, headers: &HeaderMap, default_manager: &str) -> A
     })
 }
 
-fn written_response(written: Written, query: &Query, rp: &ResourcePath, accept: &str) -> ApiResult<Response> {
-    let code = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+fn written_response(
+    written: Written,
+    query: &Query,
+    rp: &ResourcePath,
+    accept: &str,
+) -> ApiResult<Response> {
+    let code = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let body = render_one(rp.resource, &written.object, accept, query)?;
     Ok(with_warnings(json_response(code, &body), &written.warnings))
 }
 
 /// Render one object for the client: itself, a one-row Table, or metadata.
-fn render_one(resource: &ResourceInfo, obj: &Value, accept: &str, query: &Query) -> ApiResult<Value> {
+fn render_one(
+    resource: &ResourceInfo,
+    obj: &Value,
+    accept: &str,
+    query: &Query,
+) -> ApiResult<Value> {
     Ok(match codec::rendering(accept)? {
         Rendering::Object => obj.clone(),
         Rendering::PartialObjectMetadata => codec::partial_metadata(obj),
@@ -351,7 +389,9 @@ async fn resource_request(
     let ns = rp.namespace.clone();
     let ns = ns.as_deref();
     let registry = &state.registry;
-    let _ = user;
+    if !resource.stored {
+        return review(resource, &method, &rp, user, req).await;
+    }
     match (&method, rp.name.as_deref(), rp.subresource.as_deref()) {
         (&Method::GET, None, None) => {
             if query.flag("watch") {
@@ -364,7 +404,14 @@ async fn resource_request(
             let options = write_options(&query, &headers, "unknown")?;
             let (ct, body) = read_body(req).await?;
             let obj = codec::decode_body(&ct, &body)?;
-            let written = registry.create(resource, ns.or(Some("default")).filter(|_| resource.namespaced), obj, &options).await?;
+            let written = registry
+                .create(
+                    resource,
+                    ns.or(Some("default")).filter(|_| resource.namespaced),
+                    obj,
+                    &options,
+                )
+                .await?;
             written_response(written, &query, &rp, &accept)
         }
         (&Method::DELETE, None, None) => {
@@ -375,7 +422,10 @@ async fn resource_request(
         }
         (&Method::GET, Some(name), None) => {
             let obj = registry.get(resource, ns, name).await?;
-            Ok(json_response(StatusCode::OK, &render_one(resource, &obj, &accept, &query)?))
+            Ok(json_response(
+                StatusCode::OK,
+                &render_one(resource, &obj, &accept, &query)?,
+            ))
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
             check_subresource(resource, sub)?;
@@ -391,25 +441,47 @@ async fn resource_request(
             check_subresource(resource, sub)?;
             let options = write_options(&query, &headers, "unknown")?;
             let (ct, body) = read_body(req).await?;
-            let written = patch::patch(registry, resource, ns, name, sub, &ct, &body, &options, query.flag("force")).await?;
+            let written = patch::patch(
+                registry,
+                resource,
+                ns,
+                name,
+                sub,
+                &ct,
+                &body,
+                &options,
+                query.flag("force"),
+            )
+            .await?;
             written_response(written, &query, &rp, &accept)
         }
         (&Method::GET, Some(name), Some("status")) => {
             check_subresource(resource, Some("status"))?;
             let obj = registry.get(resource, ns, name).await?;
-            Ok(json_response(StatusCode::OK, &render_one(resource, &obj, &accept, &query)?))
+            Ok(json_response(
+                StatusCode::OK,
+                &render_one(resource, &obj, &accept, &query)?,
+            ))
         }
         (&Method::DELETE, Some(name), None) => {
             let (_, body) = read_body(req).await?;
             let options = delete_options(&query, &body)?;
             let deleted = registry.delete(resource, ns, name, &options).await?;
-            let code = if deleted.finished { StatusCode::OK } else { StatusCode::ACCEPTED };
-            Ok(json_response(code, &render_one(resource, &deleted.object, &accept, &query)?))
+            let code = if deleted.finished {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok(json_response(
+                code,
+                &render_one(resource, &deleted.object, &accept, &query)?,
+            ))
         }
         (m, Some(name), Some("scale")) if resource.subresources.scale => {
             let options = write_options(&query, &headers, "unknown")?;
             let (ct, body) = read_body(req).await?;
-            subresources::scale(registry, resource, ns, name, m, &ct, &body, &options).await
+            subresources::scale(registry, resource, ns, name, m, &ct, &body, &options)
+                .await
                 .map(|v| json_response(StatusCode::OK, &v))
         }
         (&Method::POST, Some(name), Some("binding")) if resource.subresources.binding => {
@@ -426,13 +498,53 @@ async fn resource_request(
             Ok(json_response(StatusCode::CREATED, &success_status()))
         }
         (_, _, Some(sub)) => Err(ApiError::NotFound {
-            message: format!("the server could not find the requested resource ({}/{sub})", resource.plural),
+            message: format!(
+                "the server could not find the requested resource ({}/{sub})",
+                resource.plural
+            ),
             subject: Default::default(),
         }),
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"
         ))),
     }
+}
+
+/// Review resources are answered from the request itself and never stored;
+/// SelfSubjectReview (`kubectl auth whoami`) is the one served today.
+async fn review(
+    resource: &'static ResourceInfo,
+    method: &Method,
+    rp: &ResourcePath,
+    user: &UserInfo,
+    req: Request,
+) -> ApiResult<Response> {
+    if *method != Method::POST || rp.name.is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({})",
+            resource.plural
+        )));
+    }
+    let (ct, body) = read_body(req).await?;
+    let mut review = if body.is_empty() {
+        json!({})
+    } else {
+        codec::decode_body(&ct, &body)?
+    };
+    if !review.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    review["apiVersion"] = json!(resource.api_version());
+    review["kind"] = json!(resource.kind);
+    review["metadata"] = json!({"creationTimestamp": null});
+    let mut user_info = json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        user_info["uid"] = json!(user.uid);
+    }
+    review["status"] = json!({"userInfo": user_info});
+    Ok(json_response(StatusCode::CREATED, &review))
 }
 
 fn success_status() -> Value {
@@ -470,7 +582,9 @@ fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
             .get("propagationPolicy")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if v.get("orphanDependents") == Some(&Value::Bool(true)) && options.propagation_policy.is_none() {
+        if v.get("orphanDependents") == Some(&Value::Bool(true))
+            && options.propagation_policy.is_none()
+        {
             options.propagation_policy = Some("Orphan".into());
         }
         options.precondition_uid = v
@@ -522,7 +636,13 @@ async fn delete_collection(
             Err(e) => return Err(e),
         }
     }
-    let body = list_body(resource, deleted, json!({"resourceVersion": revision.to_string()}), accept, query)?;
+    let body = list_body(
+        resource,
+        deleted,
+        json!({"resourceVersion": revision.to_string()}),
+        accept,
+        query,
+    )?;
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -595,19 +715,26 @@ async fn list(
     // Unpaginated lists (and resourceVersion=0, which upstream serves from
     // its cache ignoring limit) come from the watch cache.
     if continue_token.is_none() && !exact && (limit.is_none() || rv == Some("0")) {
-        let min = match rv {
-            None => None,
-            Some(v) => Some(v.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid resource version \"{v}\""))
-            })?),
-        };
+        let min =
+            match rv {
+                None => None,
+                Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version \"{v}\""))
+                })?),
+            };
         let (items, revision) = state.registry.list_cached(resource, ns, min).await?;
         let items: Vec<Value> = items
             .iter()
             .filter(|o| selection.matches(o))
             .map(|o| (**o).clone())
             .collect();
-        let body = list_body(resource, items, json!({"resourceVersion": revision.to_string()}), accept, query)?;
+        let body = list_body(
+            resource,
+            items,
+            json!({"resourceVersion": revision.to_string()}),
+            accept,
+            query,
+        )?;
         return Ok(json_response(StatusCode::OK, &body));
     }
     let (revision, mut start) = match continue_token {
@@ -675,7 +802,10 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
         let t = encode_continue(42, "/registry/core/pods/default/web");
-        assert_eq!(decode_continue(&t).unwrap(), (42, "/registry/core/pods/default/web".into()));
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "/registry/core/pods/default/web".into())
+        );
         assert_eq!(decode_continue("!!!").unwrap_err().code().as_u16(), 400);
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("{}");
         assert!(decode_continue(&b64).is_err());

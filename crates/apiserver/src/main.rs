@@ -29,7 +29,12 @@ struct Flags {
     #[arg(long)]
     advertise_url: Option<String>,
     /// Log filter (RUST_LOG syntax), e.g. info or tugboat_apiserver=debug.
-    #[arg(short = 'v', long = "log-level", default_value = "info", env = "RUST_LOG")]
+    #[arg(
+        short = 'v',
+        long = "log-level",
+        default_value = "info",
+        env = "RUST_LOG"
+    )]
     log_level: String,
 }
 
@@ -43,16 +48,22 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", flags.data_dir.display()))?;
     let storage = storage::sled::SledStorage::open(&flags.data_dir.join("db"), Default::default())
         .with_context(|| format!("opening storage in {}", flags.data_dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(flags.bind_address, flags.secure_port))
-        .await
-        .with_context(|| format!("binding {}:{}", flags.bind_address, flags.secure_port))?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::new(flags.bind_address, flags.secure_port))
+            .await
+            .with_context(|| format!("binding {}:{}", flags.bind_address, flags.secure_port))?;
     let mut config = tugboat_apiserver::Config::new(flags.data_dir.clone());
     config.tls_sans = flags.tls_sans;
     config.token_auth_file = flags.token_auth_file;
     config.advertise_url = flags.advertise_url;
-    let (running, server) = tugboat_apiserver::start(config, listener, storage, shutdown_signal()).await?;
+    let (running, server) =
+        tugboat_apiserver::start(config, listener, storage, shutdown_signal()).await?;
     tracing::info!(url = %running.url, kubeconfig = %running.kubeconfig.display(), "serving");
-    println!("tug-apiserver listening on {}; kubeconfig: {}", running.url, running.kubeconfig.display());
+    println!(
+        "tug-apiserver listening on {}; kubeconfig: {}",
+        running.url,
+        running.kubeconfig.display()
+    );
     server.await
 }
 

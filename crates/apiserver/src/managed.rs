@@ -15,5 +15,14 @@ pub fn track(
     operation: &str,
     subresource: Option<&str>,
 ) {
-    let _ = (resource, old, new, manager, operation, subresource);
+    let now = api::meta::format_time(chrono::Utc::now());
+    api::apply::update_managed_fields_subresource(
+        old,
+        new,
+        manager,
+        operation,
+        subresource,
+        (resource.group, resource.version, resource.kind),
+        &now,
+    );
 }

@@ -38,7 +38,9 @@ pub fn v2(headers: &HeaderMap) -> Response {
         bytes_response(body, api::openapi::V2_PROTOBUF_CONTENT_TYPE, None)
     } else {
         let body = JSON
-            .get_or_init(|| Bytes::from(serde_json::to_vec(&api::openapi::v2()).unwrap_or_default()))
+            .get_or_init(|| {
+                Bytes::from(serde_json::to_vec(&api::openapi::v2()).unwrap_or_default())
+            })
             .clone();
         bytes_response(body, "application/json", None)
     };
@@ -51,7 +53,9 @@ pub fn v2(headers: &HeaderMap) -> Response {
 pub fn v3_index() -> Response {
     static DOC: OnceLock<Bytes> = OnceLock::new();
     let body = DOC
-        .get_or_init(|| Bytes::from(serde_json::to_vec(&api::openapi::v3_index()).unwrap_or_default()))
+        .get_or_init(|| {
+            Bytes::from(serde_json::to_vec(&api::openapi::v3_index()).unwrap_or_default())
+        })
         .clone();
     bytes_response(body, "application/json", None)
 }

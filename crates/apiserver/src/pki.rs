@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// Paths of the PKI files in a data dir.
@@ -283,8 +283,16 @@ mod tests {
         let first = ensure(dir.path(), &[], "https://127.0.0.1:6443").unwrap();
         let config = std::fs::read_to_string(dir.path().join("admin.kubeconfig")).unwrap();
         assert!(config.contains("server: https://127.0.0.1:6443"));
-        let second = ensure(dir.path(), &["tug.example".into()], "https://127.0.0.1:6443").unwrap();
+        let second = ensure(
+            dir.path(),
+            &["tug.example".into()],
+            "https://127.0.0.1:6443",
+        )
+        .unwrap();
         assert_eq!(first.ca_pem, second.ca_pem);
-        assert_ne!(first.cert_pem, second.cert_pem, "new SAN re-issues the serving cert");
+        assert_ne!(
+            first.cert_pem, second.cert_pem,
+            "new SAN re-issues the serving cert"
+        );
     }
 }

@@ -166,7 +166,9 @@ impl Registry {
     /// fill them in when missing.
     fn check_type_meta(resource: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
         let Some(map) = obj.as_object_mut() else {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         };
         let expected_version = resource.api_version();
         match map.get("apiVersion").and_then(Value::as_str) {
@@ -211,8 +213,10 @@ impl Registry {
         if options.field_validation != FieldValidation::Ignore {
             let unknown = fieldcheck::unknown_fields(resource, obj);
             if !unknown.is_empty() {
-                let messages: Vec<String> =
-                    unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                let messages: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
                 if options.field_validation == FieldValidation::Strict {
                     return Err(ApiError::bad_request(format!(
                         "strict decoding error: {}",
@@ -224,7 +228,11 @@ impl Registry {
         }
         let causes = strategy::validate(resource, obj);
         if !causes.is_empty() {
-            return Err(ApiError::invalid(resource.kind, subject(resource, &name), causes));
+            return Err(ApiError::invalid(
+                resource.kind,
+                subject(resource, &name),
+                causes,
+            ));
         }
         Ok(())
     }
@@ -298,7 +306,14 @@ impl Registry {
         strategy::initial_status(resource, &mut obj);
         Self::validate(resource, &obj, options, &mut warnings)?;
         if !options.managed_by_apply {
-            crate::managed::track(resource, None, &mut obj, &options.field_manager, "Update", None);
+            crate::managed::track(
+                resource,
+                None,
+                &mut obj,
+                &options.field_manager,
+                "Update",
+                None,
+            );
         }
         if options.dry_run {
             return Ok(Written {
@@ -354,7 +369,8 @@ impl Registry {
                 }
             }
             let mut warnings = Vec::new();
-            let new = self.prepare_update(resource, subresource, &current, new, options, &mut warnings)?;
+            let new =
+                self.prepare_update(resource, subresource, &current, new, options, &mut warnings)?;
             if let Some(ns) = namespace {
                 self.check_namespace(ns, false).await?;
             }
@@ -521,7 +537,11 @@ impl Registry {
         Self::validate(resource, &new, options, warnings)?;
         let immutable = strategy::immutable_changes(resource, current, &new);
         if !immutable.is_empty() {
-            return Err(ApiError::invalid(resource.kind, subject(resource, &name), immutable));
+            return Err(ApiError::invalid(
+                resource.kind,
+                subject(resource, &name),
+                immutable,
+            ));
         }
         if resource.has_spec && strategy::spec_part(current) != strategy::spec_part(&new) {
             let generation = current
@@ -604,7 +624,10 @@ impl Registry {
                             .and_then(Value::as_i64)
                             .is_none_or(|old| grace < old);
                         if !terminating || shorter {
-                            meta.insert("deletionTimestamp".into(), json!(api::meta::format_time(at)));
+                            meta.insert(
+                                "deletionTimestamp".into(),
+                                json!(api::meta::format_time(at)),
+                            );
                             meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                         }
                     }
@@ -755,7 +778,9 @@ fn check_preconditions(
         if uid != actual {
             return Err(ApiError::conflict(
                 subject(resource, name),
-                format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                ),
             ));
         }
     }
@@ -780,13 +805,22 @@ fn graceful_period(resource: &ResourceInfo, obj: &Value, options: &DeleteOptions
     if requested == Some(0) {
         return 0;
     }
-    let node = obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-    let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let node = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let phase = obj
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
         return 0;
     }
     requested
-        .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(30)
         .max(1)
 }
@@ -827,7 +861,8 @@ mod tests {
         let held = json!({"metadata": {"deletionTimestamp": "x", "finalizers": ["a"]}});
         assert!(!finalized(cms, &held));
         let ns = api::resources::find("", "v1", "namespaces").unwrap();
-        let ns_obj = json!({"metadata": {"deletionTimestamp": "x"}, "spec": {"finalizers": ["kubernetes"]}});
+        let ns_obj =
+            json!({"metadata": {"deletionTimestamp": "x"}, "spec": {"finalizers": ["kubernetes"]}});
         assert!(!finalized(ns, &ns_obj));
     }
 }

@@ -32,7 +32,11 @@ pub enum Target {
     /// `/apis/{group}`: one group.
     Group { group: String },
     /// `/apis/{group}/{version}/...` or `/api/v1/...` naming nothing served.
-    UnknownResource { group: String, version: String, resource: String },
+    UnknownResource {
+        group: String,
+        version: String,
+        resource: String,
+    },
     /// Anything else (`/version`, `/openapi/...`, `/healthz`...).
     Other,
 }
@@ -148,10 +152,21 @@ mod tests {
     fn discovery_and_unknown_paths_are_told_apart() {
         assert_eq!(parse("/api"), Target::CoreVersions);
         assert_eq!(parse("/apis/"), Target::Groups);
-        assert!(matches!(parse("/apis/apps/v1"), Target::GroupVersion { .. }));
+        assert!(matches!(
+            parse("/apis/apps/v1"),
+            Target::GroupVersion { .. }
+        ));
         assert!(matches!(parse("/apis/apps"), Target::Group { .. }));
-        assert!(matches!(parse("/api/v1/widgets"), Target::UnknownResource { .. }));
-        assert!(matches!(parse("/api/v1/pods/a/b/c"), Target::UnknownResource { .. }));
+        assert!(matches!(
+            parse("/api/v1/widgets"),
+            Target::UnknownResource { .. }
+        ));
+        assert!(matches!(
+            parse("/api/v1/pods/a/b/c"),
+            Target::UnknownResource { .. }
+        ));
         assert_eq!(parse("/version"), Target::Other);
+        let review = res("/apis/authentication.k8s.io/v1/selfsubjectreviews");
+        assert_eq!(review.resource.kind, "SelfSubjectReview");
     }
 }

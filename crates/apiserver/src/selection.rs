@@ -32,7 +32,8 @@ impl Selection {
         };
         let fields = match query.non_empty("fieldSelector") {
             Some(s) => {
-                let parsed = api::fields::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let parsed =
+                    api::fields::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 parsed
                     .convert(resource.group, resource.kind)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?
@@ -104,13 +105,17 @@ mod tests {
 
     #[test]
     fn namespace_labels_and_fields_all_have_to_match() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb&fieldSelector=spec.nodeName%3D"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb&fieldSelector=spec.nodeName%3D",
+        ));
         let s = Selection::from_query(pods(), Some("default"), &q).unwrap();
-        let pod = json!({"metadata": {"namespace": "default", "labels": {"app": "web"}}, "spec": {}});
+        let pod =
+            json!({"metadata": {"namespace": "default", "labels": {"app": "web"}}, "spec": {}});
         assert!(s.matches(&pod));
         let bound = json!({"metadata": {"namespace": "default", "labels": {"app": "web"}}, "spec": {"nodeName": "n"}});
         assert!(!s.matches(&bound));
-        let other_ns = json!({"metadata": {"namespace": "x", "labels": {"app": "web"}}, "spec": {}});
+        let other_ns =
+            json!({"metadata": {"namespace": "x", "labels": {"app": "web"}}, "spec": {}});
         assert!(!s.matches(&other_ns));
     }
 

@@ -74,7 +74,8 @@ impl AppState {
 }
 
 /// The namespaces every cluster starts with.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 async fn bootstrap(registry: &Registry) -> Result<(), ApiError> {
     let namespaces = api::resources::find("", "v1", "namespaces").expect("in table");
@@ -103,8 +104,9 @@ fn tls_config(material: &crate::pki::ServingMaterial) -> anyhow::Result<rustls::
         .build()?;
     let certs: Vec<CertificateDer<'static>> =
         rustls_pemfile::certs(&mut material.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut material.key_pem.as_bytes())?
-        .ok_or_else(|| anyhow::anyhow!("no private key in the serving key file"))?;
+    let key: PrivateKeyDer<'static> =
+        rustls_pemfile::private_key(&mut material.key_pem.as_bytes())?
+            .ok_or_else(|| anyhow::anyhow!("no private key in the serving key file"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -170,12 +172,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .fallback(crate::handlers::handle)
         .with_state(state)
-        .layer(axum::middleware::from_fn(move |req: Request, next: axum::middleware::Next| {
-            let state = limit_state.clone();
-            async move { limit_in_flight(state, req, next).await }
-        }))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: axum::middleware::Next| {
+                let state = limit_state.clone();
+                async move { limit_in_flight(state, req, next).await }
+            },
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -184,12 +190,17 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// Long-running requests (watches) are not counted, as upstream.
 fn is_long_running(req: &Request) -> bool {
-    req.uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1" || p == "watch"))
+    req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "watch=true" || p == "watch=1" || p == "watch")
+    })
 }
 
-async fn limit_in_flight(state: Arc<AppState>, req: Request, next: axum::middleware::Next) -> Response {
+async fn limit_in_flight(
+    state: Arc<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
     if is_long_running(&req) {
         return next.run(req).await;
     }
@@ -231,7 +242,9 @@ async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
                     tracing::debug!(%error, %peer, "TLS handshake failed");
@@ -246,11 +259,13 @@ async fn serve(
                     .and_then(|certs| certs.first())
                     .and_then(|c| crate::auth::user_from_certificate(c.as_ref())),
             );
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(identity.clone());
-                let mut app = app.clone();
-                async move { app.call(req.map(axum::body::Body::new)).await }
-            });
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(identity.clone());
+                    let mut app = app.clone();
+                    async move { app.call(req.map(axum::body::Body::new)).await }
+                },
+            );
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)

@@ -288,7 +288,10 @@ pub fn initial_status(resource: &ResourceInfo, obj: &mut Value) {
     match (resource.group, resource.kind) {
         ("", "Pod") => {
             let qos = pod_qos_class(map.get("spec"));
-            map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+            map.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos}),
+            );
         }
         ("", "Namespace") => {
             map.insert("status".into(), json!({"phase": "Active"}));
@@ -364,9 +367,11 @@ pub fn validate(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
             validate_workload(obj, &mut causes)
         }
-        ("batch", "Job") => {
-            validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec", &mut causes)
-        }
+        ("batch", "Job") => validate_pod_spec(
+            obj.pointer("/spec/template/spec"),
+            "spec.template.spec",
+            &mut causes,
+        ),
         ("", "Service") => validate_service(obj, &mut causes),
         ("", "ConfigMap") | ("", "Secret") => {
             for field in ["data", "binaryData", "stringData"] {
@@ -429,7 +434,11 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
             ));
         }
     }
-    validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec", causes);
+    validate_pod_spec(
+        obj.pointer("/spec/template/spec"),
+        "spec.template.spec",
+        causes,
+    );
 }
 
 fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
@@ -457,7 +466,11 @@ fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) 
                         field: format!("{field}.name"),
                     });
                 }
-                if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
                     causes.push(Cause::required(&format!("{field}.image")));
                 }
             }
@@ -494,7 +507,10 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
             ));
         }
         if ports.is_some_and(|all| all.len() > 1)
-            && p.get("name").and_then(Value::as_str).unwrap_or("").is_empty()
+            && p.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
         {
             causes.push(Cause::required(&format!("spec.ports[{i}].name")));
         }
@@ -506,7 +522,8 @@ const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist
 
 fn is_label_chars(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -579,7 +596,11 @@ pub fn immutable_changes(resource: &ResourceInfo, old: &Value, new: &Value) -> V
     match (resource.group, resource.kind) {
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") | ("batch", "Job") => {
             if changed("/spec/selector") && old.pointer("/spec/selector").is_some() {
-                causes.push(Cause::invalid("spec.selector", &selector_text(new), "field is immutable"));
+                causes.push(Cause::invalid(
+                    "spec.selector",
+                    &selector_text(new),
+                    "field is immutable",
+                ));
             }
             if resource.kind == "Job" && changed("/spec/template") {
                 causes.push(Cause::invalid("spec.template", "", "field is immutable"));
@@ -598,7 +619,13 @@ pub fn immutable_changes(resource: &ResourceInfo, old: &Value, new: &Value) -> V
                     }
                 }
                 if let Some(m) = spec.as_object_mut() {
-                    for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName", "schedulingGates"] {
+                    for f in [
+                        "activeDeadlineSeconds",
+                        "tolerations",
+                        "terminationGracePeriodSeconds",
+                        "nodeName",
+                        "schedulingGates",
+                    ] {
                         m.remove(f);
                     }
                 }
@@ -610,23 +637,41 @@ pub fn immutable_changes(resource: &ResourceInfo, old: &Value, new: &Value) -> V
                     "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
                 ));
             }
-            let old_node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            let old_node = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !old_node.is_empty() && changed("/spec/nodeName") {
-                causes.push(Cause::forbidden("spec.nodeName", "field is immutable once set"));
+                causes.push(Cause::forbidden(
+                    "spec.nodeName",
+                    "field is immutable once set",
+                ));
             }
         }
-        ("", "ConfigMap" | "Secret") => {
+        ("", "ConfigMap" | "Secret")
             if old.get("immutable") == Some(&Value::Bool(true))
-                && (changed("/data") || changed("/binaryData") || changed("/immutable"))
-            {
-                causes.push(Cause::forbidden("data", "field is immutable when `immutable` is set"));
-            }
+                && (changed("/data") || changed("/binaryData") || changed("/immutable")) =>
+        {
+            causes.push(Cause::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            ));
         }
         ("", "Service") => {
-            let old_ip = old.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
-            let new_ip = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+            let old_ip = old
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let new_ip = new
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !old_ip.is_empty() && !new_ip.is_empty() && old_ip != new_ip {
-                causes.push(Cause::invalid("spec.clusterIPs[0]", new_ip, "may not change once set"));
+                causes.push(Cause::invalid(
+                    "spec.clusterIPs[0]",
+                    new_ip,
+                    "may not change once set",
+                ));
             }
         }
         _ => {}
@@ -635,7 +680,9 @@ pub fn immutable_changes(resource: &ResourceInfo, old: &Value, new: &Value) -> V
 }
 
 fn selector_text(obj: &Value) -> String {
-    obj.pointer("/spec/selector").map(|s| s.to_string()).unwrap_or_default()
+    obj.pointer("/spec/selector")
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 /// The part of an object that bumps `metadata.generation` when it changes:
@@ -644,7 +691,9 @@ pub fn spec_part(obj: &Value) -> Value {
     match obj.as_object() {
         Some(map) => Value::Object(
             map.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),
@@ -663,7 +712,10 @@ mod tests {
         let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}, {"name": "d", "image": "nginx"}]}});
         default(pods, &mut pod);
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
-        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            pod["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
         assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "Always");
         initial_status(pods, &mut pod);
         assert_eq!(pod["status"]["phase"], "Pending");
@@ -699,11 +751,15 @@ mod tests {
 
     #[test]
     fn qos_classes_follow_requests_and_limits() {
-        let guaranteed = json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
+        let guaranteed =
+            json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
         assert_eq!(pod_qos_class(Some(&guaranteed)), "Guaranteed");
         let burstable = json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]});
         assert_eq!(pod_qos_class(Some(&burstable)), "Burstable");
-        assert_eq!(pod_qos_class(Some(&json!({"containers": [{}]}))), "BestEffort");
+        assert_eq!(
+            pod_qos_class(Some(&json!({"containers": [{}]}))),
+            "BestEffort"
+        );
     }
 
     #[test]

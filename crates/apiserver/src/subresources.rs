@@ -81,7 +81,11 @@ pub async fn scale(
                 return Err(ApiError::invalid(
                     "Scale",
                     subject(resource, name),
-                    vec![Cause::invalid("spec.replicas", &replicas.to_string(), "must be greater than or equal to 0")],
+                    vec![Cause::invalid(
+                        "spec.replicas",
+                        &replicas.to_string(),
+                        "must be greater than or equal to 0",
+                    )],
                 ));
             }
             let mut next = current.clone();
@@ -197,7 +201,10 @@ pub async fn evict(
             .is_some_and(|a| a.iter().any(|d| d == "All")),
         ..Default::default()
     };
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     // Pods that are not running do not count against a budget.
     let guarded = phase == "Running" && !api::meta::is_terminating(&pod);
     if guarded {
@@ -256,6 +263,8 @@ pub async fn evict(
                 .await?;
         }
     }
-    registry.delete(pods, namespace, name, &delete_options).await?;
+    registry
+        .delete(pods, namespace, name, &delete_options)
+        .await?;
     Ok(())
 }

@@ -48,7 +48,10 @@ impl Watcher {
         }
         self.revision = event.revision;
         let now = self.selection.matches(&event.object);
-        let before = event.prev.as_ref().is_some_and(|p| self.selection.matches(p));
+        let before = event
+            .prev
+            .as_ref()
+            .is_some_and(|p| self.selection.matches(p));
         let event_type = match event.event_type {
             EventType::Added if now => EventType::Added,
             EventType::Modified if now && before => EventType::Modified,
@@ -101,7 +104,8 @@ impl Watcher {
     }
 
     async fn send_bookmark(&mut self, revision: u64, initial_end: bool) -> bool {
-        let mut metadata = json!({"resourceVersion": revision.to_string(), "creationTimestamp": null});
+        let mut metadata =
+            json!({"resourceVersion": revision.to_string(), "creationTimestamp": null});
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
@@ -217,10 +221,18 @@ fn rand_below(n: u64) -> u64 {
     u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()) % n.max(1)
 }
 
-async fn run(state: Arc<AppState>, mut watcher: Watcher, start: Start, bookmarks: bool, timeout: Duration) {
+async fn run(
+    state: Arc<AppState>,
+    mut watcher: Watcher,
+    start: Start,
+    bookmarks: bool,
+    timeout: Duration,
+) {
     let deadline = tokio::time::Instant::now() + timeout;
     let cache = state.registry.cache.resource(watcher.resource).clone();
-    let prefix = watcher.resource.namespace_prefix(watcher.selection.namespace());
+    let prefix = watcher
+        .resource
+        .namespace_prefix(watcher.selection.namespace());
     let live = match start {
         Start::InitialState { bookmark_at_end } => {
             let (objects, revision, live) =
@@ -260,7 +272,8 @@ async fn run(state: Arc<AppState>, mut watcher: Watcher, start: Start, bookmarks
                         }
                     };
                     let Some(live) = live else { return };
-                    if !replay_history(&mut watcher, stream, state.registry.cache.revision()).await {
+                    if !replay_history(&mut watcher, stream, state.registry.cache.revision()).await
+                    {
                         return;
                     }
                     live
@@ -273,7 +286,10 @@ async fn run(state: Arc<AppState>, mut watcher: Watcher, start: Start, bookmarks
 
 fn too_old(e: &storage::Error) -> ApiError {
     match e {
-        storage::Error::Expired { requested, compacted } => ApiError::gone(format!(
+        storage::Error::Expired {
+            requested,
+            compacted,
+        } => ApiError::gone(format!(
             "too old resource version: {requested} ({compacted})"
         )),
         other => ApiError::internal(other),

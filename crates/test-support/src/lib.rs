@@ -1,1 +1,49 @@
-//! Test support.
+//! An in-process API server for integration tests.
+//!
+//! [`TestServer::start`] runs `tug-apiserver`'s library on `127.0.0.1:0`
+//! with in-memory storage and a temporary data dir, and hands back its URL
+//! and admin kubeconfig; dropping it stops the server. No binary, no disk
+//! storage, no fixed ports: tests can run many in parallel.
+
+use std::path::PathBuf;
+
+use storage::memory::MemoryStorage;
+use tokio::sync::oneshot;
+
+/// A running in-process API server.
+pub struct TestServer {
+    pub url: String,
+    pub kubeconfig: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Start a server on memory storage; it serves until dropped.
+    pub async fn start() -> anyhow::Result<TestServer> {
+        let dir = tempfile::tempdir()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let storage = std::sync::Arc::new(MemoryStorage::new());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = apiserver::Config::new(dir.path().to_path_buf());
+        let (running, server) = apiserver::start(config, listener, storage, async {
+            let _ = stopped.await;
+        })
+        .await?;
+        tokio::spawn(server);
+        Ok(TestServer {
+            url: running.url,
+            kubeconfig: running.kubeconfig,
+            stop: Some(stop),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
