@@ -17,7 +17,10 @@ pub fn unknown_fields(resource: &ResourceInfo, obj: &Value) -> Vec<String> {
     let defs = schema::definitions(Dialect::Swagger2);
     let mut out = Vec::new();
     walk(defs, &root, obj, "", &mut out);
-    out
+    // Upstream spells paths without the leading dot: `spec.foo`.
+    out.into_iter()
+        .map(|p| p.trim_start_matches('.').to_string())
+        .collect()
 }
 
 fn walk(

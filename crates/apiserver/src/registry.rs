@@ -219,7 +219,10 @@ impl Registry {
                     .collect();
                 if options.field_validation == FieldValidation::Strict {
                     return Err(ApiError::bad_request(format!(
-                        "strict decoding error: {}",
+                        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                        resource.kind,
+                        resource.version,
+                        resource.kind,
                         messages.join(", ")
                     )));
                 }

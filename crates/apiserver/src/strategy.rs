@@ -362,6 +362,7 @@ pub fn validate(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
             causes.push(Cause::invalid("metadata.labels", &v, &problem));
         }
     }
+    validate_owner_references(obj, &mut causes);
     match (resource.group, resource.kind) {
         ("", "Pod") => validate_pod_spec(obj.get("spec"), "spec", &mut causes),
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet") => {
@@ -391,6 +392,45 @@ pub fn validate(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
         _ => {}
     }
     causes
+}
+
+/// Upstream's ValidateOwnerReferences: every reference names its owner
+/// fully, and at most one is the controller.
+fn validate_owner_references(obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(refs) = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    let mut controllers = 0;
+    for (i, r) in refs.iter().enumerate() {
+        let field = format!("metadata.ownerReferences[{i}]");
+        for key in ["apiVersion", "kind", "name", "uid"] {
+            if r.get(key).and_then(Value::as_str).unwrap_or("").is_empty() {
+                let name = if key == "apiVersion" {
+                    "apiVersion"
+                } else {
+                    key
+                };
+                causes.push(Cause::invalid(
+                    &format!("{field}.{name}"),
+                    "",
+                    &format!("{name} must not be empty"),
+                ));
+            }
+        }
+        if r.get("controller") == Some(&Value::Bool(true)) {
+            controllers += 1;
+        }
+    }
+    if controllers > 1 {
+        causes.push(Cause::invalid(
+            "metadata.ownerReferences",
+            "",
+            "Only one reference can have Controller set to true",
+        ));
+    }
 }
 
 fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
@@ -747,6 +787,24 @@ mod tests {
         let causes = validate(d, &obj);
         assert_eq!(causes.len(), 1);
         assert_eq!(causes[0].field, "spec.template.metadata.labels");
+    }
+
+    #[test]
+    fn owner_references_need_uid_and_one_controller_at_most() {
+        let cms = find("", "v1", "configmaps").unwrap();
+        let obj = json!({"metadata": {"name": "c", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "1", "controller": true},
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "s", "controller": true},
+        ]}});
+        let causes = validate(cms, &obj);
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "metadata.ownerReferences[1].uid",
+                "metadata.ownerReferences"
+            ]
+        );
     }
 
     #[test]
