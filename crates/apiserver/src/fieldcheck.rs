@@ -91,8 +91,8 @@ mod tests {
         assert_eq!(
             unknown_fields(deploy, &obj),
             vec![
-                ".metadata.labelz",
-                ".spec.template.spec.containers[0].imagePullPolicyy"
+                "metadata.labelz",
+                "spec.template.spec.containers[0].imagePullPolicyy"
             ]
         );
     }

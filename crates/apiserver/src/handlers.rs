@@ -677,6 +677,35 @@ fn list_body(
     })
 }
 
+/// A `{Kind}List` serialized directly from shared objects.
+fn list_bytes_response(
+    resource: &ResourceInfo,
+    list_meta: &Value,
+    items: &[&Arc<Value>],
+) -> Response {
+    let mut out = Vec::with_capacity(256 + items.len() * 1024);
+    out.extend_from_slice(b"{\"kind\":");
+    let _ = serde_json::to_writer(&mut out, &resource.list_kind());
+    out.extend_from_slice(b",\"apiVersion\":");
+    let _ = serde_json::to_writer(&mut out, &resource.api_version());
+    out.extend_from_slice(b",\"metadata\":");
+    let _ = serde_json::to_writer(&mut out, list_meta);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, item.as_ref());
+    }
+    out.extend_from_slice(b"]}");
+    let mut response = (StatusCode::OK, out).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// A `continue` token: the revision the list is consistent at and the last
 /// key returned. Opaque to clients, as upstream's.
 fn encode_continue(revision: u64, last_key: &str) -> String {
@@ -723,18 +752,15 @@ async fn list(
                 })?),
             };
         let (items, revision) = state.registry.list_cached(resource, ns, min).await?;
-        let items: Vec<Value> = items
-            .iter()
-            .filter(|o| selection.matches(o))
-            .map(|o| (**o).clone())
-            .collect();
-        let body = list_body(
-            resource,
-            items,
-            json!({"resourceVersion": revision.to_string()}),
-            accept,
-            query,
-        )?;
+        let selected: Vec<&Arc<Value>> = items.iter().filter(|o| selection.matches(o)).collect();
+        let list_meta = json!({"resourceVersion": revision.to_string()});
+        if codec::rendering(accept)? == Rendering::Object {
+            // The common case writes cached objects straight out, without
+            // cloning them into a list value first.
+            return Ok(list_bytes_response(resource, &list_meta, &selected));
+        }
+        let items = selected.iter().map(|o| (***o).clone()).collect();
+        let body = list_body(resource, items, list_meta, accept, query)?;
         return Ok(json_response(StatusCode::OK, &body));
     }
     let (revision, mut start) = match continue_token {
