@@ -17,18 +17,23 @@ sent. It needs, for every message reachable from the kinds we decode:
     dropped, while pointer fields set to zero (replicas: 0) must be kept. This is
     read from the Go type metadata (reflect data: struct names, field types and
     struct tags) inside a kubectl binary, which is exactly the code that encoded
-    the request. Fields a binary lacks (newer than it) fall back to the
-    `k8s-openapi` crate's serde names and keep every present value.
+    the request. Fields of messages a binary lacks fall back to the `k8s-openapi`
+    crate's serde names (and keep every present value); fields neither knows
+    (k8s-pb may be newer than the served release) are left out, so the decoder
+    skips them as unknown, like the served release's API server would.
 
-Run from anywhere, after `cargo fetch` (so both crates are in ~/.cargo/registry):
+Run from anywhere:
 
     python3 scripts/gen_protobuf_table.py [--kubectl PATH] [--k8s-pb DIR] [--k8s-openapi DIR]
 
 Defaults: --kubectl /usr/lib/google-cloud-sdk/bin/kubectl.1.33 (a Go 1.20+ ELF
-x86-64 binary; any kubectl of the served Kubernetes minor works), the newest
-k8s-pb-*/src and k8s-openapi-*/src/v1_33 under ~/.cargo/registry/src. The output
-is rustfmt-formatted when rustfmt is on PATH. The script only reads its inputs and
-writes the one output file; to cover another API group, add it to PACKAGES.
+x86-64 binary; any kubectl of the served Kubernetes minor works), k8s-pb
+K8S_PB_VERSION and the Cargo.lock's k8s-openapi (its v1_33 module) from the cargo
+registry, fetched there with `cargo fetch` when missing. The output is
+rustfmt-formatted when rustfmt is on PATH. The script writes only the one output
+file; to cover another API group, add it to PACKAGES. Warnings list what the
+served release lacks and is therefore left out. The tests in protobuf.rs check
+the table against real kubectl bodies and the OpenAPI definitions.
 """
 
 import argparse
@@ -38,6 +43,7 @@ import re
 import struct
 import subprocess
 import sys
+import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT = os.path.join(REPO, "crates", "api", "src", "protobuf_table.rs")
@@ -56,6 +62,7 @@ PACKAGES = {
     "api::events::v1": "events.k8s.io",
     "api::policy::v1": "policy",
     "api::authentication::v1": "authentication.k8s.io",
+    "api::authorization::v1": "authorization.k8s.io",
     "apimachinery::pkg::apis::meta::v1": "meta.k8s.io",
 }
 
@@ -81,20 +88,43 @@ PB_KINDS = {
 }
 
 # Go reflect kinds (internal/abi.Kind) used below.
-GO_BOOL, GO_INT32, GO_INT64, GO_FLOAT64 = 1, 5, 6, 14
-GO_MAP, GO_PTR, GO_SLICE, GO_STRING, GO_STRUCT = 21, 22, 23, 24, 25
+GO_MAP, GO_PTR, GO_SLICE, GO_STRUCT = 21, 22, 23, 25
+
+# The wire schema's source, pinned so that re-running reproduces the table.
+K8S_PB_VERSION = "0.9.0"
 
 
-def newest(pattern):
-    paths = sorted(glob.glob(os.path.expanduser(pattern)), key=version_key)
-    if not paths:
-        sys.exit(f"not found: {pattern} (run `cargo fetch` first)")
-    return paths[-1]
+def crate_source(name, version):
+    """The unpacked sources of a crates.io crate, fetched by cargo if needed."""
+    cargo_home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+    registry = os.path.join(cargo_home, "registry")
+    pattern = os.path.join(registry, "src", "*", f"{name}-{version}")
+    if not glob.glob(pattern):
+        # Not (necessarily) a dependency of the workspace: a throwaway crate
+        # that depends on it makes `cargo fetch` download and unpack it.
+        with tempfile.TemporaryDirectory() as tmp:
+            os.makedirs(os.path.join(tmp, "src"))
+            open(os.path.join(tmp, "src", "lib.rs"), "w").close()
+            with open(os.path.join(tmp, "Cargo.toml"), "w") as f:
+                f.write(
+                    '[package]\nname = "fetch-only"\nversion = "0.0.0"\nedition = "2021"\n'
+                    f'[dependencies]\n{name} = "={version}"\n[workspace]\n'
+                )
+            manifest = os.path.join(tmp, "Cargo.toml")
+            subprocess.run(["cargo", "fetch", "--manifest-path", manifest], check=True)
+    found = glob.glob(pattern)
+    if not found:
+        sys.exit(f"not found after cargo fetch: {pattern}")
+    return found[0]
 
 
-def version_key(path):
-    m = re.search(r"-(\d+)\.(\d+)\.(\d+)", path)
-    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+def locked_version(name):
+    """The version of a crate in the workspace's Cargo.lock."""
+    lock = open(os.path.join(REPO, "Cargo.lock"), encoding="utf-8").read()
+    m = re.search(rf'name = "{re.escape(name)}"\nversion = "([^"]+)"', lock)
+    if not m:
+        sys.exit(f"{name} is not in Cargo.lock")
+    return m.group(1)
 
 
 def definition_prefix(module):
@@ -296,7 +326,7 @@ def go_fields(go, pkg, name):
     for (p, n), fields in go.structs.items():
         if p == pkg and n.lower() == name.lower():
             out = []
-            for gname, tag, kind, tname in fields:
+            for _go_name, tag, kind, _type_name in fields:
                 pb = re.search(r'protobuf:"[a-z0-9]+,(\d+),', tag)
                 js = re.search(r'json:"([^"]*)"', tag)
                 if not pb or not js:
@@ -310,7 +340,6 @@ def go_fields(go, pkg, name):
                         "inline": "inline" in opts[1:] and not opts[0],
                         "pointer": kind == GO_PTR,
                         "go_kind": kind,
-                        "go_name": gname,
                     }
                 )
             return n, out
@@ -322,8 +351,7 @@ def go_fields(go, pkg, name):
 
 def openapi_names(root, module, name):
     """{normalized rust name: json name} from k8s-openapi's serde code."""
-    sub = module.replace("::", "/").replace("apimachinery/pkg", "apimachinery/pkg")
-    folder = os.path.join(root, sub)
+    folder = os.path.join(root, module.replace("::", "/"))
     snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
     out = {}
     for path in glob.glob(os.path.join(folder, "*.rs")):
@@ -344,78 +372,107 @@ def camel(rust):
 
 
 def build(pb, go, openapi_root):
+    """Resolve every message, keep those the served release knows that are
+    reachable from PACKAGES, and index them by definition name."""
+    warnings = []
+    resolved = {}
+
+    def resolve_once(key):
+        if key not in resolved:
+            if key not in pb:
+                sys.exit(f"unknown message {key}")
+            resolved[key] = resolve_message(key, pb[key], go, openapi_root, warnings)
+        return resolved[key]
+
     roots = sorted(key for key in pb if key[0] in PACKAGES)
-    order, index = [], {}
-    queue = list(roots)
+    keep, queue = set(), [key for key in roots if resolve_once(key)["known"]]
     while queue:
         key = queue.pop(0)
-        if key in index:
+        if key in keep:
             continue
-        if key not in pb:
-            sys.exit(f"unknown message {key}")
-        index[key] = len(order)
-        order.append(key)
-        for f in pb[key]:
-            if isinstance(f["kind"], tuple):
-                queue.append(f["kind"][1])
-    # Sort by definition name so the output is stable and searchable.
-    order.sort(key=lambda k: definition_prefix(k[0]) + "." + k[1])
+        keep.add(key)
+        for _tag, _json, kind, _flags in resolve_once(key)["rows"]:
+            if isinstance(kind, tuple):
+                queue.append(kind[1])
+    order = sorted(keep, key=lambda k: resolved[k]["definition"])
     index = {key: i for i, key in enumerate(order)}
 
-    messages, kinds, warnings = [], [], []
-    for module, name in order:
-        pb_fields = pb[(module, name)]
-        found = go_fields(go, go_package(module), name)
-        go_name, gfields = found if found else (name, None)
-        if gfields is None:
-            go_name = openapi_type_name(openapi_root, module, name) or name
-        definition = definition_prefix(module) + "." + go_name
-        special = SPECIAL.get(definition, "None")
-        if (
-            special == "None"
-            and gfields is None
-            and len(pb_fields) == 1
-            and pb_fields[0]["rust"] == "items"
-            and pb_fields[0]["repeated"]
-        ):
-            special = "Items"  # a named Go slice (Verbs, ExtraValue): a JSON array
-        fallback = None
-        rows = []
-        by_tag = {f["tag"]: f for f in pb_fields}
-        used = set()
-        for g in gfields or []:
-            f = by_tag.get(g["tag"])
-            if f is None:
-                warnings.append(f"{definition}.{g['json']}: Go field {g['tag']} not in k8s-pb")
-                continue
-            used.add(f["tag"])
-            scalar = not isinstance(f["kind"], tuple) and not f["repeated"] and not f["map"]
-            rows.append(
-                row(f, g["json"], index, omit_zero=scalar and g["omitempty"] and not g["pointer"],
-                    inline=g["inline"])
-            )
-        for f in pb_fields:
-            if f["tag"] in used:
-                continue
-            if gfields is not None and special == "None":
-                warnings.append(f"{definition}.{f['rust']}: not in the Go binary, name guessed")
-            if fallback is None:
-                fallback = openapi_names(openapi_root, module, name)
-            json_name = fallback.get(f["rust"].replace("_", "").lower(), camel(f["rust"]))
-            rows.append(row(f, json_name, index, omit_zero=False, inline=False))
-        messages.append((definition, special, rows))
-        is_kind = gfields is not None and any(
-            g["go_name"] == "TypeMeta" for g in go_struct_raw(go, go_package(module), go_name)
-        )
-        if is_kind and module in PACKAGES:
-            group = PACKAGES[module]
-            version = module.split("::")[-1]
-            kinds.append((f"{group}/{version}" if group else version, go_name, index[(module, name)]))
+    def kind_text(kind):
+        return f"Msg({index[kind[1]]})" if isinstance(kind, tuple) else kind
+
+    messages, kinds = [], []
+    for key in order:
+        r = resolved[key]
+        rows = [(tag, js, kind_text(kind), flags) for tag, js, kind, flags in r["rows"]]
+        messages.append((r["definition"], r["special"], rows))
+        if r["is_kind"] and key[0] in PACKAGES:
+            group, version = PACKAGES[key[0]], key[0].split("::")[-1]
+            api_version = f"{group}/{version}" if group else version
+            kinds.append((api_version, r["definition"].split(".")[-1], index[key]))
     return messages, sorted(kinds), warnings
 
 
-def go_struct_raw(go, pkg, name):
-    return [{"go_name": f[0]} for f in go.structs.get((pkg, name), [])]
+def resolve_message(key, pb_fields, go, openapi_root, warnings):
+    module, name = key
+    found = go_fields(go, go_package(module), name)
+    go_name, gfields = found if found else (name, None)
+    openapi_name = None
+    if gfields is None:
+        openapi_name = openapi_type_name(openapi_root, module, name)
+        go_name = openapi_name or name
+    definition = definition_prefix(module) + "." + go_name
+    special = SPECIAL.get(definition, "None")
+    if (
+        special == "None"
+        and gfields is None
+        and len(pb_fields) == 1
+        and pb_fields[0]["rust"] == "items"
+        and pb_fields[0]["repeated"]
+    ):
+        special = "Items"  # a named Go slice (Verbs, ExtraValue): a JSON array
+    known = gfields is not None or openapi_name is not None or special != "None"
+    fallback = None
+    rows = []
+    by_tag = {f["tag"]: f for f in pb_fields}
+    used = set()
+    for g in gfields or []:
+        f = by_tag.get(g["tag"])
+        if f is None:
+            warnings.append(f"{definition}.{g['json']}: Go field {g['tag']} not in k8s-pb")
+            continue
+        used.add(f["tag"])
+        scalar = not isinstance(f["kind"], tuple) and not f["repeated"] and not f["map"]
+        absent = None
+        if not g["omitempty"]:
+            nil = g["pointer"] or g["go_kind"] in (GO_SLICE, GO_MAP) and f["kind"] != "Bytes"
+            absent = "NULL_IF_ABSENT" if nil else "ZERO_IF_ABSENT"
+        omit_zero = scalar and g["omitempty"] and not g["pointer"]
+        rows.append(row(f, g["json"], omit_zero, g["inline"], absent))
+    for f in pb_fields:
+        if f["tag"] in used:
+            continue
+        if fallback is None:
+            fallback = openapi_names(openapi_root, module, name)
+        json_name = fallback.get(f["rust"].replace("_", "").lower())
+        if special == "None" and json_name is None:
+            # Neither the Go binary nor k8s-openapi knows it: newer than the
+            # served release, so skipped like any unknown field.
+            if known:
+                warnings.append(f"{definition}.{f['rust']}: unknown to the served release")
+            continue
+        rows.append(row(f, json_name or camel(f["rust"]), False, False, None))
+    if not known:
+        warnings.append(f"{definition}: unknown to the served release")
+    # Kinds embed TypeMeta (which has no protobuf tag, so is not in gfields).
+    go_struct = go.structs.get((go_package(module), go_name), [])
+    is_kind = any(field[0] == "TypeMeta" for field in go_struct)
+    return {
+        "definition": definition,
+        "special": special,
+        "rows": rows,
+        "known": known,
+        "is_kind": is_kind,
+    }
 
 
 def openapi_type_name(root, module, name):
@@ -428,9 +485,7 @@ def openapi_type_name(root, module, name):
     return None
 
 
-def row(f, json_name, index, omit_zero, inline):
-    kind = f["kind"]
-    kind = f"Msg({index[kind[1]]})" if isinstance(kind, tuple) else kind
+def row(f, json_name, omit_zero, inline, absent):
     flags = []
     if f["map"]:
         flags.append("MAP")
@@ -440,25 +495,27 @@ def row(f, json_name, index, omit_zero, inline):
         flags.append("OMIT_ZERO")
     if inline:
         flags.append("INLINE")
-    return (f["tag"], json_name, kind, " | ".join(flags) or "0")
+    if absent:
+        flags.append(absent)
+    return (f["tag"], json_name, f["kind"], " | ".join(flags) or "0")
 
 
 def render(messages, kinds, sources):
     out = [
         "//! Generated by `scripts/gen_protobuf_table.py`; do not edit by hand.",
         "//!",
-        "//! The schema [`crate::protobuf`] decodes with: one [`Message`] per protobuf",
-        "//! message reachable from the decoded kinds, fields in Go struct order (the",
-        "//! order Go's JSON encoder writes them), and the kinds an envelope may name.",
+        "//! The schema `protobuf.rs` decodes with, as its submodule `table`: one",
+        "//! `Message` per protobuf message reachable from the decoded kinds, fields in",
+        "//! Go struct order (the order Go's JSON encoder writes them), and the kinds an",
+        "//! envelope may name.",
         f"//! Sources: {sources}.",
         "",
-        "use crate::protobuf::Kind::{self, *};",
-        "use crate::protobuf::{Field, Message, Special, INLINE, MAP, OMIT_ZERO, REPEATED};",
+        "use super::Kind::{self, *};",
+        "use super::{Field, Message, Special};",
+        "use super::{INLINE, MAP, NULL_IF_ABSENT, OMIT_ZERO, REPEATED, ZERO_IF_ABSENT};",
         "",
-        "/// Every message, sorted by definition name; [`Kind::Msg`] indexes this.",
-        "///",
-        "/// [`Kind::Msg`]: crate::protobuf::Kind::Msg",
-        "pub static MESSAGES: &[Message] = &[",
+        "/// Every message, sorted by definition name; `Kind::Msg` indexes this.",
+        "pub(super) static MESSAGES: &[Message] = &[",
     ]
     for i, (definition, special, rows) in enumerate(messages):
         out.append(f"    // {i}")
@@ -468,7 +525,9 @@ def render(messages, kinds, sources):
         out.append("    ]),")
     out.append("];")
     out.append("")
-    out.append("const fn m(name: &'static str, special: Special, fields: &'static [Field]) -> Message {")
+    out.append(
+        "const fn m(name: &'static str, special: Special, fields: &'static [Field]) -> Message {"
+    )
     out.append("    Message { name, special, fields }")
     out.append("}")
     out.append("")
@@ -477,13 +536,13 @@ def render(messages, kinds, sources):
     out.append("}")
     out.append("")
     out.append("/// The kinds (`apiVersion`, `kind`) an envelope may name, and their message.")
-    out.append("pub static KINDS: &[(&str, &str, u16)] = &[")
+    out.append("pub(super) static KINDS: &[(&str, &str, u16)] = &[")
     for api_version, kind, i in kinds:
         out.append(f'    ("{api_version}", "{kind}", {i}),')
     out.append("];")
     text = "\n".join(out) + "\n"
     # The uses are in the generated text only when some field needs them.
-    for flag in ("INLINE", "MAP", "OMIT_ZERO", "REPEATED"):
+    for flag in ("INLINE", "MAP", "NULL_IF_ABSENT", "OMIT_ZERO", "REPEATED", "ZERO_IF_ABSENT"):
         if text.count(flag) == 1:
             text = text.replace(f", {flag}", "")
     return text
@@ -496,9 +555,9 @@ def main():
     parser.add_argument("--k8s-openapi", default=None)
     parser.add_argument("--output", default=OUTPUT)
     args = parser.parse_args()
-    pb_root = args.k8s_pb or os.path.join(newest("~/.cargo/registry/src/*/k8s-pb-*"), "src")
+    pb_root = args.k8s_pb or os.path.join(crate_source("k8s-pb", K8S_PB_VERSION), "src")
     openapi_root = args.k8s_openapi or os.path.join(
-        newest("~/.cargo/registry/src/*/k8s-openapi-0.*"), "src", "v1_33"
+        crate_source("k8s-openapi", locked_version("k8s-openapi")), "src", "v1_33"
     )
     pb = parse_k8s_pb(pb_root)
     go = GoBinary(args.kubectl)

@@ -132,7 +132,8 @@ impl ApiServer {
     /// A `kubectl` command ready to run (for stdin, env or spawn).
     pub fn kubectl_cmd(&self, version: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(format!("{KUBECTL_DIR}/kubectl.{version}"));
-        cmd.env("KUBECONFIG", &self.kubeconfig)
+        cmd.stdin(Stdio::null())
+            .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", self.data_dir.parent().unwrap_or(Path::new("/tmp")))
             .args(args);
         cmd

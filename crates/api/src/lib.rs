@@ -20,6 +20,7 @@ pub mod fields;
 pub mod meta;
 pub mod openapi;
 pub mod patch_meta;
+pub mod protobuf;
 pub mod resources;
 pub mod schema;
 pub mod selector;

@@ -33,8 +33,9 @@ pub struct ResourceInfo {
     pub subresources: Subresources,
     /// Categories such as `all` (what `kubectl get all` expands to).
     pub categories: &'static [&'static str],
-    /// Whether objects carry a `spec` whose changes bump `metadata.generation`
-    /// (upstream maintains `generation` only for such kinds).
+    /// Whether `metadata.generation` is maintained (set to 1 on create and
+    /// bumped on spec changes): upstream's strategies do it for workloads,
+    /// HPAs and PDBs, not for Pods, Services, Namespaces, Nodes or Leases.
     pub has_spec: bool,
     /// The verbs served; [`VERBS`] for stored resources.
     pub verbs: &'static [&'static str],
@@ -164,10 +165,10 @@ macro_rules! resource {
 #[rustfmt::skip]
 pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
-    resource!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], false, STATUS, [], true),
-    resource!("", "v1", "Pod", "pods", "pod", ["po"], true, POD, ["all"], true),
-    resource!("", "v1", "Node", "nodes", "node", ["no"], false, STATUS, [], true),
-    resource!("", "v1", "Service", "services", "service", ["svc"], true, STATUS, ["all"], true),
+    resource!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], false, STATUS, [], false),
+    resource!("", "v1", "Pod", "pods", "pod", ["po"], true, POD, ["all"], false),
+    resource!("", "v1", "Node", "nodes", "node", ["no"], false, STATUS, [], false),
+    resource!("", "v1", "Service", "services", "service", ["svc"], true, STATUS, ["all"], false),
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", ["ep"], true, NONE, [], false),
     resource!("", "v1", "ConfigMap", "configmaps", "configmap", ["cm"], true, NONE, [], false),
     resource!("", "v1", "Secret", "secrets", "secret", [], true, NONE, [], false),
@@ -182,7 +183,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("batch", "v1", "Job", "jobs", "job", [], true, STATUS, ["all"], true),
     resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", ["cj"], true, STATUS, ["all"], true),
     // coordination.k8s.io/v1
-    resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", [], true, NONE, [], true),
+    resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", [], true, NONE, [], false),
     // discovery.k8s.io/v1
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", [], true, NONE, [], false),
     // autoscaling/v2
@@ -198,6 +199,35 @@ pub static RESOURCES: &[ResourceInfo] = &[
         kind: "SelfSubjectReview",
         plural: "selfsubjectreviews",
         singular: "selfsubjectreview",
+        short_names: &[],
+        namespaced: false,
+        subresources: NONE,
+        categories: &[],
+        has_spec: false,
+        verbs: &["create"],
+        stored: false,
+    },
+    // authorization.k8s.io/v1: `kubectl auth can-i`.
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        short_names: &[],
+        namespaced: false,
+        subresources: NONE,
+        categories: &[],
+        has_spec: false,
+        verbs: &["create"],
+        stored: false,
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
         short_names: &[],
         namespaced: false,
         subresources: NONE,

@@ -85,6 +85,8 @@ kinds![
     ("policy", "v1", "PodDisruptionBudget", api::policy::v1::PodDisruptionBudget),
     ("policy", "v1", "Eviction", api::policy::v1::Eviction),
     ("authentication.k8s.io", "v1", "SelfSubjectReview", api::authentication::v1::SelfSubjectReview),
+    ("authorization.k8s.io", "v1", "SelfSubjectAccessReview", api::authorization::v1::SelfSubjectAccessReview),
+    ("authorization.k8s.io", "v1", "SelfSubjectRulesReview", api::authorization::v1::SelfSubjectRulesReview),
     ("meta.k8s.io", "v1", "ListMeta", metav1::ListMeta),
     ("meta.k8s.io", "v1", "Status", metav1::Status),
     ("meta.k8s.io", "v1", "DeleteOptions", metav1::DeleteOptions),

@@ -14,7 +14,20 @@ pub fn decode_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     let mime = content_type.split(';').next().unwrap_or("").trim();
-    if mime.contains("protobuf") || mime.contains("cbor") {
+    if api::protobuf::is_protobuf(content_type) {
+        // kubectl's typed client writes in Kubernetes protobuf and never
+        // falls back to JSON, so the bodies are decoded here.
+        return api::protobuf::decode(body).map_err(|e| match e {
+            api::protobuf::ProtobufError::UnknownKind { .. }
+            | api::protobuf::ProtobufError::UnsupportedContent(_) => {
+                ApiError::UnsupportedMediaType {
+                    message: format!("the body of the request was in an unknown format: {e}"),
+                }
+            }
+            other => ApiError::bad_request(format!("error decoding protobuf body: {other}")),
+        });
+    }
+    if mime.contains("cbor") {
         return Err(ApiError::UnsupportedMediaType {
             message: format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {mime})"),
         });
@@ -101,8 +114,10 @@ impl Query {
         self.get(key).filter(|v| !v.is_empty())
     }
 
+    /// A boolean parameter, parsed as upstream does: present and neither
+    /// `0` nor `false` (any case) means true (Python clients send `True`).
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1" | ""))
+        self.get(key).is_some_and(is_true)
     }
 
     pub fn number<T: std::str::FromStr>(&self, key: &str) -> ApiResult<Option<T>> {
@@ -114,6 +129,11 @@ impl Query {
                 .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: \"{v}\""))),
         }
     }
+}
+
+/// Upstream's query boolean: anything but `0` and `false` (any case).
+pub fn is_true(value: &str) -> bool {
+    value != "0" && !value.eq_ignore_ascii_case("false")
 }
 
 fn percent_decode(s: &str) -> String {
@@ -184,6 +204,11 @@ mod tests {
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.flag("watch"));
         assert!(q.flag("x"));
+        assert!(!q.flag("absent"));
+        let q = Query::parse(Some("watch=True&a=FALSE&b=0"));
+        assert!(q.flag("watch"));
+        assert!(!q.flag("a"));
+        assert!(!q.flag("b"));
         assert_eq!(Query::parse(Some("a=%zz%")).get("a"), Some("%zz%"));
     }
 }

@@ -35,6 +35,16 @@ impl Cause {
         }
     }
 
+    /// An invalid value already spelled as upstream prints it (Go's `%#v`:
+    /// numbers bare, maps as `map[string]string{"k":"v"}`).
+    pub fn invalid_raw(field: &str, value: &str, detail: &str) -> Self {
+        Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {value}: {detail}"),
+            field: field.into(),
+        }
+    }
+
     pub fn forbidden(field: &str, detail: &str) -> Self {
         Cause {
             reason: "FieldValueForbidden".into(),

@@ -205,7 +205,7 @@ fn non_resource(
             .ok_or_else(not_found),
         Target::UnknownResource { .. } => Err(not_found()),
         Target::Resource(_) => Err(not_found()),
-        Target::Other => match path {
+        Target::Other => match path.trim_end_matches('/') {
             "/version" => Ok(json_response(StatusCode::OK, &discovery::version())),
             "/healthz" | "/livez" | "/readyz" => health(state, path, query),
             p if p.starts_with("/healthz/")
@@ -390,7 +390,7 @@ async fn resource_request(
     let ns = ns.as_deref();
     let registry = &state.registry;
     if !resource.stored {
-        return review(resource, &method, &rp, user, req).await;
+        return review(state, resource, &method, &rp, user, req).await;
     }
     match (&method, rp.name.as_deref(), rp.subresource.as_deref()) {
         (&Method::GET, None, None) => {
@@ -415,8 +415,8 @@ async fn resource_request(
             written_response(written, &query, &rp, &accept)
         }
         (&Method::DELETE, None, None) => {
-            let (_, body) = read_body(req).await?;
-            let options = delete_options(&query, &body)?;
+            let (ct, body) = read_body(req).await?;
+            let options = delete_options(&query, &ct, &body)?;
             let selection = Selection::from_query(resource, ns, &query)?;
             delete_collection(state, resource, ns, &selection, &options, &accept, &query).await
         }
@@ -464,9 +464,15 @@ async fn resource_request(
             ))
         }
         (&Method::DELETE, Some(name), None) => {
-            let (_, body) = read_body(req).await?;
-            let options = delete_options(&query, &body)?;
+            let (ct, body) = read_body(req).await?;
+            let options = delete_options(&query, &ct, &body)?;
             let deleted = registry.delete(resource, ns, name, &options).await?;
+            if deleted.finished && !returns_deleted_object(resource) {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &deleted_status(resource, &deleted.object),
+                ));
+            }
             let code = if deleted.finished {
                 StatusCode::OK
             } else {
@@ -510,9 +516,12 @@ async fn resource_request(
     }
 }
 
-/// Review resources are answered from the request itself and never stored;
-/// SelfSubjectReview (`kubectl auth whoami`) is the one served today.
+/// Review resources are answered from the request itself and never stored:
+/// SelfSubjectReview (`kubectl auth whoami`), SelfSubjectAccessReview and
+/// SelfSubjectRulesReview (`kubectl auth can-i`), the latter two decided by
+/// the authorizer.
 async fn review(
+    state: &AppState,
     resource: &'static ResourceInfo,
     method: &Method,
     rp: &ResourcePath,
@@ -539,12 +548,84 @@ async fn review(
     review["apiVersion"] = json!(resource.api_version());
     review["kind"] = json!(resource.kind);
     review["metadata"] = json!({"creationTimestamp": null});
-    let mut user_info = json!({"username": user.name, "groups": user.groups});
-    if !user.uid.is_empty() {
-        user_info["uid"] = json!(user.uid);
-    }
-    review["status"] = json!({"userInfo": user_info});
+    review["status"] = match resource.kind {
+        "SelfSubjectAccessReview" => access_review_status(state, user, &review),
+        // Everything is allowed until RBAC arrives: one rule says so.
+        "SelfSubjectRulesReview" => json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+        }),
+        _ => {
+            let mut user_info = json!({"username": user.name, "groups": user.groups});
+            if !user.uid.is_empty() {
+                user_info["uid"] = json!(user.uid);
+            }
+            json!({"userInfo": user_info})
+        }
+    };
     Ok(json_response(StatusCode::CREATED, &review))
+}
+
+fn access_review_status(state: &AppState, user: &UserInfo, review: &Value) -> Value {
+    let attrs = review.pointer("/spec/resourceAttributes");
+    let text = |v: Option<&Value>, key: &str| {
+        v.and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let path = review
+        .pointer("/spec/nonResourceAttributes/path")
+        .and_then(Value::as_str);
+    let verb = match attrs {
+        Some(_) => text(attrs, "verb"),
+        None => text(review.pointer("/spec/nonResourceAttributes"), "verb"),
+    };
+    let (group, resource, subresource, namespace, name) = (
+        text(attrs, "group"),
+        text(attrs, "resource"),
+        text(attrs, "subresource"),
+        text(attrs, "namespace"),
+        text(attrs, "name"),
+    );
+    let decision = state.authorizer.authorize(&Attributes {
+        user,
+        verb: &verb,
+        group: &group,
+        resource: &resource,
+        subresource: Some(subresource.as_str()).filter(|s| !s.is_empty()),
+        namespace: Some(namespace.as_str()).filter(|s| !s.is_empty()),
+        name: Some(name.as_str()).filter(|s| !s.is_empty()),
+        path,
+    });
+    match decision {
+        Ok(()) => json!({"allowed": true}),
+        Err(reason) => json!({"allowed": false, "reason": reason}),
+    }
+}
+
+/// Upstream's registries answer a finished delete with the object only for
+/// some kinds (`ReturnDeletedObject`, or their own REST delete); the rest
+/// answer with a Success `Status` naming the object.
+fn returns_deleted_object(resource: &ResourceInfo) -> bool {
+    resource.group.is_empty()
+        && matches!(
+            resource.kind,
+            "Pod" | "ServiceAccount" | "Service" | "Namespace"
+        )
+}
+
+fn deleted_status(resource: &ResourceInfo, obj: &Value) -> Value {
+    let mut details = json!({
+        "name": api::meta::name(obj).unwrap_or(""),
+        "kind": resource.plural,
+        "uid": api::meta::meta_str(obj, "uid").unwrap_or(""),
+    });
+    if !resource.group.is_empty() {
+        details["group"] = json!(resource.group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
 fn success_status() -> Value {
@@ -573,10 +654,10 @@ fn check_subresource(resource: &ResourceInfo, sub: Option<&str>) -> ApiResult<()
 }
 
 /// `DeleteOptions` from the body (if any) and the query string.
-fn delete_options(query: &Query, body: &[u8]) -> ApiResult<DeleteOptions> {
+fn delete_options(query: &Query, content_type: &str, body: &[u8]) -> ApiResult<DeleteOptions> {
     let mut options = DeleteOptions::default();
     if !body.is_empty() {
-        let v = codec::decode_body("application/json", body)?;
+        let v = codec::decode_body(content_type, body)?;
         options.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
         options.propagation_policy = v
             .get("propagationPolicy")

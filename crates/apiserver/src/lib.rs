@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod cache;
 pub mod codec;
+pub mod cron;
 pub mod discovery;
 pub mod error;
 pub mod fieldcheck;

@@ -290,9 +290,13 @@ impl Registry {
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "selfLink",
-            "managedFields",
         ] {
             meta.remove(field);
+        }
+        if !options.managed_by_apply {
+            // Server-side apply computed these; anything else is the
+            // client's and is recomputed below.
+            meta.remove("managedFields");
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now()));
@@ -306,7 +310,7 @@ impl Registry {
             self.check_namespace(ns, true).await?;
         }
         strategy::default(resource, &mut obj);
-        strategy::initial_status(resource, &mut obj);
+        strategy::prepare_create(resource, &mut obj);
         Self::validate(resource, &obj, options, &mut warnings)?;
         if !options.managed_by_apply {
             crate::managed::track(
@@ -318,14 +322,17 @@ impl Registry {
                 None,
             );
         }
+        let key = resource.key(ns.as_deref(), &name);
         if options.dry_run {
+            if self.storage().get(&key).await?.is_some() {
+                return Err(ApiError::already_exists(subject(resource, &name)));
+            }
             return Ok(Written {
                 object: obj,
                 created: true,
                 warnings,
             });
         }
-        let key = resource.key(ns.as_deref(), &name);
         let kv = match self.storage().create(&key, encode_for_storage(&obj)?).await {
             Ok(kv) => kv,
             Err(storage::Error::AlreadyExists(_)) => {
@@ -735,13 +742,14 @@ impl Registry {
     }
 }
 
-/// Whether an update changes nothing worth a new revision.
+/// Whether an update changes nothing worth a new revision. managedFields
+/// count: a write of only them (kubectl's apply migration) is a change, and
+/// a write that changes nothing leaves them as they were.
 fn unchanged(current: &Value, new: &Value) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("resourceVersion");
-            meta.remove("managedFields");
         }
         v
     };

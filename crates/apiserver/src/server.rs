@@ -190,10 +190,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// Long-running requests (watches) are not counted, as upstream.
 fn is_long_running(req: &Request) -> bool {
-    req.uri().query().is_some_and(|q| {
-        q.split('&')
-            .any(|p| p == "watch=true" || p == "watch=1" || p == "watch")
-    })
+    crate::codec::Query::parse(req.uri().query()).flag("watch")
 }
 
 async fn limit_in_flight(

@@ -56,6 +56,12 @@ pub fn default(resource: &ResourceInfo, obj: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {
                 default_pod_spec(spec);
+                // Upstream sets these on Pods only (SetDefaults_Pod and the
+                // Priority admission plugin), never inside templates.
+                set_default(spec, "enableServiceLinks", json!(true));
+                set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+                set_default(spec, "priority", json!(0));
+                default_requests_from_limits(spec);
             }
         }
         ("", "Service") => default_service(obj),
@@ -188,9 +194,6 @@ fn default_pod_spec(spec: &mut Value) {
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
-    set_default(spec, "enableServiceLinks", json!(true));
-    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    set_default(spec, "priority", json!(0));
     for list in ["containers", "initContainers"] {
         if let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in containers {
@@ -200,6 +203,34 @@ fn default_pod_spec(spec: &mut Value) {
     }
     if let Some(sa) = spec.get("serviceAccountName").cloned() {
         set_default(spec, "serviceAccount", sa);
+    }
+}
+
+/// Upstream's SetDefaults_Pod: a container limit without a request gets a
+/// request equal to the limit.
+fn default_requests_from_limits(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in containers {
+            let Some(limits) = c
+                .pointer("/resources/limits")
+                .and_then(Value::as_object)
+                .cloned()
+            else {
+                continue;
+            };
+            let resources = &mut c["resources"];
+            if !resources.get("requests").is_some_and(Value::is_object) {
+                resources["requests"] = json!({});
+            }
+            for (name, value) in limits {
+                if resources["requests"].get(&name).is_none() {
+                    resources["requests"][name.as_str()] = value;
+                }
+            }
+        }
     }
 }
 
@@ -278,10 +309,56 @@ fn labels_mut(obj: &mut Value) -> &mut Map<String, Value> {
     labels.as_object_mut().expect("object ensured above")
 }
 
+/// Everything create does beyond defaulting: the initial status, and the
+/// selector upstream generates for Jobs.
+pub fn prepare_create(resource: &ResourceInfo, obj: &mut Value) {
+    initial_status(resource, obj);
+    if (resource.group, resource.kind) == ("batch", "Job") {
+        generate_job_selector(obj);
+    }
+}
+
+/// Upstream's Job PrepareForCreate: unless `manualSelector` is set, the
+/// selector matches the Job's uid, and the template carries its labels.
+fn generate_job_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector") == Some(&Value::Bool(true)) {
+        return;
+    }
+    let uid = api::meta::meta_str(obj, "uid").unwrap_or("").to_string();
+    let name = api::meta::name(obj).unwrap_or("").to_string();
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    if spec.get("selector").is_none_or(Value::is_null) {
+        spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    }
+    let Some(template) = spec.get_mut("template").filter(|t| t.is_object()) else {
+        return;
+    };
+    if !template.get("metadata").is_some_and(Value::is_object) {
+        template["metadata"] = json!({});
+    }
+    let meta = &mut template["metadata"];
+    if !meta.get("labels").is_some_and(Value::is_object) {
+        meta["labels"] = json!({});
+    }
+    let labels = &mut meta["labels"];
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        if labels.get(k).is_none() {
+            labels[k] = json!(v);
+        }
+    }
+}
+
 /// The status a new object starts with: upstream clears client-sent status
 /// on create for every kind with a status subresource, and gives pods and
 /// namespaces their initial phase.
-pub fn initial_status(resource: &ResourceInfo, obj: &mut Value) {
+fn initial_status(resource: &ResourceInfo, obj: &mut Value) {
     let Some(map) = obj.as_object_mut() else {
         return;
     };
@@ -374,6 +451,22 @@ pub fn validate(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
             &mut causes,
         ),
         ("", "Service") => validate_service(obj, &mut causes),
+        ("batch", "CronJob") => {
+            let schedule = obj
+                .pointer("/spec/schedule")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if schedule.is_empty() {
+                causes.push(Cause::required("spec.schedule"));
+            } else if let Err(problem) = crate::cron::validate(schedule) {
+                causes.push(Cause::invalid("spec.schedule", schedule, &problem));
+            }
+            validate_pod_spec(
+                obj.pointer("/spec/jobTemplate/spec/template/spec"),
+                "spec.jobTemplate.spec.template.spec",
+                &mut causes,
+            );
+        }
         ("", "ConfigMap") | ("", "Secret") => {
             for field in ["data", "binaryData", "stringData"] {
                 if let Some(map) = obj.get(field).and_then(Value::as_object) {
@@ -450,24 +543,29 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
                 .is_some_and(|tv| tv == v)
         });
         if !matches {
-            let labels = template_labels
+            let mut pairs: Vec<(String, String)> = template_labels
                 .map(|l| {
                     l.iter()
-                        .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
                 })
                 .unwrap_or_default();
-            causes.push(Cause::invalid(
+            pairs.sort();
+            let labels = pairs
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{v:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            causes.push(Cause::invalid_raw(
                 "spec.template.metadata.labels",
-                &format!("map[{labels}]"),
+                &format!("map[string]string{{{labels}}}"),
                 "`selector` does not match template `labels`",
             ));
         }
     }
     if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
         if r < 0 {
-            causes.push(Cause::invalid(
+            causes.push(Cause::invalid_raw(
                 "spec.replicas",
                 &r.to_string(),
                 "must be greater than or equal to 0",
@@ -757,7 +855,7 @@ mod tests {
             "IfNotPresent"
         );
         assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "Always");
-        initial_status(pods, &mut pod);
+        prepare_create(pods, &mut pod);
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
     }

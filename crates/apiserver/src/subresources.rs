@@ -81,7 +81,7 @@ pub async fn scale(
                 return Err(ApiError::invalid(
                     "Scale",
                     subject(resource, name),
-                    vec![Cause::invalid(
+                    vec![Cause::invalid_raw(
                         "spec.replicas",
                         &replicas.to_string(),
                         "must be greater than or equal to 0",

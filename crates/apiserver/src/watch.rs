@@ -146,7 +146,7 @@ pub async fn serve(
 ) -> ApiResult<Response> {
     let rendering = codec::rendering(accept)?;
     let bookmarks = query.flag("allowWatchBookmarks");
-    let send_initial = query.get("sendInitialEvents") == Some("true");
+    let send_initial = query.flag("sendInitialEvents");
     let rv = query.non_empty("resourceVersion");
     let timeout = match query.number::<u64>("timeoutSeconds")? {
         Some(t) => Duration::from_secs(t),
