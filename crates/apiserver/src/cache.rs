@@ -27,9 +27,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::error::{ApiError, ApiResult};
 
-/// How many recent events each resource keeps for watches that resume from
-/// an older revision; older ones are served from storage's history.
-const WINDOW: usize = 2_000;
+/// How many recent events each resource keeps, by default, for watches that
+/// resume from an older revision; older ones come from storage's history.
+pub const DEFAULT_WINDOW: usize = 2_000;
 
 /// How long a consistent read waits for the cache to catch up.
 const FRESHNESS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -161,6 +161,7 @@ struct CacheState {
 /// The cache of one resource.
 pub struct ResourceCache {
     pub resource: &'static ResourceInfo,
+    window: usize,
     state: RwLock<CacheState>,
     events: broadcast::Sender<Arc<CachedEvent>>,
 }
@@ -172,9 +173,10 @@ pub struct Subscription {
 }
 
 impl ResourceCache {
-    fn new(resource: &'static ResourceInfo) -> Self {
+    fn new(resource: &'static ResourceInfo, window: usize) -> Self {
         ResourceCache {
             resource,
+            window: window.max(1),
             state: RwLock::new(CacheState::default()),
             events: broadcast::channel(4096).0,
         }
@@ -256,7 +258,7 @@ impl ResourceCache {
             }
         }
         state.window.push_back(event.clone());
-        if state.window.len() > WINDOW {
+        if state.window.len() > self.window {
             if let Some(old) = state.window.pop_front() {
                 state.window_start = old.revision;
             }
@@ -276,10 +278,10 @@ pub struct WatchCache {
 
 impl WatchCache {
     /// Load every resource from storage and start following its changes.
-    pub async fn start(storage: DynStorage) -> Result<Arc<Self>, storage::Error> {
+    pub async fn start(storage: DynStorage, window: usize) -> Result<Arc<Self>, storage::Error> {
         let caches: HashMap<String, Arc<ResourceCache>> = RESOURCES
             .iter()
-            .map(|r| (r.key_prefix(), Arc::new(ResourceCache::new(r))))
+            .map(|r| (r.key_prefix(), Arc::new(ResourceCache::new(r, window))))
             .collect();
         let initial = storage.list("/registry/", Default::default()).await?;
         for kv in &initial.items {
@@ -416,7 +418,12 @@ mod tests {
     fn cache_keys_are_found_from_object_keys() {
         let caches: HashMap<String, Arc<ResourceCache>> = RESOURCES
             .iter()
-            .map(|r| (r.key_prefix(), Arc::new(ResourceCache::new(r))))
+            .map(|r| {
+                (
+                    r.key_prefix(),
+                    Arc::new(ResourceCache::new(r, DEFAULT_WINDOW)),
+                )
+            })
             .collect();
         let c = find_cache(&caches, "/registry/core/pods/default/web").unwrap();
         assert_eq!(c.resource.plural, "pods");

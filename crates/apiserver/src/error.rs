@@ -273,7 +273,7 @@ impl ApiError {
                 d["kind"] = json!(kind);
                 Some(d)
             }
-            ApiError::TooManyRequests { retry_after, .. } => {
+            ApiError::TooManyRequests { retry_after, .. } if *retry_after > 0 => {
                 Some(json!({"retryAfterSeconds": retry_after}))
             }
             _ => None,
@@ -318,6 +318,9 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/json"),
         );
         if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            if *retry_after == 0 {
+                return response;
+            }
             if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
                 headers.insert(http::header::RETRY_AFTER, v);
             }

@@ -475,6 +475,9 @@ impl Registry {
                 }
                 new = merged;
             }
+            // pods/binding writes spec.nodeName and the PodScheduled
+            // condition together, as upstream's binding storage does.
+            Some("binding") => {}
             Some("finalize") => {
                 let finalizers = new.pointer("/spec/finalizers").cloned();
                 let mut merged = current.clone();

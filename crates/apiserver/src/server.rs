@@ -42,6 +42,8 @@ pub struct Config {
     /// Requests served at once, watches excluded (upstream's
     /// max-requests-inflight plus max-mutating-requests-inflight).
     pub max_in_flight: usize,
+    /// Events each resource's watch cache keeps for resuming watches.
+    pub watch_cache_window: usize,
 }
 
 impl Config {
@@ -52,6 +54,7 @@ impl Config {
             advertise_url: None,
             token_auth_file: None,
             max_in_flight: 600,
+            watch_cache_window: crate::cache::DEFAULT_WINDOW,
         }
     }
 }
@@ -146,7 +149,7 @@ pub async fn start(
         Some(path) => TokenAuthenticator::from_file(path)?,
         None => TokenAuthenticator::default(),
     };
-    let cache = WatchCache::start(storage).await?;
+    let cache = WatchCache::start(storage, config.watch_cache_window).await?;
     let registry = Registry::new(cache);
     bootstrap(&registry).await?;
     let state = Arc::new(AppState {

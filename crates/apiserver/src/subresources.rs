@@ -145,7 +145,7 @@ pub async fn bind(
     }
     let now = api::meta::format_time(chrono::Utc::now());
     registry
-        .update(pods, namespace, name, None, options, |current| {
+        .update(pods, namespace, name, Some("binding"), options, |current| {
             if api::meta::is_terminating(current) {
                 return Err(ApiError::conflict(
                     subject(pods, name),
@@ -245,7 +245,9 @@ pub async fn evict(
                                 current.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0),
                                 current.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0),
                             ),
-                            retry_after: 10,
+                            // Upstream asks for no particular wait here:
+                            // the budget changes when pods do.
+                            retry_after: 0,
                         });
                     }
                     let mut next = current.clone();

@@ -8,9 +8,13 @@ use test_support::TestServer;
 
 async fn client(server: &TestServer) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .unwrap();
+    // Answers such as an eviction's 429 are what the tests look at; the
+    // client's own retries would hide them.
+    config.default_retry = false;
     kube::Client::try_from(config).unwrap()
 }
 
@@ -95,4 +99,222 @@ async fn creating_in_a_missing_namespace_is_not_found() {
         matches!(err, kube::Error::Api(ref s) if s.code == 404),
         "{err:?}"
     );
+}
+
+mod subresources {
+    use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::api::{EvictParams, PostParams};
+
+    fn pod(name: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "guarded"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }))
+        .unwrap()
+    }
+
+    async fn bind(client: &kube::Client, name: &str, node: &str) -> Result<(), kube::Error> {
+        let request =
+            http::Request::post(format!("/api/v1/namespaces/default/pods/{name}/binding"))
+                .header("Content-Type", "application/json")
+                .body(
+                    serde_json::to_vec(&serde_json::json!({
+                        "apiVersion": "v1", "kind": "Binding",
+                        "metadata": {"name": name},
+                        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+                    }))
+                    .unwrap(),
+                )
+                .unwrap();
+        client
+            .request::<serde_json::Value>(request)
+            .await
+            .map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn binding_assigns_a_node_once_and_marks_the_pod_scheduled() {
+        let server = TestServer::start().await.unwrap();
+        let client = client(&server).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        pods.create(&PostParams::default(), &pod("p"))
+            .await
+            .unwrap();
+        bind(&client, "p", "n1").await.unwrap();
+        let bound = pods.get("p").await.unwrap();
+        assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("n1"));
+        let conditions = bound.status.unwrap().conditions.unwrap();
+        assert!(conditions
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True"));
+        let err = bind(&client, "p", "n2").await.unwrap_err();
+        assert!(
+            matches!(err, kube::Error::Api(ref s) if s.code == 409),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bound_pod_is_deleted_gracefully_and_a_forced_delete_finishes_it() {
+        let server = TestServer::start().await.unwrap();
+        let client = client(&server).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        pods.create(&PostParams::default(), &pod("g"))
+            .await
+            .unwrap();
+        bind(&client, "g", "n1").await.unwrap();
+        pods.delete("g", &DeleteParams::default()).await.unwrap();
+        let terminating = pods.get("g").await.unwrap();
+        assert!(terminating.metadata.deletion_timestamp.is_some());
+        assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+        pods.delete(
+            "g",
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(pods.get_opt("g").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn eviction_honours_a_disruption_budget_that_allows_nothing() {
+        let server = TestServer::start().await.unwrap();
+        let client = client(&server).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        pods.create(&PostParams::default(), &pod("e"))
+            .await
+            .unwrap();
+        pods.patch_status(
+            "e",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"phase": "Running"}})),
+        )
+        .await
+        .unwrap();
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+        let budget: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "b"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+        }))
+        .unwrap();
+        pdbs.create(&PostParams::default(), &budget).await.unwrap();
+
+        pdbs.patch_status(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1, "observedGeneration": 1}})),
+        )
+        .await
+        .unwrap();
+        let err = pods.evict("e", &EvictParams::default()).await.unwrap_err();
+        assert!(
+            matches!(err, kube::Error::Api(ref s) if s.code == 429),
+            "{err:?}"
+        );
+        assert!(pods.get_opt("e").await.unwrap().is_some());
+        pdbs.patch_status(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"disruptionsAllowed": 1}})),
+        )
+        .await
+        .unwrap();
+        pods.evict("e", &EvictParams::default()).await.unwrap();
+        assert!(pods.get_opt("e").await.unwrap().is_none());
+        let after = pdbs.get_status("b").await.unwrap().status.unwrap();
+        assert_eq!(after.disruptions_allowed, 0);
+    }
+
+    #[tokio::test]
+    async fn scale_reads_and_writes_replicas_of_the_parent() {
+        let server = TestServer::start().await.unwrap();
+        let deployments: Api<Deployment> = Api::namespaced(client(&server).await, "default");
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "d"}},
+                     "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+        }))
+        .unwrap();
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+        let scale = deployments.get_scale("d").await.unwrap();
+        assert_eq!(scale.spec.unwrap().replicas, Some(2));
+        assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=d"));
+        deployments
+            .patch_scale(
+                "d",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"replicas": 4}})),
+            )
+            .await
+            .unwrap();
+        let after = deployments.get("d").await.unwrap();
+        assert_eq!(after.spec.unwrap().replicas, Some(4));
+        assert_eq!(after.metadata.generation, Some(2));
+    }
+}
+
+mod history {
+    use super::*;
+    use futures::StreamExt;
+    use kube::api::WatchParams;
+    use std::sync::Arc;
+    use storage::Storage;
+
+    #[tokio::test]
+    async fn a_watch_or_continue_from_a_compacted_revision_is_gone() {
+        let storage = Arc::new(storage::memory::MemoryStorage::new());
+        // A window of 2 events: the watch from `old` is older than the cache
+        // holds, so it is served from storage history, which is compacted.
+        let server = TestServer::start_configured(storage.clone(), |c| c.watch_cache_window = 2)
+            .await
+            .unwrap();
+        let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+        let first = cms
+            .create(&PostParams::default(), &config_map("h0"))
+            .await
+            .unwrap();
+        let old = first.metadata.resource_version.unwrap();
+        for i in 1..5 {
+            cms.create(&PostParams::default(), &config_map(&format!("h{i}")))
+                .await
+                .unwrap();
+        }
+        let page = cms.list(&ListParams::default().limit(2)).await.unwrap();
+        let token = page.metadata.continue_.clone().unwrap();
+        // One more write, then compaction past the list's revision.
+        cms.create(&PostParams::default(), &config_map("h5"))
+            .await
+            .unwrap();
+        storage.compact(storage.current_revision()).await.unwrap();
+
+        let mut events = cms
+            .watch(&WatchParams::default(), &old)
+            .await
+            .unwrap()
+            .boxed();
+        match events.next().await {
+            Some(Ok(kube::api::WatchEvent::Error(status))) => assert_eq!(status.code, 410),
+            other => panic!("expected a 410 ERROR event, got {other:?}"),
+        }
+        let err = cms
+            .list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, kube::Error::Api(ref s) if s.code == 410),
+            "{err:?}"
+        );
+    }
 }

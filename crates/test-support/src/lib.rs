@@ -21,11 +21,25 @@ pub struct TestServer {
 impl TestServer {
     /// Start a server on memory storage; it serves until dropped.
     pub async fn start() -> anyhow::Result<TestServer> {
+        Self::start_with(std::sync::Arc::new(MemoryStorage::new())).await
+    }
+
+    /// Start a server on the given storage (tests that compact, or that
+    /// inspect storage directly, keep a handle to it).
+    pub async fn start_with(storage: storage::DynStorage) -> anyhow::Result<TestServer> {
+        Self::start_configured(storage, |_| {}).await
+    }
+
+    /// Start with storage and a chance to adjust the server's config.
+    pub async fn start_configured(
+        storage: storage::DynStorage,
+        configure: impl FnOnce(&mut apiserver::Config),
+    ) -> anyhow::Result<TestServer> {
         let dir = tempfile::tempdir()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let storage = std::sync::Arc::new(MemoryStorage::new());
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = apiserver::Config::new(dir.path().to_path_buf());
+        let mut config = apiserver::Config::new(dir.path().to_path_buf());
+        configure(&mut config);
         let (running, server) = apiserver::start(config, listener, storage, async {
             let _ = stopped.await;
         })
