@@ -1,1 +1,208 @@
-fn main() {}
+//! `tug-bench`: benchmark programs that print their figures as one JSON
+//! object on stdout (progress goes to stderr), so runs can be recorded in
+//! `docs/BENCHMARKS.md` and compared.
+//!
+//! `tug-bench api` measures the API server end to end, as clients see it:
+//! - [`tugboat`] starts a real `tug-apiserver` in a temporary directory and
+//!   runs create / get / list / watch phases against it over HTTPS with the
+//!   admin client certificate;
+//! - [`etcd`] runs the same write load as raw etcd writes, the peer that
+//!   upstream Kubernetes stores objects in, so one session gives both
+//!   figures (`--target both`) and they can be compared as a ratio;
+//! - [`client`] holds the two client kinds (kube-rs, or raw hyper+rustls);
+//! - [`pod`] the ~1 KB Pod every write phase sends;
+//! - [`process`] starting, watching and killing the servers under test;
+//! - [`stats`] exact percentiles and per-phase CPU use from `/proc`.
+
+mod client;
+mod etcd;
+mod pod;
+mod process;
+mod stats;
+mod tugboat;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::client::ClientKind;
+use crate::etcd::{EtcdOp, EtcdOptions};
+use crate::tugboat::TugboatOptions;
+
+/// Tugboat benchmarks: each prints one JSON object on stdout.
+#[derive(Debug, Parser)]
+#[command(name = "tug-bench", version)]
+struct Flags {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// API server throughput and latency: create, get, list and watch pods
+    /// against a tug-apiserver the benchmark starts, and/or the same writes
+    /// against etcd.
+    Api(ApiFlags),
+}
+
+#[derive(Debug, clap::Args)]
+struct ApiFlags {
+    /// Concurrent clients; each sends one request at a time.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Length of each timed phase (create, get) in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// What to measure: tugboat, etcd, or both in one run.
+    #[arg(long, value_enum, default_value_t = Target::Tugboat)]
+    target: Target,
+    /// The tug-apiserver binary [default: tug-apiserver next to tug-bench].
+    #[arg(long)]
+    apiserver: Option<PathBuf>,
+    /// Client used against tugboat: kube (kube-rs, typed) or raw (hyper +
+    /// rustls, pre-serialized bodies, responses unread).
+    #[arg(long, value_enum, default_value_t = ClientKind::Kube)]
+    client: ClientKind,
+    /// How many times the list phase lists the whole namespace.
+    #[arg(long, default_value_t = 20)]
+    lists: usize,
+    /// Pods created during the watch phase.
+    #[arg(long, default_value_t = 200)]
+    watch_objects: usize,
+    /// Creates per second during the watch phase.
+    #[arg(long, default_value_t = 100.0)]
+    watch_rate: f64,
+    /// An etcd to write to, e.g. http://127.0.0.1:2379 [default: start `etcd`
+    /// from PATH on free ports in a temporary directory].
+    #[arg(long)]
+    etcd_endpoint: Option<String>,
+    /// The etcd binary to start when no --etcd-endpoint is given.
+    #[arg(long)]
+    etcd_binary: Option<PathBuf>,
+    /// etcd write: put, or txn (put if absent, as kube-apiserver creates).
+    #[arg(long, value_enum, default_value_t = EtcdOp::Put)]
+    etcd_op: EtcdOp,
+    /// Where temporary data directories go [default: the system temp dir].
+    /// Put both targets on the same file system: fsync cost differs.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    Tugboat,
+    Etcd,
+    Both,
+}
+
+/// The load shared by both targets.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub clients: usize,
+    pub seconds: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    // Both rustls users here (kube-rs and the raw client) use ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Cmd::Api(api) = flags.command;
+    // On Ctrl-C the run future is dropped: servers are killed and their
+    // temporary directories removed by the guards' destructors.
+    let load_before = loadavg();
+    let mut result = tokio::select! {
+        r = run_api(api) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    }?;
+    if let Value::Object(out) = &mut result {
+        out.insert("host".into(), host(load_before));
+    }
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+/// `/proc/loadavg`'s first three fields: other work on the machine skews
+/// figures, so each run records how busy it was.
+fn loadavg() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| json!(s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")))
+        .unwrap_or(Value::Null)
+}
+
+/// The machine the figures come from.
+fn host(load_before: Value) -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string());
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "cpu_model": model,
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
+    })
+}
+
+async fn run_api(flags: ApiFlags) -> anyhow::Result<Value> {
+    anyhow::ensure!(flags.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(flags.seconds > 0.0, "--seconds must be positive");
+    anyhow::ensure!(flags.watch_rate > 0.0, "--watch-rate must be positive");
+    let load = Load {
+        clients: flags.clients,
+        seconds: flags.seconds,
+    };
+    let work_dir = flags.work_dir.as_deref();
+    let tugboat = || async {
+        let opts = TugboatOptions {
+            apiserver: match &flags.apiserver {
+                Some(p) => p.clone(),
+                None => tugboat::default_apiserver()?,
+            },
+            client: flags.client,
+            lists: flags.lists,
+            watch_objects: flags.watch_objects,
+            watch_rate: flags.watch_rate,
+        };
+        tugboat::run(&load, &opts, work_dir)
+            .await
+            .context("tugboat benchmark")
+    };
+    let etcd = || async {
+        let opts = EtcdOptions {
+            endpoint: flags.etcd_endpoint.clone(),
+            binary: flags.etcd_binary.clone(),
+            op: flags.etcd_op,
+        };
+        etcd::run(&load, &opts, work_dir)
+            .await
+            .context("etcd benchmark")
+    };
+    Ok(match flags.target {
+        Target::Tugboat => tugboat().await?,
+        Target::Etcd => etcd().await?,
+        Target::Both => {
+            let t = tugboat().await?;
+            let e = etcd().await?;
+            let ratio = match (
+                t["create_per_second"].as_f64(),
+                e["create_per_second"].as_f64(),
+            ) {
+                (Some(t), Some(e)) if e > 0.0 => stats::round(t / e),
+                _ => Value::Null,
+            };
+            json!({
+                "target": "both",
+                "clients": load.clients,
+                "seconds": load.seconds,
+                "tugboat_over_etcd_creates": ratio,
+                "tugboat": t,
+                "etcd": e,
+            })
+        }
+    })
+}
