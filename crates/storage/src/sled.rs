@@ -51,6 +51,10 @@ pub struct SledConfig {
     pub compaction_interval: Duration,
     /// At most this many writes share one atomic batch and one flush.
     pub max_batch: usize,
+    /// sled's page cache, in bytes. The API server keeps every object in its
+    /// watch cache already, so sled's own 1 GiB default would hold much of
+    /// the same data twice.
+    pub cache_capacity: u64,
 }
 
 impl Default for SledConfig {
@@ -60,6 +64,7 @@ impl Default for SledConfig {
             history_min_revisions: 10_000,
             compaction_interval: DEFAULT_COMPACTION_INTERVAL,
             max_batch: 1024,
+            cache_capacity: 128 * 1024 * 1024,
         }
     }
 }
@@ -75,7 +80,7 @@ impl SledStorage {
     /// runtime: it spawns the group-commit writer and the compactor there.
     /// Fails with `Error::Io` if another process has the database open.
     pub fn open(path: &Path, config: SledConfig) -> Result<Arc<SledStorage>> {
-        let backend = SledBackend::open(path)?;
+        let backend = SledBackend::open(path, config.cache_capacity)?;
         let policy = HistoryPolicy {
             min_age: config.history_min_age,
             min_revisions: config.history_min_revisions,
@@ -120,9 +125,10 @@ struct SledBackend {
 }
 
 impl SledBackend {
-    fn open(path: &Path) -> Result<Self> {
+    fn open(path: &Path, cache_capacity: u64) -> Result<Self> {
         let db = ::sled::Config::new()
             .path(path)
+            .cache_capacity(cache_capacity)
             .mode(::sled::Mode::HighThroughput)
             .open()
             .map_err(io)?;
