@@ -22,7 +22,7 @@ use api::resources::{ResourceInfo, RESOURCES};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
-use storage::{DynStorage, Event, KeyValue, Revision};
+use storage::{DynStorage, Event, Revision};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::{ApiError, ApiResult};
@@ -158,6 +158,17 @@ struct CacheState {
     window_start: Revision,
 }
 
+impl CacheState {
+    /// The objects whose keys start with `prefix`, in key order.
+    fn under(&self, prefix: &str) -> Vec<Arc<Value>> {
+        self.objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
 /// The cache of one resource.
 pub struct ResourceCache {
     pub resource: &'static ResourceInfo,
@@ -190,13 +201,7 @@ impl ResourceCache {
         revision: &watch::Sender<Revision>,
     ) -> (Vec<Arc<Value>>, Revision) {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let items = state
-            .objects
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v.clone())
-            .collect();
-        (items, *revision.borrow())
+        (state.under(prefix), *revision.borrow())
     }
 
     /// One object by key.
@@ -236,13 +241,11 @@ impl ResourceCache {
         broadcast::Receiver<Arc<CachedEvent>>,
     ) {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let items = state
-            .objects
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v.clone())
-            .collect();
-        (items, *revision.borrow(), self.events.subscribe())
+        (
+            state.under(prefix),
+            *revision.borrow(),
+            self.events.subscribe(),
+        )
     }
 
     fn apply(&self, event: Arc<CachedEvent>, revision: &watch::Sender<Revision>) {
@@ -403,11 +406,6 @@ async fn dispatch(cache: std::sync::Weak<WatchCache>, mut stream: storage::Watch
             }
         }
     }
-}
-
-/// Keys of a stored value, for tests and callers that already hold one.
-pub fn key_value_object(kv: &KeyValue) -> Value {
-    decode_stored(&kv.value, kv.mod_revision)
 }
 
 #[cfg(test)]

@@ -825,13 +825,10 @@ async fn list(
     // Unpaginated lists (and resourceVersion=0, which upstream serves from
     // its cache ignoring limit) come from the watch cache.
     if continue_token.is_none() && !exact && (limit.is_none() || rv == Some("0")) {
-        let min =
-            match rv {
-                None => None,
-                Some(v) => Some(v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version \"{v}\""))
-                })?),
-            };
+        let min = match rv {
+            None => None,
+            Some(v) => Some(crate::registry::parse_revision(v)?),
+        };
         let (items, revision) = state.registry.list_cached(resource, ns, min).await?;
         let selected: Vec<&Arc<Value>> = items.iter().filter(|o| selection.matches(o)).collect();
         let list_meta = json!({"resourceVersion": revision.to_string()});
@@ -850,12 +847,7 @@ async fn list(
             (Some(rv), Some(start))
         }
         None => match rv {
-            Some(v) if exact => (
-                Some(v.parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version \"{v}\""))
-                })?),
-                None,
-            ),
+            Some(v) if exact => (Some(crate::registry::parse_revision(v)?), None),
             _ => (None, None),
         },
     };

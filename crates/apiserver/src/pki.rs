@@ -137,22 +137,29 @@ impl Ca {
     /// A client certificate: CN is the user, O the groups (upstream's x509
     /// authenticator reads them this way).
     pub fn issue_client(&self, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, user);
+        let mut params = leaf_params(user, ExtendedKeyUsagePurpose::ClientAuth);
         for g in groups {
-            dn.push(DnType::OrganizationName, *g);
+            params.distinguished_name.push(DnType::OrganizationName, *g);
         }
-        params.distinguished_name = dn;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2124, 1, 1);
         self.issue(params)
     }
+}
+
+/// A leaf certificate's parameters: the common name, one extended usage,
+/// and a validity long enough that a cluster never has to rotate by hand.
+fn leaf_params(common_name: &str, usage: ExtendedKeyUsagePurpose) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![usage];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    params
 }
 
 /// The names the serving certificate covers.
@@ -206,18 +213,8 @@ pub fn ensure(
     let wanted = names.join(",");
     let current = std::fs::read_to_string(&names_file).unwrap_or_default();
     if !pki.serving_cert.exists() || !pki.serving_key.exists() || current != wanted {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "tug-apiserver");
-        params.distinguished_name = dn;
+        let mut params = leaf_params("tug-apiserver", ExtendedKeyUsagePurpose::ServerAuth);
         params.subject_alt_names = names.iter().map(|n| san(n)).collect::<Result<_, _>>()?;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2124, 1, 1);
         let (cert, key) = ca.issue(params)?;
         write(&pki.serving_key, &key, true)?;
         write(&pki.serving_cert, &cert, false)?;

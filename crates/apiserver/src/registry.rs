@@ -106,7 +106,7 @@ fn random_suffix() -> String {
         .collect()
 }
 
-fn parse_revision(rv: &str) -> ApiResult<Revision> {
+pub fn parse_revision(rv: &str) -> ApiResult<Revision> {
     rv.parse()
         .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))
 }

@@ -167,7 +167,7 @@ pub async fn serve(
         }
         match rv {
             Some(v) => {
-                let min = parse_rv(v)?;
+                let min = crate::registry::parse_revision(v)?;
                 state.registry.cache.wait_for(min).await?;
             }
             None => {
@@ -188,7 +188,7 @@ pub async fn serve(
             Some("0") => Start::InitialState {
                 bookmark_at_end: false,
             },
-            Some(v) => Start::After(parse_rv(v)?),
+            Some(v) => Start::After(crate::registry::parse_revision(v)?),
         }
     };
     let (tx, rx) = mpsc::channel(256);
@@ -209,11 +209,6 @@ pub async fn serve(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
-}
-
-fn parse_rv(v: &str) -> ApiResult<u64> {
-    v.parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{v}\"")))
 }
 
 fn rand_below(n: u64) -> u64 {
