@@ -401,17 +401,17 @@ async fn resource_request(
             list(state, resource, ns, &query, &accept).await
         }
         (&Method::POST, None, None) => {
+            if resource.namespaced && ns.is_none() {
+                // Upstream serves no create on the all-namespaces path.
+                return Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource ({})",
+                    resource.plural
+                )));
+            }
             let options = write_options(&query, &headers, "unknown")?;
             let (ct, body) = read_body(req).await?;
             let obj = codec::decode_body(&ct, &body)?;
-            let written = registry
-                .create(
-                    resource,
-                    ns.or(Some("default")).filter(|_| resource.namespaced),
-                    obj,
-                    &options,
-                )
-                .await?;
+            let written = registry.create(resource, ns, obj, &options).await?;
             written_response(written, &query, &rp, &accept)
         }
         (&Method::DELETE, None, None) => {

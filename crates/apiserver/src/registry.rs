@@ -503,6 +503,14 @@ impl Registry {
                 }
             }
         }
+        if let (Some(sent), Some(url)) = (api::meta::namespace(&new), api::meta::namespace(current))
+        {
+            if !sent.is_empty() && sent != url {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
         // Metadata the system owns.
         {
             let old_meta = api::meta::metadata(current).cloned().unwrap_or_default();
@@ -584,6 +592,15 @@ impl Registry {
         name: &str,
         options: &DeleteOptions,
     ) -> ApiResult<Deleted> {
+        if resource.kind == "Namespace" && ["default", "kube-system", "kube-public"].contains(&name)
+        {
+            // Upstream's NamespaceLifecycle admission protects these.
+            return Err(ApiError::Forbidden {
+                message: format!(
+                    "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+                ),
+            });
+        }
         let key = resource.key(namespace, name);
         loop {
             let (current, kv) = self.get_kv(resource, namespace, name).await?;
