@@ -318,3 +318,20 @@ mod history {
         );
     }
 }
+
+#[tokio::test]
+async fn requests_past_the_in_flight_limit_get_429_while_watches_still_open() {
+    let storage = std::sync::Arc::new(storage::memory::MemoryStorage::new());
+    let server = TestServer::start_configured(storage, |c| c.max_in_flight = 0)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let err = cms.list(&ListParams::default()).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 429 && s.reason == "TooManyRequests"),
+        "{err:?}"
+    );
+    // Long-running requests are not counted, as upstream.
+    let watch = cms.watch(&kube::api::WatchParams::default(), "0").await;
+    assert!(watch.is_ok(), "{:?}", watch.err());
+}
