@@ -277,6 +277,9 @@ pub struct WatchCache {
     storage: DynStorage,
     caches: HashMap<String, Arc<ResourceCache>>,
     revision: watch::Sender<Revision>,
+    /// False once the storage feed has ended: the caches no longer follow
+    /// storage, and `/readyz` says so.
+    feeding: std::sync::atomic::AtomicBool,
 }
 
 impl WatchCache {
@@ -308,6 +311,7 @@ impl WatchCache {
             storage: storage.clone(),
             caches,
             revision,
+            feeding: std::sync::atomic::AtomicBool::new(true),
         });
         let stream = storage.watch("/registry/", initial.revision)?;
         tokio::spawn(dispatch(Arc::downgrade(&this), stream));
@@ -366,6 +370,11 @@ impl WatchCache {
     pub fn storage(&self) -> &DynStorage {
         &self.storage
     }
+
+    /// Whether the caches still follow storage.
+    pub fn is_feeding(&self) -> bool {
+        self.feeding.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 fn find_cache<'a>(
@@ -402,9 +411,18 @@ async fn dispatch(cache: std::sync::Weak<WatchCache>, mut stream: storage::Watch
                 // falls behind compaction in practice; if it does, the
                 // process cannot serve consistent data any more.
                 tracing::error!(%error, "watch cache feed failed");
+                cache
+                    .feeding
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
         }
+    }
+    if let Some(cache) = cache.upgrade() {
+        tracing::error!("watch cache feed ended");
+        cache
+            .feeding
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -69,10 +69,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Whether the server is ready to serve (the watch cache is loaded once
-    /// the state exists, so this is about the feed still running).
+    /// Whether the server is ready to serve: the watch cache is loaded once
+    /// the state exists, so this is about its storage feed still running.
     pub fn ready(&self) -> bool {
-        true
+        self.registry.cache.is_feeding()
     }
 }
 
