@@ -285,6 +285,16 @@ impl Registry {
                 }
             },
         };
+        if !options.managed_by_apply
+            && meta
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|rv| !rv.is_empty())
+        {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
         for field in [
             "resourceVersion",
             "deletionTimestamp",
