@@ -18,12 +18,13 @@ use serde_json::{json, Value};
 use crate::auth::{Attributes, PeerIdentity, UserInfo};
 use crate::codec::{self, Query, Rendering};
 use crate::discovery;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Cause};
 use crate::patch;
-use crate::registry::{DeleteOptions, FieldValidation, WriteOptions, Written};
+use crate::registry::{self, DeleteOptions, FieldValidation, WriteOptions, Written};
 use crate::request::{self, ResourcePath, Target};
 use crate::selection::Selection;
 use crate::server::AppState;
+use crate::strategy;
 use crate::subresources;
 use crate::watch;
 
@@ -432,9 +433,41 @@ async fn resource_request(
             let options = write_options(&query, &headers, "unknown")?;
             let (ct, body) = read_body(req).await?;
             let obj = codec::decode_body(&ct, &body)?;
-            let written = registry
-                .update(resource, ns, name, sub, &options, |_| Ok(obj.clone()))
-                .await?;
+            let unpinned = api::meta::resource_version(&obj).is_none_or(str::is_empty);
+            let updated = registry
+                .update(resource, ns, name, sub, &options, |_| {
+                    if unpinned && !strategy::allows_unconditional_update(resource) {
+                        return Err(ApiError::invalid(
+                            resource.kind,
+                            registry::subject(resource, name),
+                            vec![Cause::invalid_raw(
+                                "metadata.resourceVersion",
+                                "0x0",
+                                "must be specified for an update",
+                            )],
+                        ));
+                    }
+                    Ok(obj.clone())
+                })
+                .await;
+            let written = match updated {
+                Err(ApiError::NotFound { .. })
+                    if sub.is_none() && strategy::allows_create_on_update(resource) =>
+                {
+                    if api::meta::name(&obj).is_some_and(|n| n != name) {
+                        return Err(ApiError::bad_request(
+                            "the name of the object does not match the name on the URL",
+                        ));
+                    }
+                    let mut obj = obj;
+                    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.insert("name".into(), json!(name));
+                        meta.remove("resourceVersion");
+                    }
+                    registry.create(resource, ns, obj, &options).await?
+                }
+                other => other?,
+            };
             written_response(written, &query, &rp, &accept)
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {

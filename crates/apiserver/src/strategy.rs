@@ -823,6 +823,25 @@ fn selector_text(obj: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// Whether a PUT to a missing object creates it (upstream's
+/// AllowCreateOnUpdate): leases, endpoints and events.
+pub fn allows_create_on_update(resource: &ResourceInfo) -> bool {
+    matches!(
+        (resource.group, resource.kind),
+        ("coordination.k8s.io", "Lease")
+            | ("", "Endpoints")
+            | ("", "Event")
+            | ("events.k8s.io", "Event")
+    )
+}
+
+/// Whether a PUT may omit the resourceVersion (upstream's
+/// AllowUnconditionalUpdate): every kind we serve but leases, whose holders
+/// must never overwrite each other blindly.
+pub fn allows_unconditional_update(resource: &ResourceInfo) -> bool {
+    (resource.group, resource.kind) != ("coordination.k8s.io", "Lease")
+}
+
 /// The part of an object that bumps `metadata.generation` when it changes:
 /// everything except metadata and status.
 pub fn spec_part(obj: &Value) -> Value {

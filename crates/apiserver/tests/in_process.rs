@@ -335,3 +335,35 @@ async fn requests_past_the_in_flight_limit_get_429_while_watches_still_open() {
     let watch = cms.watch(&kube::api::WatchParams::default(), "0").await;
     assert!(watch.is_ok(), "{:?}", watch.err());
 }
+
+#[tokio::test]
+async fn a_lease_is_created_by_put_and_never_overwritten_blindly() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let server = TestServer::start().await.unwrap();
+    let leases: Api<Lease> = Api::namespaced(client(&server).await, "kube-node-lease");
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "n1"},
+        "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40},
+    }))
+    .unwrap();
+    let created = leases
+        .replace("n1", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    assert!(created.metadata.resource_version.is_some());
+    let err = leases
+        .replace("n1", &PostParams::default(), &lease)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err:?}"
+    );
+    let mut renewed = created.clone();
+    renewed.spec.as_mut().unwrap().lease_duration_seconds = Some(20);
+    leases
+        .replace("n1", &PostParams::default(), &renewed)
+        .await
+        .unwrap();
+}
