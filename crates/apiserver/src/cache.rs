@@ -248,8 +248,64 @@ impl ResourceCache {
         )
     }
 
-    fn apply(&self, event: Arc<CachedEvent>, revision: &watch::Sender<Revision>) {
+    /// Apply one storage event. Only the new value is parsed: the previous
+    /// object (and a deleted one) is already in the cache, so updates and
+    /// deletes reuse it instead of parsing storage's copy again.
+    fn ingest(&self, event: &Event, revision: &watch::Sender<Revision>) {
+        // Parse outside the lock: readers should not wait for it.
+        let object = match event {
+            Event::Put { kv, .. } => Some(Arc::new(decode_stored(&kv.value, kv.mod_revision))),
+            Event::Delete { .. } => None,
+        };
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let cached = |state: &CacheState, kv: &storage::KeyValue| {
+            state
+                .objects
+                .get(&kv.key)
+                .filter(|o| api::meta::resource_version(o) == Some(&kv.mod_revision.to_string()))
+                .cloned()
+                .unwrap_or_else(|| Arc::new(decode_stored(&kv.value, kv.mod_revision)))
+        };
+        let event = match (event, object) {
+            (Event::Put { kv, prev }, Some(object)) => {
+                let prev = prev.as_ref().map(|p| cached(&state, p));
+                let event_type = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                CachedEvent::new(event_type, kv.key.clone(), object, prev, kv.mod_revision)
+            }
+            (Event::Delete { prev, revision }, _) => {
+                let before = cached(&state, prev);
+                let mut gone = (*before).clone();
+                set_resource_version(&mut gone, *revision);
+                CachedEvent::new(
+                    EventType::Deleted,
+                    prev.key.clone(),
+                    Arc::new(gone),
+                    Some(before),
+                    *revision,
+                )
+            }
+            (Event::Put { .. }, None) => return,
+        };
+        Self::apply_locked(
+            &mut state,
+            Arc::new(event),
+            revision,
+            self.window,
+            &self.events,
+        );
+    }
+
+    fn apply_locked(
+        state: &mut CacheState,
+        event: Arc<CachedEvent>,
+        revision: &watch::Sender<Revision>,
+        window: usize,
+        events: &broadcast::Sender<Arc<CachedEvent>>,
+    ) {
         match event.event_type {
             EventType::Deleted => {
                 state.objects.remove(&event.key);
@@ -261,14 +317,14 @@ impl ResourceCache {
             }
         }
         state.window.push_back(event.clone());
-        if state.window.len() > self.window {
+        if state.window.len() > window {
             if let Some(old) = state.window.pop_front() {
                 state.window_start = old.revision;
             }
         }
         revision.send_replace(event.revision);
         // Nobody listening is fine.
-        let _ = self.events.send(event);
+        let _ = events.send(event);
     }
 }
 
@@ -398,9 +454,7 @@ async fn dispatch(cache: std::sync::Weak<WatchCache>, mut stream: storage::Watch
             Ok(event) => {
                 let revision = event.revision();
                 match find_cache(&cache.caches, event.key()) {
-                    Some(resource) => {
-                        resource.apply(Arc::new(from_storage_event(&event)), &cache.revision)
-                    }
+                    Some(resource) => resource.ingest(&event, &cache.revision),
                     None => {
                         cache.revision.send_replace(revision);
                     }
