@@ -387,18 +387,21 @@ impl WatchCache {
     /// Wait until every write acknowledged before this call is in the cache.
     pub async fn wait_fresh(&self) -> ApiResult<Revision> {
         let target = self.storage.current_revision();
+        self.reach(target).await.ok_or_else(|| ApiError::Timeout {
+            message: format!(
+                "Timeout: Too large resource version: {target}, the watch cache is behind"
+            ),
+        })
+    }
+
+    /// The processed revision once it reaches `target`, or `None` after
+    /// [`FRESHNESS_TIMEOUT`].
+    async fn reach(&self, target: Revision) -> Option<Revision> {
         let mut rx = self.revision.subscribe();
         let waited = tokio::time::timeout(FRESHNESS_TIMEOUT, rx.wait_for(|r| *r >= target))
             .await
             .map(|r| r.map(|r| *r));
-        match waited {
-            Ok(Ok(r)) => Ok(r),
-            _ => Err(ApiError::Timeout {
-                message: format!(
-                    "Timeout: Too large resource version: {target}, the watch cache is behind"
-                ),
-            }),
-        }
+        waited.ok()?.ok()
     }
 
     /// Wait until the cache has reached `target` (resourceVersionMatch=NotOlderThan).
@@ -411,16 +414,9 @@ impl WatchCache {
                 ),
             });
         }
-        let mut rx = self.revision.subscribe();
-        let waited = tokio::time::timeout(FRESHNESS_TIMEOUT, rx.wait_for(|r| *r >= target))
-            .await
-            .map(|r| r.map(|r| *r));
-        match waited {
-            Ok(Ok(r)) => Ok(r),
-            _ => Err(ApiError::Timeout {
-                message: format!("Too large resource version: {target}"),
-            }),
-        }
+        self.reach(target).await.ok_or_else(|| ApiError::Timeout {
+            message: format!("Too large resource version: {target}"),
+        })
     }
 
     pub fn storage(&self) -> &DynStorage {
