@@ -74,30 +74,13 @@ impl ScorePlugin for BalancedAllocation {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use k8s_openapi::api::core::v1::Node;
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::plugins::resources::node_info;
-
-    fn pod(spec: Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": spec})).unwrap()
-    }
-
-    fn requesting(requests: Value) -> Pod {
-        pod(json!({"containers": [{"name": "c", "resources": {"requests": requests}}]}))
-    }
-
-    fn node(allocatable: Value, pods: Vec<Pod>) -> NodeInfo {
-        let node: Node = serde_json::from_value(json!({
-            "metadata": {"name": "n"},
-            "status": {"allocatable": allocatable},
-        }))
-        .unwrap();
-        node_info(Arc::new(node), pods.into_iter().map(Arc::new).collect())
-    }
+    use crate::plugins::testing::{
+        node_with_allocatable as node, pod_with_spec as pod, requesting,
+    };
 
     #[test]
     fn score_is_one_minus_the_deviation_of_fractions() {

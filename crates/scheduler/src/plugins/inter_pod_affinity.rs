@@ -539,12 +539,11 @@ impl ScorePlugin for InterPodAffinity {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use serde_json::json;
 
     use super::*;
-    use crate::framework::Resources;
+    use crate::plugins::testing::labeled_node as node;
 
     fn pod(value: serde_json::Value) -> Pod {
         serde_json::from_value(value).expect("valid pod")
@@ -561,24 +560,6 @@ mod tests {
             "metadata": {"name": name, "namespace": "default", "labels": labels},
             "spec": spec,
         }))
-    }
-
-    fn node(name: &str, labels: &[(&str, &str)], pods: Vec<Pod>) -> NodeInfo {
-        let mut all: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        all.entry("kubernetes.io/hostname".into())
-            .or_insert(name.into());
-        let node: Node =
-            serde_json::from_value(json!({"metadata": {"name": name, "labels": all}})).unwrap();
-        NodeInfo {
-            node: Arc::new(node),
-            pods: pods.into_iter().map(Arc::new).collect(),
-            requested: Resources::default(),
-            allocatable: Resources::default(),
-            used_ports: vec![],
-        }
     }
 
     fn term(app: &str, key: &str) -> serde_json::Value {

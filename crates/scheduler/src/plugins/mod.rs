@@ -9,3 +9,5 @@ pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod resources;
 pub mod taint_toleration;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -320,31 +320,13 @@ impl ScorePlugin for NodeResourcesFit {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use k8s_openapi::api::core::v1::Node;
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::plugins::resources::node_info;
-
-    fn pod(spec: Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": spec})).unwrap()
-    }
-
-    /// A pod with one container requesting `requests`.
-    fn requesting(requests: Value) -> Pod {
-        pod(json!({"containers": [{"name": "c", "resources": {"requests": requests}}]}))
-    }
-
-    fn node(allocatable: Value, pods: Vec<Pod>) -> NodeInfo {
-        let node: Node = serde_json::from_value(json!({
-            "metadata": {"name": "n"},
-            "status": {"allocatable": allocatable},
-        }))
-        .unwrap();
-        node_info(Arc::new(node), pods.into_iter().map(Arc::new).collect())
-    }
+    use crate::plugins::testing::{
+        node_with_allocatable as node, pod_with_spec as pod, requesting,
+    };
 
     fn unschedulable(reasons: &[&str]) -> Filter {
         Filter::Unschedulable(reasons.iter().map(|r| r.to_string()).collect())

@@ -347,7 +347,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::framework::Resources;
+    use crate::plugins::testing::labeled_node as node;
 
     const ZONE: &str = "topology.kubernetes.io/zone";
 
@@ -382,23 +382,6 @@ mod tests {
             "whenUnsatisfiable": when,
             "labelSelector": {"matchLabels": {"app": "web"}},
         })
-    }
-
-    fn node(name: &str, labels: &[(&str, &str)], pods: Vec<Pod>) -> NodeInfo {
-        let mut all: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        all.insert(LABEL_HOSTNAME.into(), name.into());
-        let node: Node =
-            serde_json::from_value(json!({"metadata": {"name": name, "labels": all}})).unwrap();
-        NodeInfo {
-            node: Arc::new(node),
-            pods: pods.into_iter().map(Arc::new).collect(),
-            requested: Resources::default(),
-            allocatable: Resources::default(),
-            used_ports: vec![],
-        }
     }
 
     /// `n` web pods named after `prefix`.
