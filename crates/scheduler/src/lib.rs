@@ -4,11 +4,21 @@
 //! - [`framework`]: the types a scheduling cycle works on ([`framework::NodeInfo`],
 //!   the filter and score plugin traits, upstream-style failure reasons);
 //! - [`plugins`]: upstream's filter and score plugins, each a pure function
-//!   of the pod and one node (plus, for inter-pod rules, the snapshot).
+//!   of the pod and one node (plus, for inter-pod rules, the snapshot);
+//! - [`queue`]: active, backoff and unschedulable pods, clock-injected;
+//! - [`cache`]: nodes, counted pods and assumed pods, giving snapshots;
+//! - [`cycle`]: one scheduling cycle (parallel filtering, adaptive
+//!   percentageOfNodesToScore, weighted scores) and upstream's `FitError`;
+//! - [`preemption`]: choosing victims for a pod that fits nowhere.
 //!
-//! The informers, queue, binding and leader election (the I/O edges) come on
-//! top of this core.
+//! [`run`] is the I/O edge: kube-rs watchers feed the cache and queue, the
+//! loop schedules, and bindings, events and conditions go back to the API
+//! server. Leader election, preemption actions and metrics are still to come.
 
+pub mod cache;
+pub mod cycle;
 pub mod framework;
 pub mod plugins;
+pub mod preemption;
 pub mod queue;
+pub mod run;

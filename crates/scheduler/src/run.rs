@@ -1,0 +1,312 @@
+//! The scheduler's I/O edges: informers in, bindings, events and pod
+//! conditions out, around the pure core (queue, cache, cycle).
+//!
+//! Two kube-rs watchers feed one [`State`] (cache + queue) behind a std
+//! mutex: every critical section is short and never awaits, which is why a
+//! std mutex and not tokio's. The scheduling loop pops a pod, takes a
+//! snapshot, runs one cycle, assumes the pod on the chosen node and binds it
+//! in a spawned task so the next cycle does not wait for the API server.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::cache::SchedulerCache;
+use crate::cycle::{self, Profile};
+use crate::queue::{pod_key, ClusterEvent, PriorityQueue};
+
+/// How the scheduler is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Pods whose `spec.schedulerName` is this are ours.
+    pub scheduler_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            scheduler_name: "default-scheduler".into(),
+        }
+    }
+}
+
+/// What the watchers and the scheduling loop share.
+#[derive(Default)]
+struct State {
+    cache: SchedulerCache,
+    queue: PriorityQueue,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Notify,
+    config: Config,
+}
+
+impl Shared {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut state)
+    }
+}
+
+fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+fn is_unassigned(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_none_or(str::is_empty)
+}
+
+fn is_ours(pod: &Pod, config: &Config) -> bool {
+    let name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or("default-scheduler");
+    name == config.scheduler_name
+}
+
+/// Run until `shutdown` resolves.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        wake: Notify::new(),
+        config,
+    });
+    let nodes = tokio::spawn(watch_nodes(client.clone(), shared.clone()));
+    let pods = tokio::spawn(watch_pods(client.clone(), shared.clone()));
+    tokio::select! {
+        _ = shutdown => {}
+        _ = schedule_loop(client, shared) => {}
+    }
+    nodes.abort();
+    pods.abort();
+    Ok(())
+}
+
+async fn watch_nodes(client: kube::Client, shared: Arc<Shared>) {
+    let api: Api<Node> = Api::all(client);
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        let now = Instant::now();
+        match event {
+            Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
+                shared.with(|s| {
+                    s.cache.upsert_node(Arc::new(node));
+                    s.queue
+                        .move_all_to_active_or_backoff(ClusterEvent::NodeUpdate, now);
+                });
+                shared.wake.notify_one();
+            }
+            Ok(watcher::Event::Delete(node)) => {
+                let name = node.metadata.name.unwrap_or_default();
+                shared.with(|s| s.cache.remove_node(&name));
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Err(error) => {
+                tracing::warn!(%error, "node watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn watch_pods(client: kube::Client, shared: Arc<Shared>) {
+    let api: Api<Pod> = Api::all(client);
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        let now = Instant::now();
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                let pod = Arc::new(pod);
+                let key = pod_key(&pod);
+                shared.with(|s| {
+                    if !is_unassigned(&pod) {
+                        s.queue.delete(&key);
+                        s.cache.upsert_pod(pod.clone());
+                        s.queue
+                            .move_all_to_active_or_backoff(ClusterEvent::AssignedPodUpdate, now);
+                    } else if is_ours(&pod, &shared.config)
+                        && !is_terminating(&pod)
+                        && !s.cache.is_assumed(&key)
+                    {
+                        s.queue.update(pod.clone(), now);
+                    }
+                });
+                shared.wake.notify_one();
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                let key = pod_key(&pod);
+                shared.with(|s| {
+                    s.queue.delete(&key);
+                    s.cache.remove_pod(&key);
+                    s.queue
+                        .move_all_to_active_or_backoff(ClusterEvent::PodDelete, now);
+                });
+                shared.wake.notify_one();
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Err(error) => {
+                tracing::warn!(%error, "pod watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn schedule_loop(client: kube::Client, shared: Arc<Shared>) {
+    let profile = Arc::new(Profile::default_profile());
+    let mut start_index = 0;
+    loop {
+        let now = Instant::now();
+        let next = shared.with(|s| match s.queue.pop(now) {
+            Some(qp) => Ok((qp, s.cache.snapshot())),
+            None => Err(s.queue.next_ready_in(now)),
+        });
+        let (queued, snapshot) = match next {
+            Ok(found) => found,
+            Err(wait) => {
+                let sleep = wait.unwrap_or(Duration::from_secs(1));
+                tokio::select! {
+                    _ = shared.wake.notified() => {}
+                    _ = tokio::time::sleep(sleep) => {}
+                }
+                continue;
+            }
+        };
+        let pod = queued.pod.clone();
+        match cycle::schedule(&profile, &pod, &snapshot, start_index) {
+            Ok(result) => {
+                start_index = result.next_start_index;
+                shared.with(|s| {
+                    s.cache.assume(&pod, &result.node);
+                    s.queue.done(&queued.key);
+                });
+                tokio::spawn(bind(client.clone(), shared.clone(), pod, result.node));
+            }
+            Err(fit) => {
+                let message = fit.to_string();
+                shared.with(|s| s.queue.add_unschedulable(queued, false, Instant::now()));
+                tokio::spawn(report_unschedulable(client.clone(), pod, message));
+            }
+        }
+    }
+}
+
+/// `pods/binding`, then the `Scheduled` event; a failed binding forgets the
+/// assumption and sends the pod back to the queue.
+async fn bind(client: kube::Client, shared: Arc<Shared>, pod: Arc<Pod>, node: String) {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let binding = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace, "uid": pod.metadata.uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let request = http::Request::post(format!(
+        "/api/v1/namespaces/{namespace}/pods/{name}/binding"
+    ))
+    .header("Content-Type", "application/json")
+    .body(serde_json::to_vec(&binding).unwrap_or_default());
+    let result = match request {
+        Ok(r) => client.request::<serde_json::Value>(r).await.map(|_| ()),
+        Err(e) => Err(kube::Error::HttpError(e)),
+    };
+    match result {
+        Ok(()) => {
+            let message = format!("Successfully assigned {namespace}/{name} to {node}");
+            record_event(&client, &pod, "Normal", "Scheduled", &message).await;
+        }
+        Err(error) => {
+            tracing::warn!(%error, pod = %format!("{namespace}/{name}"), "bind failed");
+            let key = pod_key(&pod);
+            shared.with(|s| {
+                s.cache.forget(&key);
+                if let Some(qp) = s.queue.delete(&key) {
+                    s.queue.add_unschedulable(qp, true, Instant::now());
+                } else {
+                    s.queue.add(pod.clone(), Instant::now());
+                }
+            });
+            shared.wake.notify_one();
+        }
+    }
+}
+
+/// `FailedScheduling` event and the `PodScheduled=False` condition.
+async fn report_unschedulable(client: kube::Client, pod: Arc<Pod>, message: String) {
+    record_event(&client, &pod, "Warning", "FailedScheduling", &message).await;
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let now = api::meta::format_time(chrono_now());
+    let patch = json!({"status": {"conditions": [{
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastProbeTime": null,
+        "lastTransitionTime": now,
+    }]}});
+    let params = kube::api::PatchParams::default();
+    if let Err(error) = pods
+        .patch_status(&name, &params, &kube::api::Patch::Strategic(patch))
+        .await
+    {
+        tracing::debug!(%error, pod = %name, "could not set PodScheduled=False");
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+async fn record_event(client: &kube::Client, pod: &Pod, kind: &str, reason: &str, message: &str) {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let now = api::meta::format_time(chrono_now());
+    let event = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
+            "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version,
+        },
+        "reason": reason,
+        "message": message,
+        "type": kind,
+        "source": {"component": "default-scheduler"},
+        "reportingComponent": "default-scheduler",
+        "reportingInstance": "default-scheduler",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    });
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), &namespace);
+    match serde_json::from_value(event) {
+        Ok(event) => {
+            if let Err(error) = events.create(&PostParams::default(), &event).await {
+                tracing::debug!(%error, "could not record event");
+            }
+        }
+        Err(error) => tracing::debug!(%error, "could not build event"),
+    }
+}

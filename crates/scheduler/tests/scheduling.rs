@@ -1,0 +1,142 @@
+//! The scheduler against an in-process API server: pods get bound where
+//! the constraints allow, and a pod that fits nowhere is reported the way
+//! kube-scheduler reports it.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use test_support::TestServer;
+
+async fn client(server: &TestServer) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn node(name: &str, cpu: &str, taints: serde_json::Value) -> Node {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {"taints": taints},
+        "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+                   "capacity": {"cpu": cpu, "memory": "8Gi", "pods": "110"}},
+    }))
+    .unwrap()
+}
+
+fn pod(name: &str, cpu: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}]},
+    }))
+    .unwrap()
+}
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..100 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_bound_to_a_node_that_fits_and_the_rest_are_reported_unschedulable() {
+    let server = TestServer::start().await.unwrap();
+    let client = client(&server).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .create(&PostParams::default(), &node("small", "1", json!([])))
+        .await
+        .unwrap();
+    nodes
+        .create(
+            &PostParams::default(),
+            &node(
+                "tainted",
+                "8",
+                json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]),
+            ),
+        )
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler = tokio::spawn(tugboat_scheduler::run::run(
+        client.clone(),
+        Default::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("fits", "500m"))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("too-big", "2"))
+        .await
+        .unwrap();
+
+    let bound = eventually("the small pod to be bound", async || {
+        let p = pods.get("fits").await.ok()?;
+        p.spec?.node_name
+    })
+    .await;
+    assert_eq!(bound, "small", "the tainted node is not tolerated");
+
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let message = eventually("a FailedScheduling event", async || {
+        let list = events
+            .list(&ListParams::default().fields("involvedObject.name=too-big"))
+            .await
+            .ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("FailedScheduling"))
+            .and_then(|e| e.message)
+    })
+    .await;
+    assert_eq!(
+        message,
+        "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}."
+    );
+    let condition = eventually("PodScheduled=False", async || {
+        let p = pods.get("too-big").await.ok()?;
+        p.status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "PodScheduled")
+    })
+    .await;
+    assert_eq!(condition.status, "False");
+    assert_eq!(condition.reason.as_deref(), Some("Unschedulable"));
+    assert!(pods
+        .get("too-big")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .node_name
+        .is_none());
+
+    let scheduled = events
+        .list(&ListParams::default().fields("involvedObject.name=fits"))
+        .await
+        .unwrap();
+    assert!(scheduled
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("Scheduled")
+            && e.message.as_deref() == Some("Successfully assigned default/fits to small")));
+
+    let _ = stop.send(());
+    scheduler.await.unwrap().unwrap();
+}
