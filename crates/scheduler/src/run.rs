@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
@@ -20,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::cache::SchedulerCache;
 use crate::cycle::{self, Profile};
+use crate::preemption;
 use crate::queue::{pod_key, ClusterEvent, PriorityQueue};
 
 /// How the scheduler is set up.
@@ -200,9 +202,14 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>) {
                 tokio::spawn(bind(client.clone(), shared.clone(), pod, result.node));
             }
             Err(fit) => {
-                let message = fit.to_string();
                 shared.with(|s| s.queue.add_unschedulable(queued, false, Instant::now()));
-                tokio::spawn(report_unschedulable(client.clone(), pod, message));
+                tokio::spawn(post_filter(
+                    client.clone(),
+                    profile.clone(),
+                    pod,
+                    snapshot,
+                    fit,
+                ));
             }
         }
     }
@@ -246,6 +253,71 @@ async fn bind(client: kube::Client, shared: Arc<Shared>, pod: Arc<Pod>, node: St
             });
             shared.wake.notify_one();
         }
+    }
+}
+
+/// Upstream's PostFilter: try preemption, then report. When victims are
+/// found they are deleted and the pod is nominated to their node; it is
+/// scheduled there once the victims are gone (their deletion moves it back
+/// to the active queue).
+async fn post_filter(
+    client: kube::Client,
+    profile: Arc<Profile>,
+    pod: Arc<Pod>,
+    snapshot: crate::framework::Snapshot,
+    mut fit: cycle::FitError,
+) {
+    let budgets: Api<PodDisruptionBudget> = Api::all(client.clone());
+    let pdbs = match budgets.list(&Default::default()).await {
+        Ok(list) => list.items,
+        Err(error) => {
+            tracing::warn!(%error, "could not list PodDisruptionBudgets; preempting without them");
+            Vec::new()
+        }
+    };
+    match preemption::preempt(&profile, &pod, &snapshot, &fit, &pdbs) {
+        Ok(candidate) => {
+            nominate(&client, &pod, &candidate.node).await;
+            for victim in &candidate.victims {
+                evict_victim(&client, &pod, victim, &candidate.node).await;
+            }
+            fit.post_filter_msg = Some(cycle::preemption_message(&format!(
+                "{} victims on node {}",
+                candidate.victims.len(),
+                candidate.node
+            )));
+        }
+        Err(message) => fit.post_filter_msg = Some(cycle::preemption_message(&message)),
+    }
+    report_unschedulable(client, pod, fit.to_string()).await;
+}
+
+/// `status.nominatedNodeName`: where the pod will go once room is made.
+async fn nominate(client: &kube::Client, pod: &Pod, node: &str) {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let patch = kube::api::Patch::Merge(json!({"status": {"nominatedNodeName": node}}));
+    if let Err(error) = pods
+        .patch_status(&name, &kube::api::PatchParams::default(), &patch)
+        .await
+    {
+        tracing::warn!(%error, pod = %name, "could not nominate");
+    }
+}
+
+/// Delete one victim, with its own grace period, and say why on it.
+async fn evict_victim(client: &kube::Client, preemptor: &Pod, victim: &Pod, node: &str) {
+    let namespace = victim.metadata.namespace.clone().unwrap_or_default();
+    let name = victim.metadata.name.clone().unwrap_or_default();
+    let message = format!(
+        "Preempted by pod {} on node {node}",
+        preemptor.metadata.uid.as_deref().unwrap_or("")
+    );
+    record_event(client, victim, "Normal", "Preempted", &message).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    if let Err(error) = pods.delete(&name, &Default::default()).await {
+        tracing::warn!(%error, victim = %name, "could not delete preemption victim");
     }
 }
 

@@ -104,9 +104,12 @@ async fn pods_are_bound_to_a_node_that_fits_and_the_rest_are_reported_unschedula
             .and_then(|e| e.message)
     })
     .await;
+    // 2 cpu is more than the small node has at all, and the taint is not
+    // tolerated: preemption cannot help on either node (upstream's wording).
     assert_eq!(
         message,
-        "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}."
+        "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}. \
+         preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     );
     let condition = eventually("PodScheduled=False", async || {
         let p = pods.get("too-big").await.ok()?;
@@ -137,6 +140,67 @@ async fn pods_are_bound_to_a_node_that_fits_and_the_rest_are_reported_unschedula
         .any(|e| e.reason.as_deref() == Some("Scheduled")
             && e.message.as_deref() == Some("Successfully assigned default/fits to small")));
 
+    let _ = stop.send(());
+    scheduler.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_higher_priority_pod_preempts_a_lower_priority_one_and_takes_its_place() {
+    let server = TestServer::start().await.unwrap();
+    let client = client(&server).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .create(&PostParams::default(), &node("only", "1", json!([])))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut victim = pod("low", "800m");
+    victim.spec.as_mut().unwrap().node_name = Some("only".into());
+    pods.create(&PostParams::default(), &victim).await.unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler = tokio::spawn(tugboat_scheduler::run::run(
+        client.clone(),
+        Default::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut preemptor = pod("high", "800m");
+    preemptor.spec.as_mut().unwrap().priority = Some(1000);
+    pods.create(&PostParams::default(), &preemptor)
+        .await
+        .unwrap();
+
+    // No kubelet here: finish the victim's graceful deletion as one would.
+    eventually("the victim to be terminating", async || {
+        let p = pods.get_opt("low").await.ok()??;
+        p.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    let nominated = pods
+        .get("high")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .nominated_node_name;
+    assert_eq!(nominated.as_deref(), Some("only"));
+    pods.delete(
+        "low",
+        &kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let bound = eventually("the preemptor to be bound", async || {
+        pods.get("high").await.ok()?.spec?.node_name
+    })
+    .await;
+    assert_eq!(bound, "only");
     let _ = stop.send(());
     scheduler.await.unwrap().unwrap();
 }
