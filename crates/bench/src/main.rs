@@ -13,11 +13,16 @@
 //! - [`pod`] the ~1 KB Pod every write phase sends;
 //! - [`process`] starting, watching and killing the servers under test;
 //! - [`stats`] exact percentiles and per-phase CPU use from `/proc`.
+//!
+//! `tug-bench scheduler` ([`scheduler`]) measures scheduling throughput end
+//! to end, as upstream's scheduler_perf SchedulingBasic does: Node objects
+//! and pods created through a `tug-apiserver`, the scheduler in process.
 
 mod client;
 mod etcd;
 mod pod;
 mod process;
+mod scheduler;
 mod stats;
 mod tugboat;
 
@@ -45,6 +50,39 @@ enum Cmd {
     /// against a tug-apiserver the benchmark starts, and/or the same writes
     /// against etcd.
     Api(ApiFlags),
+    /// Scheduling throughput: N Node objects and M pods created through a
+    /// tug-apiserver the benchmark starts, scheduled by the scheduler
+    /// running in this process, until every pod's binding is persisted.
+    Scheduler(SchedulerFlags),
+}
+
+#[derive(Debug, clap::Args)]
+struct SchedulerFlags {
+    /// Node objects to create (no kubelets).
+    #[arg(long, default_value_t = 5000)]
+    nodes: usize,
+    /// Pods to create and schedule (the measured ones).
+    #[arg(long, default_value_t = 10000)]
+    pods: usize,
+    /// Pods created already bound (spec.nodeName set) before measuring.
+    #[arg(long, default_value_t = 0)]
+    existing_pods: usize,
+    /// Give each measured pod required pod anti-affinity by hostname against
+    /// its own group (ceil(pods / nodes) groups, so it stays satisfiable).
+    #[arg(long)]
+    anti_affinity: bool,
+    /// Concurrent requests when creating nodes and pods.
+    #[arg(long, default_value_t = 32)]
+    create_clients: usize,
+    /// Seconds to wait for every pod to be bound before giving up.
+    #[arg(long, default_value_t = 600.0)]
+    timeout: f64,
+    /// The tug-apiserver binary [default: tug-apiserver next to tug-bench].
+    #[arg(long)]
+    apiserver: Option<PathBuf>,
+    /// Where the API server's temporary data directory goes.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,12 +147,17 @@ async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     // Both rustls users here (kube-rs and the raw client) use ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let Cmd::Api(api) = flags.command;
     // On Ctrl-C the run future is dropped: servers are killed and their
     // temporary directories removed by the guards' destructors.
     let load_before = loadavg();
+    let run = async {
+        match flags.command {
+            Cmd::Api(api) => run_api(api).await,
+            Cmd::Scheduler(s) => run_scheduler(s).await,
+        }
+    };
     let mut result = tokio::select! {
-        r = run_api(api) => r,
+        r = run => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     }?;
     if let Value::Object(out) = &mut result {
@@ -146,6 +189,26 @@ fn host(load_before: Value) -> Value {
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
     })
+}
+
+async fn run_scheduler(flags: SchedulerFlags) -> anyhow::Result<Value> {
+    anyhow::ensure!(flags.nodes > 0, "--nodes must be at least 1");
+    anyhow::ensure!(flags.timeout > 0.0, "--timeout must be positive");
+    let opts = scheduler::SchedulerOptions {
+        apiserver: match flags.apiserver {
+            Some(p) => p,
+            None => tugboat::default_apiserver()?,
+        },
+        nodes: flags.nodes,
+        pods: flags.pods,
+        existing_pods: flags.existing_pods,
+        anti_affinity: flags.anti_affinity,
+        create_clients: flags.create_clients,
+        timeout: std::time::Duration::from_secs_f64(flags.timeout),
+    };
+    scheduler::run(&opts, flags.work_dir.as_deref())
+        .await
+        .context("scheduler benchmark")
 }
 
 async fn run_api(flags: ApiFlags) -> anyhow::Result<Value> {

@@ -47,7 +47,7 @@ pub fn default_apiserver() -> anyhow::Result<PathBuf> {
     Ok(exe.with_file_name("tug-apiserver"))
 }
 
-async fn start_apiserver(
+pub async fn start_apiserver(
     path: &Path,
     work_dir: Option<&Path>,
 ) -> anyhow::Result<(Server, Credentials)> {

@@ -13,11 +13,15 @@
 //!
 //! [`run`] is the I/O edge: kube-rs watchers feed the cache and queue, the
 //! loop schedules, and bindings, events and conditions go back to the API
-//! server. Leader election, preemption actions and metrics are still to come.
+//! server, including preemption's nominations and evictions. [`leader`]
+//! elects one active scheduler through a Lease; [`metrics`] serves
+//! `/metrics` and `/healthz`.
 
 pub mod cache;
 pub mod cycle;
 pub mod framework;
+pub mod leader;
+pub mod metrics;
 pub mod plugins;
 pub mod preemption;
 pub mod queue;

@@ -21,20 +21,24 @@ use tokio::sync::Notify;
 
 use crate::cache::SchedulerCache;
 use crate::cycle::{self, Profile};
+use crate::metrics::{AttemptResult, Metrics};
 use crate::preemption;
 use crate::queue::{pod_key, ClusterEvent, PriorityQueue};
 
 /// How the scheduler is set up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Pods whose `spec.schedulerName` is this are ours.
     pub scheduler_name: String,
+    /// Where attempts, latencies and queue lengths are recorded.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             scheduler_name: "default-scheduler".into(),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -55,7 +59,15 @@ struct Shared {
 impl Shared {
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut state)
+        let out = f(&mut state);
+        self.config.metrics.record_queue(&state.queue);
+        out
+    }
+
+    fn observe(&self, result: AttemptResult, started: Instant) {
+        self.config
+            .metrics
+            .observe_attempt(result, &self.config.scheduler_name, started.elapsed());
     }
 }
 
@@ -191,6 +203,7 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>) {
                 continue;
             }
         };
+        let started = Instant::now();
         let pod = queued.pod.clone();
         match cycle::schedule(&profile, &pod, &snapshot, start_index) {
             Ok(result) => {
@@ -199,9 +212,16 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>) {
                     s.cache.assume(&pod, &result.node);
                     s.queue.done(&queued.key);
                 });
-                tokio::spawn(bind(client.clone(), shared.clone(), pod, result.node));
+                tokio::spawn(bind(
+                    client.clone(),
+                    shared.clone(),
+                    pod,
+                    result.node,
+                    started,
+                ));
             }
             Err(fit) => {
+                shared.observe(AttemptResult::Unschedulable, started);
                 shared.with(|s| s.queue.add_unschedulable(queued, false, Instant::now()));
                 tokio::spawn(post_filter(
                     client.clone(),
@@ -217,7 +237,13 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>) {
 
 /// `pods/binding`, then the `Scheduled` event; a failed binding forgets the
 /// assumption and sends the pod back to the queue.
-async fn bind(client: kube::Client, shared: Arc<Shared>, pod: Arc<Pod>, node: String) {
+async fn bind(
+    client: kube::Client,
+    shared: Arc<Shared>,
+    pod: Arc<Pod>,
+    node: String,
+    started: Instant,
+) {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let binding = json!({
@@ -237,10 +263,13 @@ async fn bind(client: kube::Client, shared: Arc<Shared>, pod: Arc<Pod>, node: St
     };
     match result {
         Ok(()) => {
+            // Upstream counts an attempt scheduled once its binding is.
+            shared.observe(AttemptResult::Scheduled, started);
             let message = format!("Successfully assigned {namespace}/{name} to {node}");
             record_event(&client, &pod, "Normal", "Scheduled", &message).await;
         }
         Err(error) => {
+            shared.observe(AttemptResult::Error, started);
             tracing::warn!(%error, pod = %format!("{namespace}/{name}"), "bind failed");
             let key = pod_key(&pod);
             shared.with(|s| {
