@@ -29,7 +29,7 @@ pub struct SchedulerCache {
     /// Keys of pods counted because this scheduler assumed them.
     assumed: BTreeSet<String>,
     /// Node infos computed for the last snapshot, and which need recomputing.
-    infos: BTreeMap<String, NodeInfo>,
+    infos: BTreeMap<String, Arc<NodeInfo>>,
     dirty: BTreeSet<String>,
 }
 
@@ -130,7 +130,8 @@ impl SchedulerCache {
                 .get(&name)
                 .map(|p| p.values().cloned().collect())
                 .unwrap_or_default();
-            self.infos.insert(name, node_info(node.clone(), pods));
+            self.infos
+                .insert(name, Arc::new(node_info(node.clone(), pods)));
         }
         Snapshot {
             nodes: self.infos.values().cloned().collect(),

@@ -681,12 +681,12 @@ mod tests {
     }
 
     fn snapshot(nodes: Vec<(Node, Vec<Pod>)>) -> Snapshot {
-        Snapshot {
-            nodes: nodes
+        Snapshot::new(
+            nodes
                 .into_iter()
                 .map(|(n, pods)| node_info(Arc::new(n), pods.into_iter().map(Arc::new).collect()))
                 .collect(),
-        }
+        )
     }
 
     fn control_plane_taint() -> Value {

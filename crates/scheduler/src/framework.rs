@@ -34,10 +34,23 @@ pub struct NodeInfo {
     pub pods: Vec<Arc<Pod>>,
     /// Sum of the effective requests of `pods` (see `plugins::resources`).
     pub requested: Resources,
+    /// The same sum with upstream's scoring defaults (100m cpu, 200Mi
+    /// memory) for containers that request nothing; kept here so scoring
+    /// does not re-read every pod's requests in every cycle.
+    pub non_zero_requested: Resources,
     /// `status.allocatable` of the node.
     pub allocatable: Resources,
     /// Host ports used by `pods`.
     pub used_ports: Vec<HostPort>,
+}
+
+impl Snapshot {
+    /// A snapshot owning these node infos.
+    pub fn new(nodes: Vec<NodeInfo>) -> Self {
+        Snapshot {
+            nodes: nodes.into_iter().map(Arc::new).collect(),
+        }
+    }
 }
 
 impl NodeInfo {
@@ -80,10 +93,12 @@ impl Filter {
 }
 
 /// Everything a cycle filters and scores against: one consistent view of
-/// all nodes and the pods on them.
+/// all nodes and the pods on them. Node infos are shared with the cache, so
+/// taking a snapshot copies pointers, not nodes (upstream's UpdateSnapshot
+/// serves the same purpose).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub nodes: Vec<NodeInfo>,
+    pub nodes: Vec<Arc<NodeInfo>>,
 }
 
 /// A filter plugin: may `pod` run on `node`? Pure: no I/O, no shared state

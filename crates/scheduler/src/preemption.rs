@@ -201,7 +201,7 @@ impl NodeTrial<'_> {
                 .map_err(|(_, status)| status),
             None => {
                 let mut snapshot = self.snapshot.clone();
-                snapshot.nodes[index] = info;
+                snapshot.nodes[index] = Arc::new(info);
                 let filters = PreparedFilters::new(self.profile, self.pod, &snapshot)
                     .map_err(|(_, msg)| Filter::Unresolvable(vec![msg]))?;
                 filters
@@ -436,12 +436,12 @@ mod tests {
     }
 
     fn snapshot(nodes: Vec<(Node, Vec<Pod>)>) -> Snapshot {
-        Snapshot {
-            nodes: nodes
+        Snapshot::new(
+            nodes
                 .into_iter()
                 .map(|(n, pods)| node_info(Arc::new(n), pods.into_iter().map(Arc::new).collect()))
                 .collect(),
-        }
+        )
     }
 
     fn pdb(app: &str, allowed: i32) -> PodDisruptionBudget {

@@ -769,7 +769,7 @@ mod tests {
         ];
         let plugin = InterPodAffinity::new();
         for case in cases {
-            let snapshot = Snapshot { nodes: case.nodes };
+            let snapshot = Snapshot::new(case.nodes);
             assert_eq!(
                 filter_all(&plugin, &case.pod, &snapshot),
                 case.want,
@@ -801,12 +801,10 @@ mod tests {
         let in_ns = |ns: &str| {
             pod(json!({"metadata": {"name": "w", "namespace": ns, "labels": {"app": "web"}}}))
         };
-        let snapshot = Snapshot {
-            nodes: vec![
-                node("n1", &[], vec![in_ns("team-a")]),
-                node("n2", &[], vec![in_ns("team-b")]),
-            ],
-        };
+        let snapshot = Snapshot::new(vec![
+            node("n1", &[], vec![in_ns("team-a")]),
+            node("n2", &[], vec![in_ns("team-b")]),
+        ]);
         assert_eq!(
             filter_all(&plugin, &incoming, &snapshot),
             vec![
@@ -904,7 +902,7 @@ mod tests {
         ];
         let plugin = InterPodAffinity::new();
         for case in cases {
-            let snapshot = Snapshot { nodes: case.nodes };
+            let snapshot = Snapshot::new(case.nodes);
             let mut scores: Vec<i64> = snapshot
                 .nodes
                 .iter()

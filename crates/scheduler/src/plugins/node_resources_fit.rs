@@ -14,8 +14,7 @@ use crate::framework::{
     Filter, FilterPlugin, NodeInfo, Resources, ScorePlugin, Snapshot, MAX_NODE_SCORE,
 };
 use crate::plugins::resources::{
-    is_scalar_resource_name, non_zero_pod_requests, non_zero_requested, pod_requests, CPU,
-    EPHEMERAL_STORAGE, MEMORY,
+    is_scalar_resource_name, non_zero_pod_requests, pod_requests, CPU, EPHEMERAL_STORAGE, MEMORY,
 };
 
 /// Upstream's plugin name.
@@ -196,12 +195,11 @@ pub(crate) fn allocatable_and_requested(
     pod_requests: &[i64],
     use_requested: bool,
 ) -> (Vec<i64>, Vec<i64>) {
-    let non_zero = if use_requested {
-        None
+    let counted = if use_requested {
+        &node.requested
     } else {
-        Some(non_zero_requested(node))
+        &node.non_zero_requested
     };
-    let counted = non_zero.as_ref().unwrap_or(&node.requested);
     let mut allocatable = vec![0; resources.len()];
     let mut requested = vec![0; resources.len()];
     for (i, (spec, &pod_request)) in resources.iter().zip(pod_requests).enumerate() {

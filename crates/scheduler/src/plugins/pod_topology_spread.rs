@@ -246,6 +246,7 @@ impl PodTopologySpread {
         let candidates: Vec<&NodeInfo> = snapshot
             .nodes
             .iter()
+            .map(|n| n.as_ref())
             .filter(|n| matches_required_node_affinity(pod, n))
             .filter(|n| has_all_keys(n.labels(), &constraints))
             .collect();
@@ -577,7 +578,7 @@ mod tests {
         ];
         let plugin = PodTopologySpread::new();
         for case in cases {
-            let snapshot = Snapshot { nodes: case.nodes };
+            let snapshot = Snapshot::new(case.nodes);
             let got: Vec<Filter> = snapshot
                 .nodes
                 .iter()
@@ -639,7 +640,7 @@ mod tests {
         ];
         let plugin = PodTopologySpread::new();
         for case in cases {
-            let snapshot = Snapshot { nodes: case.nodes };
+            let snapshot = Snapshot::new(case.nodes);
             let mut scores: Vec<i64> = snapshot
                 .nodes
                 .iter()
@@ -669,9 +670,7 @@ mod tests {
                 .unwrap(),
         );
         tainted.node = Arc::new(n);
-        let snapshot = Snapshot {
-            nodes: vec![node("a1", &[(ZONE, "a")], webs("a", 1)), tainted],
-        };
+        let snapshot = Snapshot::new(vec![node("a1", &[(ZONE, "a")], webs("a", 1)), tainted]);
         // Zone b is not a domain, so zone a's count is also the minimum.
         let state = PodTopologySpread.pre_filter(&pod, &snapshot).unwrap();
         assert_eq!(

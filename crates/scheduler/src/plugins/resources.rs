@@ -358,9 +358,11 @@ pub fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
 /// requests, the node's allocatable and the host ports in use.
 pub fn node_info(node: Arc<Node>, pods: Vec<Arc<Pod>>) -> NodeInfo {
     let mut requested = Resources::default();
+    let mut non_zero_requested = Resources::default();
     let mut used_ports: Vec<HostPort> = Vec::new();
     for pod in &pods {
         add_resources(&mut requested, &pod_requests(pod));
+        add_resources(&mut non_zero_requested, &non_zero_pod_requests(pod));
         for port in pod_host_ports(pod) {
             if !used_ports.contains(&port) {
                 used_ports.push(port);
@@ -372,6 +374,7 @@ pub fn node_info(node: Arc<Node>, pods: Vec<Arc<Pod>>) -> NodeInfo {
         node,
         pods,
         requested,
+        non_zero_requested,
         allocatable,
         used_ports,
     }

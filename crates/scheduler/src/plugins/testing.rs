@@ -44,6 +44,7 @@ pub fn labeled_node(name: &str, labels: &[(&str, &str)], pods: Vec<Pod>) -> Node
         node: Arc::new(node),
         pods: pods.into_iter().map(Arc::new).collect(),
         requested: Resources::default(),
+        non_zero_requested: Resources::default(),
         allocatable: Resources::default(),
         used_ports: vec![],
     }
