@@ -31,6 +31,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use crate::cycle::{FitError, PreparedFilters, Profile};
 use crate::framework::{Filter, NodeInfo, Snapshot};
+use crate::plugins::inter_pod_affinity::has_required_anti_affinity;
 use crate::plugins::resources::node_info;
 
 /// Upstream's `MinCandidateNodesPercentage`.
@@ -259,18 +260,6 @@ fn has_pod_affinity_or_spread(pod: &Pod) -> bool {
                 .as_ref()
                 .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
     })
-}
-
-fn has_required_anti_affinity(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .and_then(|a| a.pod_anti_affinity.as_ref())
-        .and_then(|a| {
-            a.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .is_some_and(|t| !t.is_empty())
 }
 
 /// Upstream's `GetOffsetAndNumCandidates` without the random offset.

@@ -474,7 +474,8 @@ fn has_affinity(pod: &Pod) -> bool {
         .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
 }
 
-fn has_required_anti_affinity(pod: &Pod) -> bool {
+/// Whether the pod has required anti-affinity terms (preemption asks too).
+pub(crate) fn has_required_anti_affinity(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.affinity.as_ref())
@@ -543,7 +544,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::plugins::testing::labeled_node as node;
+    use crate::plugins::testing::{labeled_node as node, normalized_scores};
 
     fn pod(value: serde_json::Value) -> Pod {
         serde_json::from_value(value).expect("valid pod")
@@ -903,12 +904,7 @@ mod tests {
         let plugin = InterPodAffinity::new();
         for case in cases {
             let snapshot = Snapshot::new(case.nodes);
-            let mut scores: Vec<i64> = snapshot
-                .nodes
-                .iter()
-                .map(|n| ScorePlugin::score(&plugin, &case.pod, n, &snapshot))
-                .collect();
-            plugin.normalize(&case.pod, &mut scores);
+            let scores = normalized_scores(&plugin, &case.pod, &snapshot);
             assert_eq!(scores, case.want, "{}", case.name);
         }
     }

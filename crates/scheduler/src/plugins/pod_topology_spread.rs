@@ -348,7 +348,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::plugins::testing::labeled_node as node;
+    use crate::plugins::testing::{labeled_node as node, normalized_scores};
 
     const ZONE: &str = "topology.kubernetes.io/zone";
 
@@ -641,12 +641,7 @@ mod tests {
         let plugin = PodTopologySpread::new();
         for case in cases {
             let snapshot = Snapshot::new(case.nodes);
-            let mut scores: Vec<i64> = snapshot
-                .nodes
-                .iter()
-                .map(|n| ScorePlugin::score(&plugin, &case.pod, n, &snapshot))
-                .collect();
-            plugin.normalize(&case.pod, &mut scores);
+            let scores = normalized_scores(&plugin, &case.pod, &snapshot);
             assert_eq!(scores, case.want, "{}", case.name);
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
-use crate::framework::{NodeInfo, Resources};
+use crate::framework::{NodeInfo, Resources, ScorePlugin, Snapshot};
 use crate::plugins::resources::node_info;
 
 /// A pod named `p` with this spec.
@@ -48,4 +48,15 @@ pub fn labeled_node(name: &str, labels: &[(&str, &str)], pods: Vec<Pod>) -> Node
         allocatable: Resources::default(),
         used_ports: vec![],
     }
+}
+
+/// A score plugin's normalized scores for every node of `snapshot`.
+pub fn normalized_scores(plugin: &impl ScorePlugin, pod: &Pod, snapshot: &Snapshot) -> Vec<i64> {
+    let mut scores: Vec<i64> = snapshot
+        .nodes
+        .iter()
+        .map(|n| plugin.score(pod, n, snapshot))
+        .collect();
+    plugin.normalize(pod, &mut scores);
+    scores
 }
