@@ -42,6 +42,10 @@ pub struct NodeInfo {
     pub allocatable: Resources,
     /// Host ports used by `pods`.
     pub used_ports: Vec<HostPort>,
+    /// The pods with pod affinity or anti-affinity terms (upstream's
+    /// `PodsWithAffinity`): inter-pod rules of a pod without terms of its
+    /// own only need these, not every pod.
+    pub pods_with_affinity: Vec<Arc<Pod>>,
 }
 
 impl Snapshot {

@@ -317,9 +317,18 @@ impl InterPodAffinity {
             anti_affinity_counts: TopologyCounts::new(),
             existing_anti_affinity_counts: TopologyCounts::new(),
         };
+        // Without required terms of its own, only existing pods with terms
+        // can matter (their anti-affinity against this pod).
+        let own_required = !state.terms.required_affinity.is_empty()
+            || !state.terms.required_anti_affinity.is_empty();
         for info in &snapshot.nodes {
             let node = &info.node;
-            for existing in &info.pods {
+            let existing_pods = if own_required {
+                &info.pods
+            } else {
+                &info.pods_with_affinity
+            };
+            for existing in existing_pods {
                 // The existing pods' anti-affinity against the incoming pod.
                 if has_required_anti_affinity(existing) {
                     let existing_terms = PodTerms::of(existing, false).unwrap_or_default();
@@ -407,12 +416,21 @@ impl InterPodAffinity {
         };
         let own_ns_labels = self.labels_of_namespace(pod_namespace(pod));
         let scores = &mut state.topology_score;
+        // Without preferred terms of its own, only existing pods with terms
+        // contribute.
+        let own_preferred =
+            !terms.preferred_affinity.is_empty() || !terms.preferred_anti_affinity.is_empty();
         for info in &snapshot.nodes {
             let node: &Node = &info.node;
             if node_labels(node).is_empty() {
                 continue;
             }
-            for existing in &info.pods {
+            let existing_pods = if own_preferred {
+                &info.pods
+            } else {
+                &info.pods_with_affinity
+            };
+            for existing in existing_pods {
                 let mut process =
                     |term: &AffinityTerm, target: &Pod, ns: &BTreeMap<String, String>, w: i64| {
                         if term.matches(target, ns) {
@@ -467,7 +485,8 @@ impl InterPodAffinity {
     }
 }
 
-fn has_affinity(pod: &Pod) -> bool {
+/// Whether the pod has pod affinity or anti-affinity terms.
+pub(crate) fn has_affinity(pod: &Pod) -> bool {
     pod.spec
         .as_ref()
         .and_then(|s| s.affinity.as_ref())

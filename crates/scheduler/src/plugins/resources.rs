@@ -370,6 +370,11 @@ pub fn node_info(node: Arc<Node>, pods: Vec<Arc<Pod>>) -> NodeInfo {
         }
     }
     let allocatable = node_allocatable(&node);
+    let pods_with_affinity = pods
+        .iter()
+        .filter(|p| crate::plugins::inter_pod_affinity::has_affinity(p))
+        .cloned()
+        .collect();
     NodeInfo {
         node,
         pods,
@@ -377,6 +382,7 @@ pub fn node_info(node: Arc<Node>, pods: Vec<Arc<Pod>>) -> NodeInfo {
         non_zero_requested,
         allocatable,
         used_ports,
+        pods_with_affinity,
     }
 }
 

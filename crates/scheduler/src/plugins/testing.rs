@@ -40,9 +40,15 @@ pub fn labeled_node(name: &str, labels: &[(&str, &str)], pods: Vec<Pod>) -> Node
         .or_insert(name.into());
     let node: Node =
         serde_json::from_value(json!({"metadata": {"name": name, "labels": all}})).unwrap();
+    let pods: Vec<Arc<Pod>> = pods.into_iter().map(Arc::new).collect();
     NodeInfo {
         node: Arc::new(node),
-        pods: pods.into_iter().map(Arc::new).collect(),
+        pods_with_affinity: pods
+            .iter()
+            .filter(|p| crate::plugins::inter_pod_affinity::has_affinity(p))
+            .cloned()
+            .collect(),
+        pods,
         requested: Resources::default(),
         non_zero_requested: Resources::default(),
         allocatable: Resources::default(),
