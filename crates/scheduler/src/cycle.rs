@@ -28,15 +28,16 @@ use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{Filter, FilterPlugin, NodeInfo, ScorePlugin, Snapshot};
+use crate::framework::{Filter, FilterPlugin, NodeInfo, Resources, ScorePlugin, Snapshot};
 use crate::plugins::balanced_allocation::BalancedAllocation;
 use crate::plugins::inter_pod_affinity::{self, InterPodAffinity};
 use crate::plugins::node_affinity::NodeAffinity;
 use crate::plugins::node_name::NodeName;
 use crate::plugins::node_ports::NodePorts;
-use crate::plugins::node_resources_fit::NodeResourcesFit;
+use crate::plugins::node_resources_fit::{self, NodeResourcesFit};
 use crate::plugins::node_unschedulable::NodeUnschedulable;
 use crate::plugins::pod_topology_spread::{self, PodTopologySpread};
+use crate::plugins::resources;
 use crate::plugins::taint_toleration::TaintToleration;
 
 /// Upstream's `minFeasibleNodesToFind`: below this many nodes, all are
@@ -50,10 +51,12 @@ pub const NO_NODES_AVAILABLE: &str = "no nodes available to schedule pods";
 /// Nodes are handed to filter threads in blocks of this many.
 const BLOCK: usize = 16;
 
-/// One filter of a profile. The two snapshot-wide plugins are named so the
-/// cycle can compute their pre-filter state once instead of once per node.
+/// One filter of a profile. Plugins with per-pod state are named so the
+/// cycle computes it once instead of once per node: the two snapshot-wide
+/// ones, and NodeResourcesFit (the pod's summed requests).
 pub enum FilterEntry {
     Plugin(Box<dyn FilterPlugin>),
+    NodeResourcesFit(NodeResourcesFit),
     InterPodAffinity(InterPodAffinity),
     PodTopologySpread(PodTopologySpread),
 }
@@ -66,6 +69,7 @@ impl FilterEntry {
     pub fn name(&self) -> &'static str {
         match self {
             FilterEntry::Plugin(p) => p.name(),
+            FilterEntry::NodeResourcesFit(p) => FilterPlugin::name(p),
             FilterEntry::InterPodAffinity(_) => inter_pod_affinity::NAME,
             FilterEntry::PodTopologySpread(_) => pod_topology_spread::NAME,
         }
@@ -144,7 +148,7 @@ impl Profile {
                 FilterEntry::plugin(TaintToleration),
                 FilterEntry::plugin(NodeAffinity),
                 FilterEntry::plugin(NodePorts),
-                FilterEntry::plugin(NodeResourcesFit::default()),
+                FilterEntry::NodeResourcesFit(NodeResourcesFit::default()),
                 FilterEntry::PodTopologySpread(PodTopologySpread::new()),
                 FilterEntry::InterPodAffinity(InterPodAffinity::new()),
             ],
@@ -283,6 +287,8 @@ pub fn num_feasible_nodes_to_find(percentage: Option<u32>, num_all_nodes: usize)
 /// A filter ready to run for one pod: snapshot-wide state computed.
 enum Prepared<'a> {
     Plugin(&'a dyn FilterPlugin),
+    /// The pod's effective requests, summed once.
+    NodeResourcesFit(&'a NodeResourcesFit, Resources),
     InterPodAffinity(&'a InterPodAffinity, inter_pod_affinity::PreFilterState),
     PodTopologySpread(&'a PodTopologySpread, pod_topology_spread::PreFilterState),
 }
@@ -304,6 +310,9 @@ impl<'a> PreparedFilters<'a> {
         for entry in &profile.filters {
             steps.push(match entry {
                 FilterEntry::Plugin(p) => Prepared::Plugin(p.as_ref()),
+                FilterEntry::NodeResourcesFit(p) => {
+                    Prepared::NodeResourcesFit(p, resources::pod_requests(pod))
+                }
                 FilterEntry::InterPodAffinity(p) => Prepared::InterPodAffinity(
                     p,
                     p.pre_filter(pod, snapshot)
@@ -329,6 +338,10 @@ impl<'a> PreparedFilters<'a> {
         for step in &self.steps {
             let (name, result) = match step {
                 Prepared::Plugin(p) => (p.name(), p.filter(pod, node, snapshot)),
+                Prepared::NodeResourcesFit(p, request) => (
+                    FilterPlugin::name(*p),
+                    node_resources_fit::filter_request(request, node),
+                ),
                 Prepared::InterPodAffinity(p, state) => {
                     (inter_pod_affinity::NAME, p.filter_with_state(state, node))
                 }

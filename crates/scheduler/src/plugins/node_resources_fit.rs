@@ -60,6 +60,22 @@ pub fn fits(pod: &Pod, node: &NodeInfo) -> Vec<InsufficientResource> {
     fits_request(&pod_requests(pod), node)
 }
 
+/// The filter for a pod whose effective requests are already summed (the
+/// cycle sums them once per pod rather than once per node).
+pub fn filter_request(request: &Resources, node: &NodeInfo) -> Filter {
+    let lacking = fits_request(request, node);
+    if lacking.is_empty() {
+        return Filter::Pass;
+    }
+    let unresolvable = lacking.iter().any(|r| r.unresolvable);
+    let reasons = lacking.into_iter().map(|r| r.reason).collect();
+    if unresolvable {
+        Filter::Unresolvable(reasons)
+    } else {
+        Filter::Unschedulable(reasons)
+    }
+}
+
 fn fits_request(request: &Resources, node: &NodeInfo) -> Vec<InsufficientResource> {
     let mut result = Vec::new();
     let allocatable = &node.allocatable;
@@ -266,17 +282,7 @@ impl FilterPlugin for NodeResourcesFit {
     /// Unschedulable with every reason from [`fits`]; unresolvable if some
     /// request exceeds the node's allocatable amount outright.
     fn filter(&self, pod: &Pod, node: &NodeInfo, _snapshot: &Snapshot) -> Filter {
-        let lacking = fits(pod, node);
-        if lacking.is_empty() {
-            return Filter::Pass;
-        }
-        let unresolvable = lacking.iter().any(|r| r.unresolvable);
-        let reasons = lacking.into_iter().map(|r| r.reason).collect();
-        if unresolvable {
-            Filter::Unresolvable(reasons)
-        } else {
-            Filter::Unschedulable(reasons)
-        }
+        filter_request(&pod_requests(pod), node)
     }
 }
 
