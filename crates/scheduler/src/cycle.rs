@@ -76,11 +76,14 @@ impl FilterEntry {
     }
 }
 
-/// One score plugin of a profile. `InterPodAffinity` is named so its
-/// pre-score state is computed once per cycle.
+/// One score plugin of a profile. Plugins with per-pod state are named so
+/// it is computed once per cycle: InterPodAffinity's domain sums, and the
+/// pod's requests for the two resource scores.
 pub enum ScoreEntry {
     Plugin(Box<dyn ScorePlugin>),
     InterPodAffinity(InterPodAffinity),
+    NodeResourcesFit(NodeResourcesFit),
+    BalancedAllocation(BalancedAllocation),
 }
 
 impl ScoreEntry {
@@ -92,6 +95,8 @@ impl ScoreEntry {
         match self {
             ScoreEntry::Plugin(p) => p.name(),
             ScoreEntry::InterPodAffinity(_) => inter_pod_affinity::NAME,
+            ScoreEntry::NodeResourcesFit(p) => ScorePlugin::name(p),
+            ScoreEntry::BalancedAllocation(p) => ScorePlugin::name(p),
         }
     }
 
@@ -99,6 +104,8 @@ impl ScoreEntry {
         match self {
             ScoreEntry::Plugin(p) => p.as_ref(),
             ScoreEntry::InterPodAffinity(p) => p,
+            ScoreEntry::NodeResourcesFit(p) => p,
+            ScoreEntry::BalancedAllocation(p) => p,
         }
     }
 }
@@ -155,10 +162,13 @@ impl Profile {
             scores: vec![
                 (ScoreEntry::plugin(TaintToleration), 3),
                 (ScoreEntry::plugin(NodeAffinity), 2),
-                (ScoreEntry::plugin(NodeResourcesFit::default()), 1),
+                (ScoreEntry::NodeResourcesFit(NodeResourcesFit::default()), 1),
                 (ScoreEntry::plugin(PodTopologySpread::new()), 2),
                 (ScoreEntry::InterPodAffinity(InterPodAffinity::new()), 2),
-                (ScoreEntry::plugin(BalancedAllocation::default()), 1),
+                (
+                    ScoreEntry::BalancedAllocation(BalancedAllocation::default()),
+                    1,
+                ),
             ],
             ..Profile::empty()
         }
@@ -484,6 +494,14 @@ fn par_map<T: Send>(len: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -
     })
 }
 
+/// A score plugin's per-pod state, computed once per cycle (upstream's
+/// PreScore).
+enum PreScore {
+    None,
+    InterPodAffinity(inter_pod_affinity::PreScoreState),
+    Requests(Vec<i64>),
+}
+
 /// Weighted, normalized score sums of `nodes` (upstream's `prioritizeNodes`
 /// without extenders).
 fn prioritize(
@@ -493,12 +511,16 @@ fn prioritize(
     nodes: &[usize],
     threads: usize,
 ) -> Vec<i64> {
-    let ipa_states: Vec<Option<inter_pod_affinity::PreScoreState>> = profile
+    let states: Vec<PreScore> = profile
         .scores
         .iter()
         .map(|(entry, _)| match entry {
-            ScoreEntry::InterPodAffinity(p) => Some(p.pre_score(pod, snapshot)),
-            ScoreEntry::Plugin(_) => None,
+            ScoreEntry::InterPodAffinity(p) => {
+                PreScore::InterPodAffinity(p.pre_score(pod, snapshot))
+            }
+            ScoreEntry::NodeResourcesFit(p) => PreScore::Requests(p.pod_requests(pod)),
+            ScoreEntry::BalancedAllocation(p) => PreScore::Requests(p.pod_requests(pod)),
+            ScoreEntry::Plugin(_) => PreScore::None,
         })
         .collect();
     // Raw scores, one row per node.
@@ -507,9 +529,17 @@ fn prioritize(
         profile
             .scores
             .iter()
-            .zip(&ipa_states)
+            .zip(&states)
             .map(|((entry, _), state)| match (entry, state) {
-                (ScoreEntry::InterPodAffinity(p), Some(state)) => p.score_with_state(state, node),
+                (ScoreEntry::InterPodAffinity(p), PreScore::InterPodAffinity(state)) => {
+                    p.score_with_state(state, node)
+                }
+                (ScoreEntry::NodeResourcesFit(p), PreScore::Requests(r)) => {
+                    p.score_requests(r, node)
+                }
+                (ScoreEntry::BalancedAllocation(p), PreScore::Requests(r)) => {
+                    p.score_requests(r, node)
+                }
                 _ => entry.as_score_plugin().score(pod, node, snapshot),
             })
             .collect()

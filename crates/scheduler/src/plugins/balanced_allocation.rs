@@ -56,19 +56,30 @@ fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
 
+impl BalancedAllocation {
+    /// The pod's plain requests of the scored resources, once per cycle.
+    pub fn pod_requests(&self, pod: &Pod) -> Vec<i64> {
+        pod_request_list(pod, &self.resources, true)
+    }
+
+    /// [`ScorePlugin::score`] given [`Self::pod_requests`].
+    pub fn score_requests(&self, pod_requests: &[i64], node: &NodeInfo) -> i64 {
+        if pod_requests.iter().all(|&r| r == 0) {
+            return 0;
+        }
+        let (allocatable, requested) =
+            allocatable_and_requested(node, &self.resources, pod_requests, true);
+        balanced_score(&requested, &allocatable)
+    }
+}
+
 impl ScorePlugin for BalancedAllocation {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn score(&self, pod: &Pod, node: &NodeInfo, _snapshot: &Snapshot) -> i64 {
-        let pod_requests = pod_request_list(pod, &self.resources, true);
-        if pod_requests.iter().all(|&r| r == 0) {
-            return 0;
-        }
-        let (allocatable, requested) =
-            allocatable_and_requested(node, &self.resources, &pod_requests, true);
-        balanced_score(&requested, &allocatable)
+        self.score_requests(&self.pod_requests(pod), node)
     }
 }
 

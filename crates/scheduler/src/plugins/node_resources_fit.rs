@@ -286,17 +286,17 @@ impl FilterPlugin for NodeResourcesFit {
     }
 }
 
-impl ScorePlugin for NodeResourcesFit {
-    fn name(&self) -> &'static str {
-        NAME
+impl NodeResourcesFit {
+    /// The pod's scored requests (with upstream's non-zero defaults), once
+    /// per cycle.
+    pub fn pod_requests(&self, pod: &Pod) -> Vec<i64> {
+        pod_request_list(pod, &self.resources, false)
     }
 
-    /// The weighted average, over the scored resources the node has, of the
-    /// strategy's per-resource score.
-    fn score(&self, pod: &Pod, node: &NodeInfo, _snapshot: &Snapshot) -> i64 {
-        let pod_requests = pod_request_list(pod, &self.resources, false);
+    /// [`ScorePlugin::score`] given [`Self::pod_requests`].
+    pub fn score_requests(&self, pod_requests: &[i64], node: &NodeInfo) -> i64 {
         let (allocatable, requested) =
-            allocatable_and_requested(node, &self.resources, &pod_requests, false);
+            allocatable_and_requested(node, &self.resources, pod_requests, false);
         let mut score = 0;
         let mut weights = 0;
         for (i, spec) in self.resources.iter().enumerate() {
@@ -319,6 +319,18 @@ impl ScorePlugin for NodeResourcesFit {
         } else {
             score / weights
         }
+    }
+}
+
+impl ScorePlugin for NodeResourcesFit {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// The weighted average, over the scored resources the node has, of the
+    /// strategy's per-resource score.
+    fn score(&self, pod: &Pod, node: &NodeInfo, _snapshot: &Snapshot) -> i64 {
+        self.score_requests(&self.pod_requests(pod), node)
     }
 }
 
