@@ -161,6 +161,29 @@ macro_rules! resource {
     };
 }
 
+/// A review resource: cluster-scoped, create only, never stored.
+const fn review(
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+) -> ResourceInfo {
+    ResourceInfo {
+        group,
+        version: "v1",
+        kind,
+        plural,
+        singular,
+        short_names: &[],
+        namespaced: false,
+        subresources: NONE,
+        categories: &[],
+        has_spec: false,
+        verbs: &["create"],
+        stored: false,
+    }
+}
+
 /// Every built-in resource Tugboat serves, in discovery order.
 #[rustfmt::skip]
 pub static RESOURCES: &[ResourceInfo] = &[
@@ -192,50 +215,10 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("events.k8s.io", "v1", "Event", "events", "event", ["ev"], true, NONE, [], false),
     // policy/v1
     resource!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", ["pdb"], true, STATUS, [], true),
-    // authentication.k8s.io/v1: answered per request, never stored.
-    ResourceInfo {
-        group: "authentication.k8s.io",
-        version: "v1",
-        kind: "SelfSubjectReview",
-        plural: "selfsubjectreviews",
-        singular: "selfsubjectreview",
-        short_names: &[],
-        namespaced: false,
-        subresources: NONE,
-        categories: &[],
-        has_spec: false,
-        verbs: &["create"],
-        stored: false,
-    },
-    // authorization.k8s.io/v1: `kubectl auth can-i`.
-    ResourceInfo {
-        group: "authorization.k8s.io",
-        version: "v1",
-        kind: "SelfSubjectAccessReview",
-        plural: "selfsubjectaccessreviews",
-        singular: "selfsubjectaccessreview",
-        short_names: &[],
-        namespaced: false,
-        subresources: NONE,
-        categories: &[],
-        has_spec: false,
-        verbs: &["create"],
-        stored: false,
-    },
-    ResourceInfo {
-        group: "authorization.k8s.io",
-        version: "v1",
-        kind: "SelfSubjectRulesReview",
-        plural: "selfsubjectrulesreviews",
-        singular: "selfsubjectrulesreview",
-        short_names: &[],
-        namespaced: false,
-        subresources: NONE,
-        categories: &[],
-        has_spec: false,
-        verbs: &["create"],
-        stored: false,
-    },
+    // Answered per request from the caller's identity, never stored.
+    review("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview"),
+    review("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview"),
+    review("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview"),
 ];
 
 /// The groups served, in discovery order (the core group first, as `""`).

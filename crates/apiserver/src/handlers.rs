@@ -145,7 +145,7 @@ async fn route(state: Arc<AppState>, req: Request) -> ApiResult<Response> {
                     "the server does not allow this method on the requested resource ({path})"
                 )));
             }
-            non_resource(&state, other, &path, &query, req.headers(), &user)
+            non_resource(&state, other, &path, &query, req.headers())
         }
     }
 }
@@ -170,7 +170,6 @@ fn non_resource(
     path: &str,
     query: &Query,
     headers: &HeaderMap,
-    user: &UserInfo,
 ) -> ApiResult<Response> {
     let accept = header_str(headers, header::ACCEPT);
     let not_found = || ApiError::NotFound {
@@ -221,10 +220,7 @@ fn non_resource(
                 crate::openapi_http::v3_group_version(&p["/openapi/v3/".len()..], query)
                     .ok_or_else(not_found)
             }
-            _ => {
-                let _ = user;
-                Err(not_found())
-            }
+            _ => Err(not_found()),
         },
     }
 }
@@ -284,11 +280,7 @@ async fn read_body(req: Request) -> ApiResult<(String, bytes::Bytes)> {
     Ok((content_type, body))
 }
 
-fn write_options(
-    query: &Query,
-    headers: &HeaderMap,
-    default_manager: &str,
-) -> ApiResult<WriteOptions> {
+fn write_options(query: &Query, headers: &HeaderMap) -> ApiResult<WriteOptions> {
     let dry_run = match query.non_empty("dryRun") {
         None => false,
         Some("All") => true,
@@ -320,7 +312,7 @@ fn write_options(
             let agent = header_str(headers, header::USER_AGENT);
             let program = agent.split('/').next().unwrap_or("").trim();
             if program.is_empty() {
-                default_manager.to_string()
+                "unknown".to_string()
             } else {
                 program.to_string()
             }
@@ -329,6 +321,7 @@ fn write_options(
     Ok(WriteOptions {
         dry_run,
         field_manager,
+        field_manager_given: query.non_empty("fieldManager").is_some(),
         field_validation,
         managed_by_apply: false,
     })
@@ -409,7 +402,7 @@ async fn resource_request(
                     resource.plural
                 )));
             }
-            let options = write_options(&query, &headers, "unknown")?;
+            let options = write_options(&query, &headers)?;
             let (ct, body) = read_body(req).await?;
             let obj = codec::decode_body(&ct, &body)?;
             let written = registry.create(resource, ns, obj, &options).await?;
@@ -430,7 +423,7 @@ async fn resource_request(
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
             check_subresource(resource, sub)?;
-            let options = write_options(&query, &headers, "unknown")?;
+            let options = write_options(&query, &headers)?;
             let (ct, body) = read_body(req).await?;
             let obj = codec::decode_body(&ct, &body)?;
             let unpinned = api::meta::resource_version(&obj).is_none_or(str::is_empty);
@@ -472,7 +465,7 @@ async fn resource_request(
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
             check_subresource(resource, sub)?;
-            let options = write_options(&query, &headers, "unknown")?;
+            let options = write_options(&query, &headers)?;
             let (ct, body) = read_body(req).await?;
             let written = patch::patch(
                 registry,
@@ -517,14 +510,14 @@ async fn resource_request(
             ))
         }
         (m, Some(name), Some("scale")) if resource.subresources.scale => {
-            let options = write_options(&query, &headers, "unknown")?;
+            let options = write_options(&query, &headers)?;
             let (ct, body) = read_body(req).await?;
             subresources::scale(registry, resource, ns, name, m, &ct, &body, &options)
                 .await
                 .map(|v| json_response(StatusCode::OK, &v))
         }
         (&Method::POST, Some(name), Some("binding")) if resource.subresources.binding => {
-            let options = write_options(&query, &headers, "unknown")?;
+            let options = write_options(&query, &headers)?;
             let (ct, body) = read_body(req).await?;
             let binding = codec::decode_body(&ct, &body)?;
             subresources::bind(registry, ns, name, &binding, &options).await?;

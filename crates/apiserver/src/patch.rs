@@ -171,7 +171,7 @@ pub async fn patch(
             })
             .await;
     }
-    if options.field_manager.is_empty() || options.field_manager == "unknown" {
+    if !options.field_manager_given {
         return Err(ApiError::bad_request(
             "fieldManager is required for apply requests",
         ));

@@ -22,6 +22,8 @@ use crate::strategy;
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: String,
+    /// Whether the client named the manager (apply requires it).
+    pub field_manager_given: bool,
     /// `Strict`, `Warn` (the default) or `Ignore`.
     pub field_validation: FieldValidation,
     /// Server-side apply already recorded managedFields for this write.

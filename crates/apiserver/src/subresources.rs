@@ -7,7 +7,7 @@ use axum::http::Method;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult, Cause};
-use crate::patch::{self, PatchType};
+use crate::patch::PatchType;
 use crate::registry::{subject, DeleteOptions, Registry, WriteOptions};
 
 /// The `autoscaling/v1` Scale view of a workload.
@@ -59,8 +59,6 @@ pub async fn scale(
         }
     };
     let input = crate::codec::decode_body(content_type, body)?;
-    let scales = api::resources::find("autoscaling", "v1", "scales");
-    let _ = scales;
     let written = registry
         .update(resource, namespace, name, None, options, |current| {
             let old_scale = scale_of(current);
@@ -118,7 +116,6 @@ fn patch_scale(patch_type: PatchType, scale: &Value, input: &Value) -> ApiResult
         // A Scale has no lists, so strategic merge equals merge patch here.
         _ => json_patch::merge(&mut doc, input),
     }
-    let _ = patch::PatchType::Json;
     Ok(doc)
 }
 

@@ -367,3 +367,29 @@ async fn a_lease_is_created_by_put_and_never_overwritten_blindly() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_apply_patch_without_a_field_manager_is_a_bad_request() {
+    let server = TestServer::start().await.unwrap();
+    let client = client(&server).await;
+    let body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n".to_vec();
+    let request = |query: &str| {
+        http::Request::patch(format!("/api/v1/namespaces/default/configmaps/a{query}"))
+            .header("Content-Type", "application/apply-patch+yaml")
+            .body(body.clone())
+            .unwrap()
+    };
+    let err = client
+        .request::<serde_json::Value>(request(""))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 400),
+        "{err:?}"
+    );
+    let created = client
+        .request::<serde_json::Value>(request("?fieldManager=me"))
+        .await
+        .unwrap();
+    assert_eq!(created["metadata"]["managedFields"][0]["manager"], "me");
+}
