@@ -23,7 +23,7 @@ use crate::cache::SchedulerCache;
 use crate::cycle::{self, Profile};
 use crate::metrics::{AttemptResult, Metrics};
 use crate::preemption;
-use crate::queue::{pod_key, ClusterEvent, PriorityQueue};
+use crate::queue::{pod_key, ClusterEvent, PriorityQueue, QueuedPod};
 
 /// How the scheduler is set up.
 #[derive(Clone)]
@@ -208,14 +208,14 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>) {
         match cycle::schedule(&profile, &pod, &snapshot, start_index) {
             Ok(result) => {
                 start_index = result.next_start_index;
-                shared.with(|s| {
-                    s.cache.assume(&pod, &result.node);
-                    s.queue.done(&queued.key);
-                });
+                // The pod stays in flight until its binding is answered,
+                // so a failed binding goes to backoff (upstream's binding
+                // cycle), not straight back to the active queue.
+                shared.with(|s| s.cache.assume(&pod, &result.node));
                 tokio::spawn(bind(
                     client.clone(),
                     shared.clone(),
-                    pod,
+                    queued,
                     result.node,
                     started,
                 ));
@@ -240,10 +240,11 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>) {
 async fn bind(
     client: kube::Client,
     shared: Arc<Shared>,
-    pod: Arc<Pod>,
+    queued: QueuedPod,
     node: String,
     started: Instant,
 ) {
+    let pod = queued.pod.clone();
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let binding = json!({
@@ -263,6 +264,7 @@ async fn bind(
     };
     match result {
         Ok(()) => {
+            shared.with(|s| s.queue.done(&queued.key));
             // Upstream counts an attempt scheduled once its binding is.
             shared.observe(AttemptResult::Scheduled, started);
             let message = format!("Successfully assigned {namespace}/{name} to {node}");
@@ -271,14 +273,11 @@ async fn bind(
         Err(error) => {
             shared.observe(AttemptResult::Error, started);
             tracing::warn!(%error, pod = %format!("{namespace}/{name}"), "bind failed");
-            let key = pod_key(&pod);
             shared.with(|s| {
-                s.cache.forget(&key);
-                if let Some(qp) = s.queue.delete(&key) {
-                    s.queue.add_unschedulable(qp, true, Instant::now());
-                } else {
-                    s.queue.add(pod.clone(), Instant::now());
-                }
+                s.cache.forget(&queued.key);
+                // Back off; a pod deleted meanwhile is not in flight any
+                // more and is dropped here.
+                s.queue.add_unschedulable(queued, true, Instant::now());
             });
             shared.wake.notify_one();
         }

@@ -130,15 +130,19 @@ async fn pods_are_bound_to_a_node_that_fits_and_the_rest_are_reported_unschedula
         .node_name
         .is_none());
 
-    let scheduled = events
-        .list(&ListParams::default().fields("involvedObject.name=fits"))
-        .await
-        .unwrap();
-    assert!(scheduled
-        .items
-        .iter()
-        .any(|e| e.reason.as_deref() == Some("Scheduled")
-            && e.message.as_deref() == Some("Successfully assigned default/fits to small")));
+    // The event is written after the binding is answered: wait for it.
+    let scheduled = eventually("the Scheduled event", async || {
+        let list = events
+            .list(&ListParams::default().fields("involvedObject.name=fits"))
+            .await
+            .ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Scheduled"))
+            .and_then(|e| e.message)
+    })
+    .await;
+    assert_eq!(scheduled, "Successfully assigned default/fits to small");
 
     let _ = stop.send(());
     scheduler.await.unwrap().unwrap();
