@@ -126,12 +126,7 @@ struct SledBackend {
 
 impl SledBackend {
     fn open(path: &Path, cache_capacity: u64) -> Result<Self> {
-        let db = ::sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_capacity)
-            .mode(::sled::Mode::HighThroughput)
-            .open()
-            .map_err(io)?;
+        let db = open_db(path, cache_capacity)?;
         let tree = db.open_tree(TREE_NAME).map_err(io)?;
         check_format(&tree)?;
         let data_file = std::fs::File::open(path.join(SLED_DATA_FILE))
@@ -175,6 +170,33 @@ impl SledBackend {
         }
         self.tree.apply_batch(batch).map_err(io)?;
         Ok(removed == COMPACTION_CHUNK)
+    }
+}
+
+/// How long an open waits for the directory lock. sled's own worker
+/// threads can hold the last reference to a closed database for a moment
+/// after `close` returns, so a re-open in the same process may briefly
+/// see the lock still taken; a second live opener still fails.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+fn open_db(path: &Path, cache_capacity: u64) -> Result<::sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let opened = ::sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity)
+            .mode(::sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            // sled reports the lock as `Other` with this text.
+            Err(::sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.map_err(io),
+        }
     }
 }
 
