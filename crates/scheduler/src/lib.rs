@@ -13,14 +13,13 @@
 //!
 //! [`run`] is the I/O edge: kube-rs watchers feed the cache and queue, the
 //! loop schedules, and bindings, events and conditions go back to the API
-//! server, including preemption's nominations and evictions. [`leader`]
-//! elects one active scheduler through a Lease; [`metrics`] serves
+//! server, including preemption's nominations and evictions. Leader
+//! election comes from `tugboat-component-base`; [`metrics`] serves
 //! `/metrics` and `/healthz`.
 
 pub mod cache;
 pub mod cycle;
 pub mod framework;
-pub mod leader;
 pub mod metrics;
 pub mod plugins;
 pub mod preemption;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tugboat_scheduler::{leader, metrics, run};
+use component_base::leader;
+use tugboat_scheduler::{metrics, run};
 
 /// The Tugboat scheduler: binds unscheduled pods to nodes.
 #[derive(Debug, Parser)]
@@ -57,15 +58,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
         .init();
-    let config = match &flags.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    let client = kube::Client::try_from(config)?;
+    let client = component_base::client::client(flags.kubeconfig.as_deref()).await?;
 
     let recorder = Arc::new(metrics::Metrics::new());
     let listener = tokio::net::TcpListener::bind(flags.metrics_address)

@@ -8,7 +8,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use test_support::TestServer;
-use tugboat_scheduler::leader::{LeaderElectionConfig, LeaderElector, Leadership};
+use tugboat_component_base::leader::{LeaderElectionConfig, LeaderElector, Leadership};
 
 async fn client(server: &TestServer) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();

@@ -1,0 +1,202 @@
+//! Recording `core/v1` Events the way client-go's `tools/record` does:
+//! - the caller never waits: events go through a bounded queue to one
+//!   sender task, and are dropped (with a debug log) when it is full;
+//! - an event is named `<object>.<unix-nanos in hex>` in the object's
+//!   namespace (`default` for cluster-scoped objects);
+//! - a repeat of the same (object, type, reason, message) bumps `count` and
+//!   `lastTimestamp` of the event already written instead of adding one,
+//!   as the event correlator does, so `kubectl describe` shows
+//!   `(x3 over 10s)`.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Event, ObjectReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// `Normal` or `Warning`, as `Event.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// Queue length between recorders and the sender task.
+const QUEUE: usize = 1024;
+/// Aggregation entries kept before the oldest knowledge is forgotten.
+const REMEMBERED: usize = 4096;
+
+#[derive(Debug)]
+struct Pending {
+    object: ObjectReference,
+    kind: EventType,
+    reason: String,
+    message: String,
+}
+
+/// Records events for one component (`source.component`). Cheap to clone.
+#[derive(Clone)]
+pub struct EventRecorder {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl EventRecorder {
+    /// A recorder writing through `client` as `component`; spawns the sender
+    /// task on the current runtime. It ends when every clone is dropped.
+    pub fn new(client: kube::Client, component: impl Into<String>) -> Self {
+        let (queue, pending) = mpsc::channel(QUEUE);
+        tokio::spawn(send_events(client, component.into(), pending));
+        EventRecorder { queue }
+    }
+
+    /// Record an event about `object` (from `kube::Resource::object_ref`).
+    pub fn record(
+        &self,
+        object: ObjectReference,
+        kind: EventType,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
+        let pending = Pending {
+            object,
+            kind,
+            reason: reason.to_string(),
+            message: message.into(),
+        };
+        if let Err(error) = self.queue.try_send(pending) {
+            tracing::debug!(%error, "event dropped");
+        }
+    }
+
+    /// A `Normal` event about `object`.
+    pub fn normal<K>(&self, object: &K, reason: &str, message: impl Into<String>)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        self.record(object.object_ref(&()), EventType::Normal, reason, message);
+    }
+
+    /// A `Warning` event about `object`.
+    pub fn warning<K>(&self, object: &K, reason: &str, message: impl Into<String>)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        self.record(object.object_ref(&()), EventType::Warning, reason, message);
+    }
+}
+
+/// What identifies "the same event" for aggregation.
+type Correlation = (String, String, String, EventType, String, String);
+
+fn correlation(p: &Pending) -> Correlation {
+    (
+        p.object.namespace.clone().unwrap_or_default(),
+        p.object.kind.clone().unwrap_or_default(),
+        p.object.name.clone().unwrap_or_default(),
+        p.kind,
+        p.reason.clone(),
+        p.message.clone(),
+    )
+}
+
+/// The event already written for a correlation: its name and count.
+struct Written {
+    namespace: String,
+    name: String,
+    count: i32,
+}
+
+async fn send_events(
+    client: kube::Client,
+    component: String,
+    mut pending: mpsc::Receiver<Pending>,
+) {
+    let mut written: HashMap<Correlation, Written> = HashMap::new();
+    while let Some(event) = pending.recv().await {
+        let key = correlation(&event);
+        let now = Timestamp::now();
+        if let Some(seen) = written.get_mut(&key) {
+            seen.count += 1;
+            let api: Api<Event> = Api::namespaced(client.clone(), &seen.namespace);
+            let patch = json!({"count": seen.count, "lastTimestamp": format_time(now)});
+            match api
+                .patch(&seen.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => continue,
+                Err(error) => tracing::debug!(%error, "event update failed; writing a new one"),
+            }
+        }
+        if written.len() >= REMEMBERED {
+            written.clear();
+        }
+        match create(&client, &component, &event, now).await {
+            Ok(name) => {
+                let namespace = event_namespace(&event.object);
+                written.insert(
+                    key,
+                    Written {
+                        namespace,
+                        name,
+                        count: 1,
+                    },
+                );
+            }
+            Err(error) => tracing::debug!(%error, reason = %event.reason, "could not record event"),
+        }
+    }
+}
+
+fn event_namespace(object: &ObjectReference) -> String {
+    object
+        .namespace
+        .clone()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| "default".to_string())
+}
+
+/// RFC 3339 with seconds, as `meta/v1.Time` is written.
+fn format_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+async fn create(
+    client: &kube::Client,
+    component: &str,
+    event: &Pending,
+    now: Timestamp,
+) -> kube::Result<String> {
+    let namespace = event_namespace(&event.object);
+    let object_name = event.object.name.clone().unwrap_or_default();
+    let name = format!("{object_name}.{:x}", now.as_nanosecond());
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": namespace},
+        "involvedObject": event.object,
+        "reason": event.reason,
+        "message": event.message,
+        "type": event.kind.as_str(),
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": component,
+        "firstTimestamp": format_time(now),
+        "lastTimestamp": format_time(now),
+        "count": 1,
+    });
+    let event: Event = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    api.create(&PostParams::default(), &event).await?;
+    Ok(name)
+}

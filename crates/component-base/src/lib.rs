@@ -1,0 +1,13 @@
+//! What every Tugboat component shares, as upstream's `component-base` and
+//! client-go's tools are shared by kube-scheduler and
+//! kube-controller-manager:
+//! - [`client`]: a kube-rs client from `--kubeconfig` or the usual places;
+//! - [`leader`]: leader election through a `coordination.k8s.io` Lease;
+//! - [`events`]: recording `core/v1` Events, aggregated as client-go's
+//!   event correlator does.
+//!
+//! It depends on none of our crates, so every component may use it.
+
+pub mod client;
+pub mod events;
+pub mod leader;

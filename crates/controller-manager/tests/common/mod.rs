@@ -1,0 +1,66 @@
+//! What the controller integration tests share: an in-process API server,
+//! a client for it, the named controllers running against it, and polling.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use test_support::TestServer;
+use tugboat_controller_manager::context::{Context, Settings};
+use tugboat_controller_manager::controllers::CONTROLLERS;
+
+pub struct Cluster {
+    pub server: TestServer,
+    pub client: kube::Client,
+    pub ctx: Context,
+}
+
+pub async fn client(server: &TestServer) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// An API server with `controllers` (upstream names) running against it.
+pub async fn start(controllers: &[&str]) -> Cluster {
+    start_with(controllers, Settings::default()).await
+}
+
+pub async fn start_with(controllers: &[&str], settings: Settings) -> Cluster {
+    let server = TestServer::start().await.unwrap();
+    let client = client(&server).await;
+    let ctx = Context::new(client.clone(), settings, "controller-manager");
+    for name in controllers {
+        let (_, start) = CONTROLLERS
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no controller {name}"));
+        tokio::spawn(start(ctx.clone()));
+    }
+    Cluster {
+        server,
+        client,
+        ctx,
+    }
+}
+
+/// Poll `check` every 50 ms until it returns `Some`, or panic after
+/// `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
