@@ -50,6 +50,12 @@ fn storage_depends_on_none_of_ours() {
 }
 
 #[test]
+fn component_base_depends_on_none_of_ours() {
+    let deps = workspace_dependencies();
+    assert_eq!(deps["tugboat-component-base"], BTreeSet::new());
+}
+
+#[test]
 fn the_apiserver_depends_only_on_api_and_storage() {
     let deps = workspace_dependencies();
     let allowed: BTreeSet<String> = ["tugboat-api", "tugboat-storage"].map(String::from).into();

@@ -2582,3 +2582,72 @@ fn kubectl_1_27_applies_gets_deletes_and_creates_a_namespace() {
 fn kubectl_1_33_applies_gets_deletes_and_creates_a_namespace() {
     smoke("1.33");
 }
+
+#[test]
+fn kubectl_1_32_lists_claims_volumes_and_controller_revisions_with_upstream_columns() {
+    let s = ApiServer::start();
+    s.apply(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data-web-0}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv1}
+spec:
+  capacity: {storage: 5Gi}
+  accessModes: [ReadOnlyMany, ReadWriteOnce]
+  hostPath: {path: /tmp/pv1}
+  claimRef: {namespace: default, name: data-web-0}
+---
+apiVersion: apps/v1
+kind: ControllerRevision
+metadata:
+  name: web-7b9c
+  ownerReferences: [{apiVersion: apps/v1, kind: StatefulSet, name: web, uid: "u-1", controller: true}]
+revision: 3
+data: {spec: {template: {}}}
+"#,
+    );
+    let pvc = s.ok(&["get", "pvc", "-o", "wide"]);
+    assert_eq!(
+        header(&pvc),
+        [
+            "NAME",
+            "STATUS",
+            "VOLUME",
+            "CAPACITY",
+            "ACCESS",
+            "MODES",
+            "STORAGECLASS",
+            "VOLUMEATTRIBUTESCLASS",
+            "AGE",
+            "VOLUMEMODE"
+        ]
+    );
+    let claim = row(&pvc, "data-web-0");
+    assert_eq!(claim[1], "Pending");
+    assert_eq!(claim[2], "<unset>");
+    assert_eq!(claim[4], "Filesystem");
+
+    let pv = s.ok(&["get", "pv"]);
+    let volume = row(&pv, "pv1");
+    assert_eq!(
+        volume[1..6],
+        ["5Gi", "RWO,ROX", "Retain", "Pending", "default/data-web-0"]
+    );
+
+    let revisions = s.ok(&["get", "controllerrevisions"]);
+    assert_eq!(
+        header(&revisions),
+        ["NAME", "CONTROLLER", "REVISION", "AGE"]
+    );
+    assert_eq!(
+        row(&revisions, "web-7b9c")[1..3],
+        ["statefulset.apps/web", "3"]
+    );
+}

@@ -165,3 +165,110 @@ impl Drop for ApiServer {
         let _ = self.child.wait();
     }
 }
+
+impl ApiServer {
+    /// Run kubectl with `stdin` as its standard input (`apply -f -` and the
+    /// like); returns stdout, panicking with stderr on failure.
+    pub fn kubectl_stdin(&self, version: &str, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .kubectl_cmd(version, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}\n{stdin}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Poll `kubectl <args>` every 200 ms until `done(stdout)` holds;
+    /// panics after `timeout` with the last output and `what`.
+    pub fn kubectl_until(
+        &self,
+        version: &str,
+        args: &[&str],
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.kubectl(version, args);
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && done(&stdout) {
+                return stdout;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; kubectl {} printed:\n{stdout}{}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// One of our component binaries running against an [`ApiServer`]
+/// (`--kubeconfig` is passed), logging to a file beside the data dir;
+/// killed when dropped.
+pub struct Component {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Component {
+    /// Start `name` (e.g. `tug-controller-manager`) with `args`.
+    pub fn start(server: &ApiServer, name: &str, args: &[&str]) -> Component {
+        let log = server
+            .data_dir
+            .with_extension(format!("{name}-{}.log", free_port()));
+        let file = std::fs::File::create(&log).expect("component log file");
+        let child = Command::new(binary(name))
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Component { child, log }
+    }
+
+    /// What the component has logged so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send a signal by name (`STOP`, `CONT`, `KILL`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

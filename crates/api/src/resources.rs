@@ -197,11 +197,14 @@ pub static RESOURCES: &[ResourceInfo] = &[
     resource!("", "v1", "Secret", "secrets", "secret", [], true, NONE, [], false),
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", ["sa"], true, NONE, [], false),
     resource!("", "v1", "Event", "events", "event", ["ev"], true, NONE, [], false),
+    resource!("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", ["pvc"], true, STATUS, [], false),
+    resource!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", ["pv"], false, STATUS, [], false),
     // apps/v1
     resource!("apps", "v1", "Deployment", "deployments", "deployment", ["deploy"], true, STATUS_SCALE, ["all"], true),
     resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", ["rs"], true, STATUS_SCALE, ["all"], true),
     resource!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", ["sts"], true, STATUS_SCALE, ["all"], true),
     resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", ["ds"], true, STATUS, ["all"], true),
+    resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", [], true, NONE, [], false),
     // batch/v1
     resource!("batch", "v1", "Job", "jobs", "job", [], true, STATUS, ["all"], true),
     resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", ["cj"], true, STATUS, ["all"], true),

@@ -282,6 +282,9 @@ enum Printer {
     CronJob,
     Lease,
     EndpointSlice,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    ControllerRevision,
     HorizontalPodAutoscaler,
     PodDisruptionBudget,
     Default,
@@ -306,6 +309,9 @@ fn printer_for(group: &str, plural: &str) -> Printer {
         ("batch", "jobs") => Printer::Job,
         ("batch", "cronjobs") => Printer::CronJob,
         ("coordination.k8s.io", "leases") => Printer::Lease,
+        ("", "persistentvolumes") => Printer::PersistentVolume,
+        ("", "persistentvolumeclaims") => Printer::PersistentVolumeClaim,
+        ("apps", "controllerrevisions") => Printer::ControllerRevision,
         ("discovery.k8s.io", "endpointslices") => Printer::EndpointSlice,
         ("autoscaling", "horizontalpodautoscalers") => Printer::HorizontalPodAutoscaler,
         ("policy", "poddisruptionbudgets") => Printer::PodDisruptionBudget,
@@ -434,6 +440,21 @@ const D_CJ_LAST_SCHEDULE: &str =
     "Information when was the last time the job was successfully scheduled.";
 
 // coordination.k8s.io/v1 LeaseSpec.
+const D_PV_CAPACITY: &str = "capacity is the description of the persistent volume's resources and capacity. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#capacity";
+const D_PV_ACCESS_MODES: &str = "accessModes contains all ways the volume can be mounted. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes";
+const D_PV_RECLAIM: &str = "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim. Valid options are Retain (default for manually created PersistentVolumes), Delete (default for dynamically provisioned PersistentVolumes), and Recycle (deprecated). Recycle must be supported by the volume plugin underlying this PersistentVolume. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#reclaiming";
+const D_PV_STATUS: &str = "phase indicates if a volume is available, bound to a claim, or released by a claim. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#phase";
+const D_PV_CLAIM: &str = "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim. Expected to be non-nil when bound. claim.VolumeName is the authoritative bind between PV and PVC. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#binding";
+const D_PV_STORAGE_CLASS: &str = "storageClassName is the name of StorageClass to which this persistent volume belongs. Empty value means that this volume does not belong to any StorageClass.";
+const D_PV_VAC: &str = "Name of VolumeAttributesClass to which this persistent volume belongs. Empty value is not allowed. When this field is not set, it indicates that this volume does not belong to any VolumeAttributesClass.";
+const D_PV_REASON: &str = "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI.";
+const D_PV_VOLUME_MODE: &str = "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state. Value of Filesystem is implied when not included in spec.";
+const D_PVC_STATUS: &str = "phase represents the current phase of PersistentVolumeClaim.";
+const D_PVC_VOLUME: &str =
+    "volumeName is the binding reference to the PersistentVolume backing this claim.";
+const D_PVC_CAPACITY: &str = "capacity represents the actual resources of the underlying volume.";
+const D_CR_CONTROLLER: &str = "Controller of the object";
+const D_CR_REVISION: &str = "Revision indicates the revision of the state represented by Data.";
 const D_LEASE_HOLDER: &str = "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field.";
 
 // discovery.k8s.io/v1beta1 EndpointSlice.
@@ -585,6 +606,36 @@ fn columns(printer: Printer) -> Vec<Col> {
             wide("Selector", "string", D_JOB_SELECTOR),
         ],
         Printer::Lease => vec![NAME, col("Holder", "string", D_LEASE_HOLDER), AGE],
+        Printer::PersistentVolume => vec![
+            NAME,
+            col("Capacity", "string", D_PV_CAPACITY),
+            col("Access Modes", "string", D_PV_ACCESS_MODES),
+            col("Reclaim Policy", "string", D_PV_RECLAIM),
+            col("Status", "string", D_PV_STATUS),
+            col("Claim", "string", D_PV_CLAIM),
+            col("StorageClass", "string", D_PV_STORAGE_CLASS),
+            col("VolumeAttributesClass", "string", D_PV_VAC),
+            col("Reason", "string", D_PV_REASON),
+            AGE,
+            wide("VolumeMode", "string", D_PV_VOLUME_MODE),
+        ],
+        Printer::PersistentVolumeClaim => vec![
+            NAME,
+            col("Status", "string", D_PVC_STATUS),
+            col("Volume", "string", D_PVC_VOLUME),
+            col("Capacity", "string", D_PVC_CAPACITY),
+            col("Access Modes", "string", D_PV_ACCESS_MODES),
+            col("StorageClass", "string", D_PV_STORAGE_CLASS),
+            col("VolumeAttributesClass", "string", D_PV_VAC),
+            AGE,
+            wide("VolumeMode", "string", D_PV_VOLUME_MODE),
+        ],
+        Printer::ControllerRevision => vec![
+            NAME,
+            col("Controller", "string", D_CR_CONTROLLER),
+            col("Revision", "integer", D_CR_REVISION),
+            AGE,
+        ],
         Printer::EndpointSlice => vec![
             NAME,
             col("AddressType", "string", D_EPS_ADDRESS_TYPE),
@@ -645,6 +696,29 @@ fn cells(printer: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         Printer::DaemonSet => daemon_set_cells(obj, now),
         Printer::Job => job_cells(obj, now),
         Printer::CronJob => cron_job_cells(obj, now),
+        Printer::PersistentVolume => persistent_volume_cells(obj, now),
+        Printer::PersistentVolumeClaim => persistent_volume_claim_cells(obj, now),
+        Printer::ControllerRevision => {
+            let controller = arr(&obj["metadata"]["ownerReferences"])
+                .iter()
+                .find(|r| r["controller"] == json!(true))
+                .map(|r| {
+                    let group = s(&r["apiVersion"]).split_once('/').map(|(g, _)| g);
+                    let kind = s(&r["kind"]).to_lowercase();
+                    let kind = match group {
+                        Some(g) => format!("{kind}.{g}"),
+                        None => kind,
+                    };
+                    format!("{kind}/{}", s(&r["name"]))
+                })
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name(obj),
+                controller.into(),
+                json!(int(&obj["revision"]).unwrap_or(0)),
+                age(obj, now),
+            ]
+        }
         Printer::Lease => {
             let holder = s(&obj["spec"]["holderIdentity"]);
             vec![name(obj), holder.into(), age(obj, now)]
@@ -669,6 +743,98 @@ fn cells(printer: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         }
         Printer::Default => vec![name(obj), default_age(obj, now)],
     }
+}
+
+/// A storage quantity; a missing one is the zero quantity, "0".
+fn storage_quantity(v: &Value) -> String {
+    match v {
+        Value::Null => "0".to_string(),
+        other => quantity(other),
+    }
+}
+
+/// Upstream's `GetAccessModesAsString`: short names in a fixed order.
+fn access_modes(modes: &[Value]) -> String {
+    let has = |m: &str| modes.iter().any(|v| v == m);
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(long, _)| has(long))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// `<unset>` for an empty optional string column, as upstream prints
+/// VolumeAttributesClass and VolumeMode.
+fn or_unset(v: &Value) -> Value {
+    match s(v) {
+        "" => json!("<unset>"),
+        other => json!(other),
+    }
+}
+
+/// Terminating while being deleted, else the phase.
+fn phase_or_terminating(obj: &Value) -> String {
+    if obj["metadata"]["deletionTimestamp"].is_string() {
+        "Terminating".into()
+    } else {
+        s(&obj["status"]["phase"]).into()
+    }
+}
+
+fn persistent_volume_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let claim = match &spec["claimRef"] {
+        Value::Object(r) => format!(
+            "{}/{}",
+            r.get("namespace").map(s).unwrap_or(""),
+            r.get("name").map(s).unwrap_or("")
+        ),
+        _ => String::new(),
+    };
+    vec![
+        name(obj),
+        json!(storage_quantity(&spec["capacity"]["storage"])),
+        json!(access_modes(arr(&spec["accessModes"]))),
+        json!(s(&spec["persistentVolumeReclaimPolicy"])),
+        json!(phase_or_terminating(obj)),
+        json!(claim),
+        json!(s(&spec["storageClassName"])),
+        or_unset(&spec["volumeAttributesClassName"]),
+        json!(s(&obj["status"]["reason"])),
+        age(obj, now),
+        or_unset(&spec["volumeMode"]),
+    ]
+}
+
+fn persistent_volume_claim_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &obj["spec"];
+    let status = &obj["status"];
+    // Capacity and modes are the bound volume's, shown once bound.
+    let (capacity, modes) = if s(&spec["volumeName"]).is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            storage_quantity(&status["capacity"]["storage"]),
+            access_modes(arr(&status["accessModes"])),
+        )
+    };
+    vec![
+        name(obj),
+        json!(phase_or_terminating(obj)),
+        json!(s(&spec["volumeName"])),
+        json!(capacity),
+        json!(modes),
+        json!(s(&spec["storageClassName"])),
+        or_unset(&spec["volumeAttributesClassName"]),
+        age(obj, now),
+        or_unset(&spec["volumeMode"]),
+    ]
 }
 
 /// Upstream marks the rows of finished pods with a `Completed` condition.

@@ -31,6 +31,9 @@ pub fn check_decodes(resource: &ResourceInfo, obj: &Value) -> Result<(), String>
         ("apps", "ReplicaSet") => try_as::<k::apps::v1::ReplicaSet>(obj),
         ("apps", "StatefulSet") => try_as::<k::apps::v1::StatefulSet>(obj),
         ("apps", "DaemonSet") => try_as::<k::apps::v1::DaemonSet>(obj),
+        ("apps", "ControllerRevision") => try_as::<k::apps::v1::ControllerRevision>(obj),
+        ("", "PersistentVolumeClaim") => try_as::<k::core::v1::PersistentVolumeClaim>(obj),
+        ("", "PersistentVolume") => try_as::<k::core::v1::PersistentVolume>(obj),
         ("batch", "Job") => try_as::<k::batch::v1::Job>(obj),
         ("batch", "CronJob") => try_as::<k::batch::v1::CronJob>(obj),
         ("coordination.k8s.io", "Lease") => try_as::<k::coordination::v1::Lease>(obj),
@@ -65,6 +68,17 @@ pub fn default(resource: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("", "Service") => default_service(obj),
+        ("", "PersistentVolumeClaim") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                set_default(spec, "volumeMode", json!("Filesystem"));
+            }
+        }
+        ("", "PersistentVolume") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                set_default(spec, "volumeMode", json!("Filesystem"));
+                set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            }
+        }
         ("", "Secret") => {
             set_default(obj, "type", json!("Opaque"));
             fold_string_data(obj);
@@ -376,6 +390,11 @@ fn initial_status(resource: &ResourceInfo, obj: &mut Value) {
             if spec.get("finalizers").is_none() {
                 spec["finalizers"] = json!(["kubernetes"]);
             }
+        }
+        // Upstream's PVC and PV strategies start every claim and volume
+        // Pending; binding (a controller) moves them on.
+        ("", "PersistentVolumeClaim") | ("", "PersistentVolume") => {
+            map.insert("status".into(), json!({"phase": "Pending"}));
         }
         // Nodes and services keep what the creator sent (kubelets register
         // with status; load balancer status is set by controllers).
