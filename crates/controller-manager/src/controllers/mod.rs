@@ -26,8 +26,24 @@ pub mod statefulset;
 pub type Start = fn(Context) -> BoxFuture<'static, anyhow::Result<()>>;
 
 /// Every controller, by the name `--controllers` uses.
-pub const CONTROLLERS: &[(&str, Start)] =
-    &[("serviceaccount", |ctx| Box::pin(serviceaccount::run(ctx)))];
+pub const CONTROLLERS: &[(&str, Start)] = &[
+    ("replicaset", |ctx| Box::pin(replicaset::run(ctx))),
+    ("deployment", |ctx| Box::pin(deployment::run(ctx))),
+    ("statefulset", |ctx| Box::pin(statefulset::run(ctx))),
+    ("daemonset", |ctx| Box::pin(daemonset::run(ctx))),
+    ("job", |ctx| Box::pin(job::run(ctx))),
+    ("cronjob", |ctx| Box::pin(cronjob::run(ctx))),
+    ("garbagecollector", |ctx| {
+        Box::pin(garbagecollector::run(ctx))
+    }),
+    ("namespace", |ctx| Box::pin(namespace::run(ctx))),
+    ("nodelifecycle", |ctx| Box::pin(nodelifecycle::run(ctx))),
+    ("endpoint", |ctx| Box::pin(endpoints::run(ctx))),
+    ("endpointslice", |ctx| Box::pin(endpointslice::run(ctx))),
+    ("serviceaccount", |ctx| Box::pin(serviceaccount::run(ctx))),
+    ("horizontalpodautoscaling", |ctx| Box::pin(hpa::run(ctx))),
+    ("disruption", |ctx| Box::pin(disruption::run(ctx))),
+];
 
 /// Whether `name` is enabled by a `--controllers` list: `*` enables all,
 /// `foo` enables foo, `-foo` disables it (upstream's syntax).
