@@ -330,6 +330,7 @@ struct Item {
     deleting_dependents: bool,
     owners: Vec<OwnerRef>,
     resource_version: String,
+    finalizers: Vec<String>,
 }
 
 impl Collector {
@@ -395,6 +396,7 @@ impl Collector {
             deleting_dependents: node.deleting_dependents,
             owners: node.owners.clone(),
             resource_version: node.resource_version.clone(),
+            finalizers: node.finalizers.clone(),
         })
     }
 
@@ -409,7 +411,6 @@ impl Collector {
             return Ok(Outcome::Done);
         }
         let resource = self.resolve(&item.identity.api_version, &item.identity.kind)?;
-        let mut finalizers = Vec::new();
         if !item.observed {
             // A virtual node: only the server knows whether it exists.
             if resource.namespaced && item.identity.namespace.is_empty() {
@@ -433,7 +434,7 @@ impl Collector {
                         .collect();
                     item.resource_version = meta.resource_version.clone().unwrap_or_default();
                     item.being_deleted = meta.deletion_timestamp.is_some();
-                    finalizers = meta.finalizers.clone().unwrap_or_default();
+                    item.finalizers = meta.finalizers.clone().unwrap_or_default();
                 }
                 _ => {
                     let mut absent = item.identity.clone();
@@ -444,8 +445,6 @@ impl Collector {
                     return Ok(Outcome::Done);
                 }
             }
-        } else if let Some(node) = self.lock().node(uid) {
-            finalizers = node.finalizers.clone();
         }
 
         if item.deleting_dependents {
@@ -478,7 +477,12 @@ impl Collector {
                     dependents.iter().any(|d| d.deleting_dependents),
                 )
             };
-            match decision::decide(&verdicts, has_dependents, a_dependent_waits, &finalizers) {
+            match decision::decide(
+                &verdicts,
+                has_dependents,
+                a_dependent_waits,
+                &item.finalizers,
+            ) {
                 Decision::Keep => {}
                 Decision::RemoveOwnerRefs(uids) => {
                     tracing::debug!(item = %item.identity, ?uids, "garbage collector: removing references to gone or foreground owners");
