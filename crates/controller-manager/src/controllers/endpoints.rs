@@ -167,12 +167,13 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
             None | Some([]) => vec![None],
             Some(ports) => ports.iter().map(Some).collect(),
         };
-        let listed = subset
-            .addresses
-            .iter()
-            .flatten()
-            .map(|a| (a, true))
-            .chain(subset.not_ready_addresses.iter().flatten().map(|a| (a, false)));
+        let listed = subset.addresses.iter().flatten().map(|a| (a, true)).chain(
+            subset
+                .not_ready_addresses
+                .iter()
+                .flatten()
+                .map(|a| (a, false)),
+        );
         let listed: Vec<(&EndpointAddress, bool)> = listed.collect();
         for port in ports {
             let (_, readiness) = by_port
@@ -180,7 +181,9 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
                 .or_insert_with(|| (port.cloned(), BTreeMap::new()));
             for &(address, ready) in &listed {
                 let key = address_key(address);
-                addresses.entry(key.clone()).or_insert_with(|| address.clone());
+                addresses
+                    .entry(key.clone())
+                    .or_insert_with(|| address.clone());
                 let slot = readiness.entry(key).or_insert(ready);
                 *slot &= ready;
             }
@@ -339,7 +342,10 @@ pub fn reconcile(
     });
     endpoints.subsets = non_empty(subsets);
     endpoints.metadata.labels = Some(labels);
-    let annotations = endpoints.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    let annotations = endpoints
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new);
     match trigger {
         Some(t) => annotations.insert(LAST_CHANGE_TRIGGER_TIME.into(), t.to_string()),
         None => annotations.remove(LAST_CHANGE_TRIGGER_TIME),
@@ -508,7 +514,8 @@ impl Controller {
         let (ns, name) = (&key.namespace, &key.name);
         match reconcile(&service, &pods, current.as_deref(), trigger) {
             Action::Nothing => {}
-            Action::Create(endpoints) => match api.create(&PostParams::default(), &endpoints).await {
+            Action::Create(endpoints) => match api.create(&PostParams::default(), &endpoints).await
+            {
                 Ok(created) => lock(&self.writes).written(
                     key,
                     name,
@@ -516,7 +523,8 @@ impl Controller {
                 ),
                 // The namespace is going away: creates keep failing, and
                 // its deletion takes the Service with it.
-                Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("being terminated") => {}
+                Err(kube::Error::Api(e))
+                    if e.code == 403 && e.message.contains("being terminated") => {}
                 Err(e) => {
                     self.recorder.warning(
                         &endpoints,
@@ -686,7 +694,11 @@ mod tests {
                     pod("a", "10.0.0.1", true, &[]),
                     pod("b", "10.0.0.2", false, &[]),
                 ],
-                vec![(strings(&["10.0.0.1"]), strings(&["10.0.0.2"]), strings(&[":9376"]))],
+                vec![(
+                    strings(&["10.0.0.1"]),
+                    strings(&["10.0.0.2"]),
+                    strings(&[":9376"]),
+                )],
             ),
             (
                 "pods without an IP, finished or terminating are left out",
@@ -707,7 +719,11 @@ mod tests {
                     pod("b", "10.0.0.2", false, &[]),
                     terminating(pod("t", "10.0.0.3", false, &[])),
                 ],
-                vec![(strings(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]), vec![], strings(&[":9376"]))],
+                vec![(
+                    strings(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
+                    vec![],
+                    strings(&[":9376"]),
+                )],
             ),
             (
                 "named ports resolve per pod; a pod lacking the name is skipped",
@@ -719,7 +735,11 @@ mod tests {
                     pod("d", "10.0.0.4", true, &[("grpc", 7070)]),
                 ],
                 vec![
-                    (strings(&["10.0.0.1", "10.0.0.2"]), vec![], strings(&["http:8080"])),
+                    (
+                        strings(&["10.0.0.1", "10.0.0.2"]),
+                        vec![],
+                        strings(&["http:8080"]),
+                    ),
                     (strings(&["10.0.0.3"]), vec![], strings(&["http:9090"])),
                 ],
             ),
@@ -745,7 +765,11 @@ mod tests {
                     pod("c", "10.0.0.3", true, &[]),
                 ],
                 vec![
-                    (strings(&["10.0.0.1"]), strings(&["10.0.0.2"]), strings(&["http:8080"])),
+                    (
+                        strings(&["10.0.0.1"]),
+                        strings(&["10.0.0.2"]),
+                        strings(&["http:8080"]),
+                    ),
                     (
                         strings(&["10.0.0.1", "10.0.0.3"]),
                         strings(&["10.0.0.2"]),
@@ -785,7 +809,11 @@ mod tests {
         assert_eq!(address.node_name.as_deref(), Some("node-a"));
         let target = address.target_ref.as_ref().unwrap();
         assert_eq!(
-            (target.kind.as_deref(), target.name.as_deref(), target.uid.as_deref()),
+            (
+                target.kind.as_deref(),
+                target.name.as_deref(),
+                target.uid.as_deref()
+            ),
             (Some("Pod"), Some("web-0"), Some("uid-web-0"))
         );
         // Another subdomain: no hostname.
@@ -799,8 +827,12 @@ mod tests {
         let mut svc = service(vec![port("", IntOrString::Int(80))]);
         let mut dual = pod("a", "10.0.0.1", true, &[]);
         dual.status.as_mut().unwrap().pod_ips = Some(vec![
-            PodIP { ip: "10.0.0.1".into() },
-            PodIP { ip: "fd00::1".into() },
+            PodIP {
+                ip: "10.0.0.1".into(),
+            },
+            PodIP {
+                ip: "fd00::1".into(),
+            },
         ]);
         assert_eq!(address_for(&svc, &dual).unwrap().ip, "10.0.0.1");
         svc.spec.as_mut().unwrap().ip_families = Some(vec!["IPv6".into()]);
@@ -855,7 +887,9 @@ mod tests {
 
     fn many(ready: usize, not_ready: usize) -> EndpointSubset {
         let ips = |n: usize, base: usize| -> Vec<EndpointAddress> {
-            (0..n).map(|i| address(&format!("10.{}.{}.{}", base, i / 250, i % 250))).collect()
+            (0..n)
+                .map(|i| address(&format!("10.{}.{}.{}", base, i / 250, i % 250)))
+                .collect()
         };
         EndpointSubset {
             addresses: non_empty(ips(ready, 1)),
@@ -883,10 +917,26 @@ mod tests {
             (vec![many(1200, 0)], true, vec![(1000, 0)]),
             (vec![many(900, 300)], true, vec![(900, 100)]),
             (vec![many(1200, 50)], true, vec![(1000, 0)]),
-            (vec![many(600, 0), many(600, 0)], true, vec![(500, 0), (500, 0)]),
-            (vec![many(300, 100), many(300, 300)], false, vec![(300, 100), (300, 300)]),
-            (vec![many(300, 100), many(300, 400)], true, vec![(300, 80), (300, 320)]),
-            (vec![many(500, 200), many(300, 600)], true, vec![(500, 50), (300, 150)]),
+            (
+                vec![many(600, 0), many(600, 0)],
+                true,
+                vec![(500, 0), (500, 0)],
+            ),
+            (
+                vec![many(300, 100), many(300, 300)],
+                false,
+                vec![(300, 100), (300, 300)],
+            ),
+            (
+                vec![many(300, 100), many(300, 400)],
+                true,
+                vec![(300, 80), (300, 320)],
+            ),
+            (
+                vec![many(500, 200), many(300, 600)],
+                true,
+                vec![(500, 50), (300, 150)],
+            ),
         ];
         for (mut subsets, cut, want) in cases {
             assert_eq!(truncate(&mut subsets), cut, "{want:?}");
@@ -909,13 +959,19 @@ mod tests {
         assert_eq!(labels[LABEL_MANAGED_BY], CONTROLLER_NAME);
         assert!(!labels.contains_key(IS_HEADLESS_SERVICE));
         let annotations = created.metadata.annotations.as_ref().unwrap();
-        assert_eq!(annotations[LAST_CHANGE_TRIGGER_TIME], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            annotations[LAST_CHANGE_TRIGGER_TIME],
+            "2023-11-14T22:13:20Z"
+        );
         assert!(!annotations.contains_key(OVER_CAPACITY));
 
         // Stored as written: nothing to do, whatever the trigger time.
         let mut stored = created.clone();
         stored.metadata.resource_version = Some("5".into());
-        assert_eq!(reconcile(&svc, &[&a, &b], Some(&stored), None), Action::Nothing);
+        assert_eq!(
+            reconcile(&svc, &[&a, &b], Some(&stored), None),
+            Action::Nothing
+        );
 
         // A readiness flip is an update that keeps what others set.
         stored
@@ -929,7 +985,10 @@ mod tests {
             panic!("expected an update");
         };
         assert_eq!(updated.metadata.resource_version.as_deref(), Some("5"));
-        assert_eq!(updated.metadata.annotations.as_ref().unwrap()["note"], "kept");
+        assert_eq!(
+            updated.metadata.annotations.as_ref().unwrap()["note"],
+            "kept"
+        );
         assert!(!updated
             .metadata
             .annotations
@@ -938,7 +997,11 @@ mod tests {
             .contains_key(LAST_CHANGE_TRIGGER_TIME));
         assert_eq!(
             summary(updated.subsets.as_ref().unwrap()),
-            vec![(strings(&["10.0.0.1"]), strings(&["10.0.0.2"]), strings(&["http:8080"]))]
+            vec![(
+                strings(&["10.0.0.1"]),
+                strings(&["10.0.0.2"]),
+                strings(&["http:8080"])
+            )]
         );
 
         // A Service label change is an update too.
@@ -955,23 +1018,42 @@ mod tests {
         let Action::Create(created) = reconcile(&headless, &[&a], None, None) else {
             panic!("expected a create");
         };
-        assert_eq!(created.metadata.labels.as_ref().unwrap()[IS_HEADLESS_SERVICE], "");
+        assert_eq!(
+            created.metadata.labels.as_ref().unwrap()[IS_HEADLESS_SERVICE],
+            ""
+        );
     }
 
     #[test]
     fn an_over_capacity_service_is_truncated_once() {
         let svc = service(vec![port("", IntOrString::Int(80))]);
         let pods: Vec<Pod> = (0..1100)
-            .map(|i| pod(&format!("p{i}"), &format!("10.0.{}.{}", i / 250, i % 250 + 1), true, &[]))
+            .map(|i| {
+                pod(
+                    &format!("p{i}"),
+                    &format!("10.0.{}.{}", i / 250, i % 250 + 1),
+                    true,
+                    &[],
+                )
+            })
             .collect();
         let pods: Vec<&Pod> = pods.iter().collect();
         let Action::Create(created) = reconcile(&svc, &pods, None, None) else {
             panic!("expected a create");
         };
-        assert_eq!(created.metadata.annotations.as_ref().unwrap()[OVER_CAPACITY], TRUNCATED);
-        let total: usize = counts(created.subsets.as_ref().unwrap()).iter().map(|(r, n)| r + n).sum();
+        assert_eq!(
+            created.metadata.annotations.as_ref().unwrap()[OVER_CAPACITY],
+            TRUNCATED
+        );
+        let total: usize = counts(created.subsets.as_ref().unwrap())
+            .iter()
+            .map(|(r, n)| r + n)
+            .sum();
         assert_eq!(total, MAX_CAPACITY);
-        assert_eq!(reconcile(&svc, &pods, Some(&created), None), Action::Nothing);
+        assert_eq!(
+            reconcile(&svc, &pods, Some(&created), None),
+            Action::Nothing
+        );
         // Back under capacity: the annotation goes.
         let Action::Update(updated) = reconcile(&svc, &pods[..10], Some(&created), None) else {
             panic!("expected an update");
@@ -1003,9 +1085,15 @@ mod tests {
             old: endpoints("3"),
             new: endpoints("4"),
         };
-        assert_eq!(on_endpoints_change(&services, &mut writes, &tampered), [key.clone()]);
+        assert_eq!(
+            on_endpoints_change(&services, &mut writes, &tampered),
+            vec![key.clone()]
+        );
         let deleted = Change::Deleted(endpoints("4"));
-        assert_eq!(on_endpoints_change(&services, &mut writes, &deleted), [key.clone()]);
+        assert_eq!(
+            on_endpoints_change(&services, &mut writes, &deleted),
+            vec![key.clone()]
+        );
         // Endpoints of a Service we do not manage are left alone.
         let other = Arc::new(Endpoints {
             metadata: ObjectMeta {

@@ -142,7 +142,9 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
     });
     let selection = c.selection.clone();
     forward(&c.nodes, &queue, move |change| {
-        on_node_change(&lock(&selection), change).into_iter().collect()
+        on_node_change(&lock(&selection), change)
+            .into_iter()
+            .collect()
     });
     let (selection, writes) = (c.selection.clone(), c.writes.clone());
     forward(&c.slices, &queue, move |change| {
@@ -246,11 +248,15 @@ impl Controller {
                 ),
                 // The namespace is going away: creates keep failing, and
                 // its deletion takes the Service with it.
-                Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("being terminated") => {
+                Err(kube::Error::Api(e))
+                    if e.code == 403 && e.message.contains("being terminated") =>
+                {
                     return Ok(());
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| format!("failed to create EndpointSlice for Service {key}"));
+                    return Err(e).with_context(|| {
+                        format!("failed to create EndpointSlice for Service {key}")
+                    });
                 }
             }
         }
@@ -259,7 +265,9 @@ impl Controller {
             let updated = api
                 .replace(name, &PostParams::default(), slice)
                 .await
-                .with_context(|| format!("failed to update {name} EndpointSlice for Service {key}"))?;
+                .with_context(|| {
+                    format!("failed to update {name} EndpointSlice for Service {key}")
+                })?;
             lock(&self.writes).written(key, name, updated.metadata.resource_version.as_deref());
         }
         for slice in &plan.delete {
@@ -269,12 +277,19 @@ impl Controller {
         Ok(())
     }
 
-    async fn delete(&self, api: &Api<EndpointSlice>, service: &ObjectKey, name: &str) -> anyhow::Result<()> {
+    async fn delete(
+        &self,
+        api: &Api<EndpointSlice>,
+        service: &ObjectKey,
+        name: &str,
+    ) -> anyhow::Result<()> {
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => lock(&self.writes).deleted(service, name),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
-                return Err(e).with_context(|| format!("failed to delete {name} EndpointSlice for Service {service}"));
+                return Err(e).with_context(|| {
+                    format!("failed to delete {name} EndpointSlice for Service {service}")
+                });
             }
         }
         Ok(())
@@ -333,7 +348,10 @@ mod tests {
             old: ours.clone(),
             new: edited.clone(),
         };
-        assert_eq!(on_slice_change(&mut sel, &mut writes, &change), [web.clone()]);
+        assert_eq!(
+            on_slice_change(&mut sel, &mut writes, &change),
+            vec![web.clone()]
+        );
 
         // Someone takes it over: the Service needs a slice of its own again.
         let taken = slice("web-1", "7", "web", "someone-else");
@@ -341,7 +359,10 @@ mod tests {
             old: edited.clone(),
             new: taken.clone(),
         };
-        assert_eq!(on_slice_change(&mut sel, &mut writes, &change), [web.clone()]);
+        assert_eq!(
+            on_slice_change(&mut sel, &mut writes, &change),
+            vec![web.clone()]
+        );
         assert!(sel.slices_of(&web).is_empty());
 
         // Slices of other managers are none of our business.
@@ -352,6 +373,9 @@ mod tests {
         writes.deleted(&web, "web-2");
         let gone = slice("web-2", "8", "web", CONTROLLER_NAME);
         assert!(on_slice_change(&mut sel, &mut writes, &Change::Deleted(gone.clone())).is_empty());
-        assert_eq!(on_slice_change(&mut sel, &mut writes, &Change::Deleted(gone)), [web]);
+        assert_eq!(
+            on_slice_change(&mut sel, &mut writes, &Change::Deleted(gone)),
+            [web]
+        );
     }
 }

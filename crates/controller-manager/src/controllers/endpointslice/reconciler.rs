@@ -78,7 +78,11 @@ pub fn address_types(service: &Service) -> BTreeSet<&'static str> {
         return types;
     }
     if is_service_ip_set(service) {
-        types.insert(if is_ipv6(cluster_ip(service)) { "IPv6" } else { "IPv4" });
+        types.insert(if is_ipv6(cluster_ip(service)) {
+            "IPv6"
+        } else {
+            "IPv4"
+        });
     } else {
         types.extend(["IPv4", "IPv6"]);
     }
@@ -166,7 +170,12 @@ pub fn endpoint_ports(service: &Service, pod: &Pod) -> Vec<EndpointPort> {
 /// The endpoint for `pod` in a slice of `address_type` (upstream's
 /// `podToEndpoint`). A terminating pod stays, not ready, serving while it
 /// still passes its readiness probe.
-pub fn pod_to_endpoint(pod: &Pod, node: Option<&Node>, service: &Service, address_type: &str) -> Endpoint {
+pub fn pod_to_endpoint(
+    pod: &Pod,
+    node: Option<&Node>,
+    service: &Service,
+    address_type: &str,
+) -> Endpoint {
     let serving = is_pod_ready(pod);
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let ready = publish_not_ready(service) || (serving && !terminating);
@@ -208,7 +217,10 @@ pub fn pod_to_endpoint(pod: &Pod, node: Option<&Node>, service: &Service, addres
 }
 
 fn is_reserved_label(key: &str) -> bool {
-    matches!(key, LABEL_SERVICE_NAME | LABEL_MANAGED_BY | IS_HEADLESS_SERVICE)
+    matches!(
+        key,
+        LABEL_SERVICE_NAME | LABEL_MANAGED_BY | IS_HEADLESS_SERVICE
+    )
 }
 
 /// A slice's labels: the Service's (but the reserved ones), the headless
@@ -336,7 +348,16 @@ pub fn reconcile(
     }
     for address_type in &types {
         let slices = by_type.remove(address_type).unwrap_or_default();
-        reconcile_address_type(service, pods, &slices, address_type, nodes, max, trigger, &mut plan);
+        reconcile_address_type(
+            service,
+            pods,
+            &slices,
+            address_type,
+            nodes,
+            max,
+            trigger,
+            &mut plan,
+        );
     }
     plan.delete.extend(unsupported);
     plan
@@ -561,7 +582,9 @@ fn finalize(
     let mut i = 0;
     while i < delete.len() && !create.is_empty() {
         let reusable = owned_by(&delete[i], service)
-            && create.last().is_some_and(|c| c.address_type == delete[i].address_type);
+            && create
+                .last()
+                .is_some_and(|c| c.address_type == delete[i].address_type);
         if !reusable {
             i += 1;
             continue;
@@ -745,9 +768,15 @@ mod tests {
         assert_eq!(labels["team"], "a");
         assert!(!labels.contains_key(IS_HEADLESS_SERVICE));
         let owner: &OwnerReference = &slice.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("Service", "svc-uid", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Service", "svc-uid", Some(true))
+        );
         let port = &slice.ports.as_ref().unwrap()[0];
-        assert_eq!((port.name.as_deref(), port.port, port.protocol.as_deref()), (Some("http"), Some(8080), Some("TCP")));
+        assert_eq!(
+            (port.name.as_deref(), port.port, port.protocol.as_deref()),
+            (Some("http"), Some(8080), Some("TCP"))
+        );
 
         // (address, ready, serving, terminating)
         let seen: Vec<_> = slice
@@ -755,7 +784,12 @@ mod tests {
             .iter()
             .map(|e| {
                 let c = e.conditions.as_ref().unwrap();
-                (e.addresses[0].as_str(), c.ready.unwrap(), c.serving.unwrap(), c.terminating.unwrap())
+                (
+                    e.addresses[0].as_str(),
+                    c.ready.unwrap(),
+                    c.serving.unwrap(),
+                    c.terminating.unwrap(),
+                )
             })
             .collect();
         assert_eq!(
@@ -771,7 +805,14 @@ mod tests {
         assert_eq!(first.node_name.as_deref(), Some("node-a"));
         assert_eq!(first.zone.as_deref(), Some("zone-1"));
         let target = first.target_ref.as_ref().unwrap();
-        assert_eq!((target.kind.as_deref(), target.name.as_deref(), target.uid.as_deref()), (Some("Pod"), Some("pod-0"), Some("uid-0")));
+        assert_eq!(
+            (
+                target.kind.as_deref(),
+                target.name.as_deref(),
+                target.uid.as_deref()
+            ),
+            (Some("Pod"), Some("pod-0"), Some("uid-0"))
+        );
     }
 
     #[test]
@@ -793,14 +834,23 @@ mod tests {
     fn pods_resolving_named_ports_differently_get_separate_slices() {
         let svc = service(vec![http_port()]);
         let mut other = pod(1, true);
-        other.spec.as_mut().unwrap().containers[0].ports.as_mut().unwrap()[0].container_port = 9090;
+        other.spec.as_mut().unwrap().containers[0]
+            .ports
+            .as_mut()
+            .unwrap()[0]
+            .container_port = 9090;
         let mut lacking = pod(2, true);
         lacking.spec.as_mut().unwrap().containers[0].ports = None;
         let plan = run(&svc, &[pod(0, true), other, lacking], &[], 100);
         let mut by_port: Vec<(Option<i32>, usize)> = plan
             .create
             .iter()
-            .map(|s| (s.ports.as_ref().unwrap().first().and_then(|p| p.port), s.endpoints.len()))
+            .map(|s| {
+                (
+                    s.ports.as_ref().unwrap().first().and_then(|p| p.port),
+                    s.endpoints.len(),
+                )
+            })
             .collect();
         by_port.sort();
         // The pod without the named port is an endpoint with no ports.
@@ -814,7 +864,10 @@ mod tests {
         stray.spec.as_mut().unwrap().node_name = Some("node-gone".into());
         let plan = run(&svc, &[pod(0, true), stray.clone()], &[], 100);
         assert_eq!(plan.create[0].endpoints.len(), 1);
-        assert_eq!(plan.missing_nodes, [("pod-1".to_string(), "node-gone".to_string())]);
+        assert_eq!(
+            plan.missing_nodes,
+            [("pod-1".to_string(), "node-gone".to_string())]
+        );
 
         let mut published = svc.clone();
         published.spec.as_mut().unwrap().publish_not_ready_addresses = Some(true);
@@ -860,14 +913,20 @@ mod tests {
         // A pod goes: one slice loses it.
         pods.remove(3);
         let plan = run(&svc, &pods, &slices, 100);
-        assert_eq!((plan.create.len(), plan.update.len(), plan.delete.len()), (0, 1, 0));
+        assert_eq!(
+            (plan.create.len(), plan.update.len(), plan.delete.len()),
+            (0, 1, 0)
+        );
         apply(&mut slices, &plan, &mut next);
 
         // A pod comes: it fills the slice being written or the one with room,
         // never a new slice.
         pods.push(pod(300, true));
         let plan = run(&svc, &pods, &slices, 100);
-        assert_eq!((plan.create.len(), plan.update.len(), plan.delete.len()), (0, 1, 0));
+        assert_eq!(
+            (plan.create.len(), plan.update.len(), plan.delete.len()),
+            (0, 1, 0)
+        );
         apply(&mut slices, &plan, &mut next);
         assert_eq!(endpoint_count(&slices), 250);
         assert!(run(&svc, &pods, &slices, 100).is_empty());
@@ -905,7 +964,10 @@ mod tests {
         // All pods gone: one slice is reused as the placeholder (a create
         // turned update), the other deleted.
         let plan = run(&svc, &[], &slices, 100);
-        assert_eq!((plan.create.len(), plan.update.len(), plan.delete.len()), (0, 1, 1));
+        assert_eq!(
+            (plan.create.len(), plan.update.len(), plan.delete.len()),
+            (0, 1, 1)
+        );
         assert!(plan.update[0].endpoints.is_empty());
         assert!(plan.update[0].metadata.name.is_some());
         apply(&mut slices, &plan, &mut next);
@@ -950,7 +1012,14 @@ mod tests {
         let mut svc = service(vec![numeric_port()]);
         svc.spec.as_mut().unwrap().ip_families = Some(vec!["IPv6".into()]);
         let mut v6 = pod(0, true);
-        v6.status.as_mut().unwrap().pod_ips = Some(vec![PodIP { ip: "fd00:0::a".into() }, PodIP { ip: "10.0.0.1".into() }]);
+        v6.status.as_mut().unwrap().pod_ips = Some(vec![
+            PodIP {
+                ip: "fd00:0::a".into(),
+            },
+            PodIP {
+                ip: "10.0.0.1".into(),
+            },
+        ]);
         let plan = run(&svc, &[v6.clone()], &[], 100);
         assert_eq!(plan.create[0].address_type, "IPv6");
         assert_eq!(plan.create[0].endpoints[0].addresses, ["fd00::a"]);
@@ -984,7 +1053,10 @@ mod tests {
         let slice = &plan.create[0];
         assert_eq!(slice.endpoints[0].hostname.as_deref(), Some("web-0"));
         assert_eq!(slice.ports.as_deref(), Some(&[][..]));
-        assert_eq!(slice.metadata.labels.as_ref().unwrap()[IS_HEADLESS_SERVICE], "");
+        assert_eq!(
+            slice.metadata.labels.as_ref().unwrap()[IS_HEADLESS_SERVICE],
+            ""
+        );
     }
 
     #[test]
@@ -995,6 +1067,9 @@ mod tests {
         let pods: Vec<&Pod> = pods.iter().collect();
         let plan = reconcile(&svc, &pods, &[], &nodes(), 100, Some(at));
         let annotations = plan.create[0].metadata.annotations.as_ref().unwrap();
-        assert_eq!(annotations[LAST_CHANGE_TRIGGER_TIME], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            annotations[LAST_CHANGE_TRIGGER_TIME],
+            "2023-11-14T22:13:20Z"
+        );
     }
 }

@@ -269,7 +269,12 @@ impl TriggerTimeTracker {
     /// Record the Service's and its pods' change times and return the
     /// earliest that changed since the last call (the Service's creation on
     /// the first call); `None` when nothing did.
-    pub fn compute(&mut self, key: &ObjectKey, service: &Service, pods: &[&Pod]) -> Option<Timestamp> {
+    pub fn compute(
+        &mut self,
+        key: &ObjectKey,
+        service: &Service,
+        pods: &[&Pod],
+    ) -> Option<Timestamp> {
         let created = service.metadata.creation_timestamp.as_ref().map(|t| t.0);
         let known = self.states.contains_key(key);
         let state = self.states.entry(key.clone()).or_default();
@@ -501,7 +506,11 @@ impl Selection {
     }
 
     /// The Services in `ns` whose selector matches `labels`.
-    pub fn services_for(&self, ns: &str, labels: Option<&BTreeMap<String, String>>) -> BTreeSet<ObjectKey> {
+    pub fn services_for(
+        &self,
+        ns: &str,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> BTreeSet<ObjectKey> {
         let mut found = BTreeSet::new();
         for (k, v) in labels.into_iter().flatten() {
             for name in self.anchors.get(ns, k, v).into_iter().flatten() {
@@ -537,7 +546,10 @@ impl Selection {
         if self.pod_nodes.get(&key) != Some(&node) {
             self.remove_pod_node(&key);
             if !node.is_empty() {
-                self.nodes.entry(node.clone()).or_default().insert(key.clone());
+                self.nodes
+                    .entry(node.clone())
+                    .or_default()
+                    .insert(key.clone());
                 self.pod_nodes.insert(key, node);
             }
         }
@@ -740,9 +752,15 @@ mod tests {
     fn the_selection_index_finds_services_of_a_pod_and_pods_of_a_service() {
         let mut sel = Selection::default();
         sel.set_service(&key("web"), Some(&labels(&[("app", "web")])));
-        sel.set_service(&key("web-canary"), Some(&labels(&[("app", "web"), ("track", "canary")])));
+        sel.set_service(
+            &key("web-canary"),
+            Some(&labels(&[("app", "web"), ("track", "canary")])),
+        );
         sel.set_service(&key("db"), Some(&labels(&[("app", "db")])));
-        sel.set_service(&ObjectKey::new("other", "web"), Some(&labels(&[("app", "web")])));
+        sel.set_service(
+            &ObjectKey::new("other", "web"),
+            Some(&labels(&[("app", "web")])),
+        );
         sel.set_service(&key("manual"), None);
 
         let stable = pod("p1", &[("app", "web"), ("track", "stable")]);
@@ -757,7 +775,10 @@ mod tests {
             sel.services_for("ns", canary.metadata.labels.as_ref()),
             [key("web"), key("web-canary")].into()
         );
-        assert_eq!(sel.pods_for("ns", &labels(&[("app", "web")])), [key("p1"), key("p2")]);
+        assert_eq!(
+            sel.pods_for("ns", &labels(&[("app", "web")])),
+            [key("p1"), key("p2")]
+        );
         assert_eq!(
             sel.pods_for("ns", &labels(&[("app", "web"), ("track", "canary")])),
             [key("p2")]
@@ -809,7 +830,11 @@ mod tests {
         }
         // Generous for a debug build on a shared machine; a scan per event
         // (10^7 selector checks each way) takes far longer.
-        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
@@ -861,7 +886,10 @@ mod tests {
             old: ready.clone(),
             new: moved.clone(),
         };
-        assert_eq!(on_pod_change(&mut sel, &change), [key("db"), key("web")].into());
+        assert_eq!(
+            on_pod_change(&mut sel, &change),
+            [key("db"), key("web")].into()
+        );
         assert_eq!(
             on_pod_change(&mut sel, &Change::Deleted(moved)),
             [key("db")].into()
@@ -909,7 +937,10 @@ mod tests {
             ..Default::default()
         };
         let name = |n: &str| IntOrString::String(n.into());
-        assert_eq!(find_port(&p, &port(IntOrString::Int(9376), None)), Some(9376));
+        assert_eq!(
+            find_port(&p, &port(IntOrString::Int(9376), None)),
+            Some(9376)
+        );
         assert_eq!(find_port(&p, &port(name("http"), Some("TCP"))), Some(8080));
         assert_eq!(find_port(&p, &port(name("dns"), Some("UDP"))), Some(53));
         assert_eq!(find_port(&p, &port(name("dns"), Some("TCP"))), None);
@@ -927,7 +958,9 @@ mod tests {
         let mut p = pod("p", &[]);
         assert!(!should_pod_be_in_endpoints(&p, true));
         p.status = Some(PodStatus {
-            pod_ips: Some(vec![PodIP { ip: "10.0.0.1".into() }]),
+            pod_ips: Some(vec![PodIP {
+                ip: "10.0.0.1".into(),
+            }]),
             phase: Some("Running".into()),
             ..Default::default()
         });
