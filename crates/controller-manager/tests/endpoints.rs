@@ -197,6 +197,18 @@ async fn endpoints_list_ready_and_not_ready_pods_and_follow_their_changes() {
         (Some("Pod"), Some("web-1"))
     );
 
+    // A sync that changes nothing writes nothing (a Service annotation
+    // requeues the Service).
+    let settled = ep.metadata.resource_version.clone();
+    let note = json!({"metadata": {"annotations": {"note": "requeue me"}}});
+    services
+        .patch("web", &PatchParams::default(), &Patch::Merge(&note))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = endpoints.get("web").await.unwrap();
+    assert_eq!(now.metadata.resource_version, settled);
+
     // Readiness lost: the address moves to notReadyAddresses.
     set_status(&pods, "web-2", "10.1.0.2", false).await;
     wait_for(

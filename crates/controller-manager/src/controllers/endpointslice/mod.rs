@@ -92,6 +92,11 @@ pub fn on_slice_change(
             let after = slice_service(new);
             selection.set_slice(&key, after.clone());
             if before != after {
+                // Relabelled away from its Service: what we wrote to it no
+                // longer says anything about that Service's slices.
+                if let Some(before) = &before {
+                    writes.observe_deletion(before, &key.name);
+                }
                 before.into_iter().chain(after).collect()
             } else {
                 after
@@ -192,7 +197,14 @@ impl Controller {
         }
         let pods: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
         let trigger = lock(&self.triggers).compute(key, &service, &pods);
-        let slices: Vec<&EndpointSlice> = slices.iter().map(AsRef::as_ref).collect();
+        // Slices being deleted are as good as gone (upstream's
+        // dropEndpointSlicesPendingDeletion); they counted above only so
+        // that one we wrote is not mistaken for one the informer missed.
+        let slices: Vec<&EndpointSlice> = slices
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .collect();
         let nodes = |name: &str| -> Option<Arc<Node>> {
             (!name.is_empty())
                 .then(|| self.nodes.get(&ObjectKey::cluster(name)))
@@ -224,13 +236,13 @@ impl Controller {
         result.map(|()| Outcome::Done)
     }
 
-    /// Our slices for `service` (not being deleted), from the informer.
+    /// Our slices for `service`, from the informer (those being deleted
+    /// too).
     fn slices_of(&self, service: &ObjectKey) -> Vec<Arc<EndpointSlice>> {
         lock(&self.selection)
             .slices_of(service)
             .iter()
             .filter_map(|k| self.slices.get(k))
-            .filter(|s| s.metadata.deletion_timestamp.is_none())
             .filter(|s| slice_service(s).as_ref() == Some(service))
             .collect()
     }
@@ -364,6 +376,9 @@ mod tests {
             vec![web.clone()]
         );
         assert!(sel.slices_of(&web).is_empty());
+        // ...and our record of writing it no longer makes the Service's
+        // slices look stale.
+        assert!(!writes.stale(&web, []));
 
         // Slices of other managers are none of our business.
         let change = Change::Deleted(taken);
