@@ -113,8 +113,8 @@ pub fn pod_ips(pod: &Pod) -> Vec<&str> {
         .collect()
 }
 
-/// Whether an address is IPv6 (anything with a colon that does not parse
-/// counts as one, as `utilnet.IsIPv6String` would not but no IPv4 has one).
+/// Whether an address is IPv6. One that does not parse counts as IPv6 if
+/// it has a colon, which no IPv4 address has.
 pub fn is_ipv6(ip: &str) -> bool {
     match ip.parse::<IpAddr>() {
         Ok(addr) => addr.is_ipv6(),
