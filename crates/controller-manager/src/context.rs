@@ -30,6 +30,13 @@ pub struct Settings {
     pub hpa_downscale_stabilization: Duration,
     /// `--horizontal-pod-autoscaler-tolerance`.
     pub hpa_tolerance: f64,
+    /// `--max-endpoints-per-slice`: endpoints per EndpointSlice (1-1000).
+    pub max_endpoints_per_slice: usize,
+    /// `--endpoint-updates-batch-period`: how long pod changes are
+    /// gathered before a Service's Endpoints are synced.
+    pub endpoint_updates_batch_period: Duration,
+    /// `--endpointslice-updates-batch-period`: the same for EndpointSlices.
+    pub endpointslice_updates_batch_period: Duration,
 }
 
 impl Default for Settings {
@@ -42,6 +49,9 @@ impl Default for Settings {
             hpa_sync_period: Duration::from_secs(15),
             hpa_downscale_stabilization: Duration::from_secs(300),
             hpa_tolerance: 0.1,
+            max_endpoints_per_slice: 100,
+            endpoint_updates_batch_period: Duration::ZERO,
+            endpointslice_updates_batch_period: Duration::ZERO,
         }
     }
 }

@@ -42,6 +42,15 @@ struct Flags {
     /// How far back HPA scale-down recommendations are considered.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     horizontal_pod_autoscaler_downscale_stabilization: Duration,
+    /// Most endpoints one EndpointSlice holds (1-1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    max_endpoints_per_slice: u16,
+    /// How long pod changes are gathered before a Service's Endpoints sync.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    endpoint_updates_batch_period: Duration,
+    /// How long pod changes are gathered before a Service's EndpointSlices sync.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    endpointslice_updates_batch_period: Duration,
     /// Elect a leader through a Lease, so several copies can run.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -85,6 +94,9 @@ async fn main() -> anyhow::Result<()> {
         node_startup_grace_period: flags.node_startup_grace_period,
         hpa_sync_period: flags.horizontal_pod_autoscaler_sync_period,
         hpa_downscale_stabilization: flags.horizontal_pod_autoscaler_downscale_stabilization,
+        max_endpoints_per_slice: usize::from(flags.max_endpoints_per_slice),
+        endpoint_updates_batch_period: flags.endpoint_updates_batch_period,
+        endpointslice_updates_batch_period: flags.endpointslice_updates_batch_period,
         ..Settings::default()
     };
 
