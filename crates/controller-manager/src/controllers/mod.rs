@@ -26,8 +26,11 @@ pub mod statefulset;
 pub type Start = fn(Context) -> BoxFuture<'static, anyhow::Result<()>>;
 
 /// Every controller, by the name `--controllers` uses.
-pub const CONTROLLERS: &[(&str, Start)] =
-    &[("serviceaccount", |ctx| Box::pin(serviceaccount::run(ctx)))];
+pub const CONTROLLERS: &[(&str, Start)] = &[
+    ("serviceaccount", |ctx| Box::pin(serviceaccount::run(ctx))),
+    ("replicaset", |ctx| Box::pin(replicaset::run(ctx))),
+    ("deployment", |ctx| Box::pin(deployment::run(ctx))),
+];
 
 /// Whether `name` is enabled by a `--controllers` list: `*` enables all,
 /// `foo` enables foo, `-foo` disables it (upstream's syntax).
