@@ -30,7 +30,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::framework::{
@@ -97,42 +97,47 @@ pub fn slow_start_batches(count: usize) -> Vec<usize> {
     batches
 }
 
-/// The claim decision over a ReplicaSet's candidate pods (its own and the
-/// namespace's orphans), as upstream's `ClaimPods`.
-#[derive(Debug, Default)]
-pub struct Claims {
+/// The claim decision over a controller's candidates (its own objects and
+/// the namespace's orphans), as upstream's `ClaimPods` and
+/// `ClaimReplicaSets`.
+#[derive(Debug)]
+pub struct Claims<K> {
     /// Ours and matching.
-    pub owned: Vec<Arc<Pod>>,
+    pub owned: Vec<Arc<K>>,
     /// Matching orphans to adopt.
-    pub adopt: Vec<Arc<Pod>>,
+    pub adopt: Vec<Arc<K>>,
     /// Ours but no longer matching: to release.
-    pub release: Vec<Arc<Pod>>,
+    pub release: Vec<Arc<K>>,
 }
 
 /// Sort `candidates` into owned, to adopt and to release for the
-/// ReplicaSet with `uid` and `selector`. While it is `deleting` it adopts
-/// and releases nothing, and a pod of its own that stopped matching is
-/// simply not counted (upstream's `ClaimObject`). A pod being deleted is
-/// never adopted.
-pub fn classify_claims(
+/// controller with `uid` and `selector`. While it is `deleting` it adopts
+/// and releases nothing, and an object of its own that stopped matching is
+/// simply not counted (upstream's `ClaimObject`). An object being deleted
+/// is never adopted.
+pub fn classify_claims<K: Resource>(
     uid: &str,
     selector: &LabelSelector,
     deleting: bool,
-    candidates: impl IntoIterator<Item = Arc<Pod>>,
-) -> Claims {
-    let mut claims = Claims::default();
-    for pod in candidates {
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
+    candidates: impl IntoIterator<Item = Arc<K>>,
+) -> Claims<K> {
+    let mut claims = Claims {
+        owned: Vec::new(),
+        adopt: Vec::new(),
+        release: Vec::new(),
+    };
+    for object in candidates {
+        let labels = object.meta().labels.clone().unwrap_or_default();
         match claim(
             uid,
             selector,
             &labels,
-            controller_of(pod.as_ref()),
+            controller_of(object.as_ref()),
             deleting,
         ) {
-            Claim::Owned if selector.matches(&labels) => claims.owned.push(pod),
-            Claim::Adopt if pod.metadata.deletion_timestamp.is_none() => claims.adopt.push(pod),
-            Claim::Release => claims.release.push(pod),
+            Claim::Owned if selector.matches(&labels) => claims.owned.push(object),
+            Claim::Adopt if object.meta().deletion_timestamp.is_none() => claims.adopt.push(object),
+            Claim::Release => claims.release.push(object),
             _ => {}
         }
     }
@@ -311,13 +316,13 @@ pub fn error_message(error: &kube::Error) -> String {
     }
 }
 
-fn is_status(error: &kube::Error, code: u16) -> bool {
+pub fn is_status(error: &kube::Error, code: u16) -> bool {
     matches!(error, kube::Error::Api(e) if e.code == code)
 }
 
 /// Whether an error says the namespace is terminating (creations there
 /// fail and are not worth reporting).
-fn namespace_terminating(error: &kube::Error) -> bool {
+pub fn namespace_terminating(error: &kube::Error) -> bool {
     match error {
         kube::Error::Api(e) => {
             e.code == 403 && e.message.contains("because it is being terminated")
