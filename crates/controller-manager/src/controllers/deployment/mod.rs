@@ -33,6 +33,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 
+use component_base::events::EventRecorder;
+
 use crate::context::Context;
 use crate::controllers::replicaset::{
     classify_claims, error_message, is_status, namespace_terminating,
@@ -397,6 +399,11 @@ impl Controller {
 }
 
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    // Events come from "deployment-controller", as upstream's (kubectl describe shows it).
+    let ctx = Context {
+        recorder: EventRecorder::new(ctx.client.clone(), "deployment-controller"),
+        ..ctx
+    };
     let deployments = ctx.informers.get::<Deployment>();
     let rss = ctx.informers.get::<ReplicaSet>();
     let pods = ctx.informers.get::<Pod>();

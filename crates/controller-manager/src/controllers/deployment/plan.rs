@@ -1258,7 +1258,8 @@ mod tests {
     #[test]
     fn rolling_updates_step_within_surge_and_unavailability() {
         // (strategy, replicas, (new, old) sizes after each sync)
-        let cases: &[(&str, i32, &[(i32, i32)])] = &[
+        type Steps = &'static [(i32, i32)];
+        let cases: &[(&str, i32, Steps)] = &[
             ("1/0", 3, &[(1, 3), (1, 2), (2, 2), (2, 1), (3, 1), (3, 0)]),
             ("0/1", 3, &[(0, 2), (1, 2), (1, 1), (2, 1), (2, 0), (3, 0)]),
             // 25% of 4: surge 1, unavailable 1. The first sync creates the new

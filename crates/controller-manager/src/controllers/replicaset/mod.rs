@@ -32,6 +32,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 
+use component_base::events::EventRecorder;
+
 use crate::context::Context;
 use crate::framework::{
     forward, run_workers, Change, Expectations, Informer, ObjectKey, Outcome, WorkQueue,
@@ -624,6 +626,11 @@ impl Controller {
 }
 
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
+    // Events come from "replicaset-controller", as upstream's (kubectl describe shows it).
+    let ctx = Context {
+        recorder: EventRecorder::new(ctx.client.clone(), "replicaset-controller"),
+        ..ctx
+    };
     let rss = ctx.informers.get::<ReplicaSet>();
     let pods = ctx.informers.get::<Pod>();
     let queue: WorkQueue<ObjectKey> = WorkQueue::new();
