@@ -488,6 +488,24 @@ async fn kubectl_rollout_status_history_and_undo_reuse_the_old_replica_set() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(revisions, ["2", "3"], "{history}");
+
+    // A restart is a new template (an annotation): a new ReplicaSet.
+    let out = kubectl(&cluster, &["rollout", "restart", "deployment/web"]).await;
+    assert!(out.contains("restarted"), "{out}");
+    let out = kubectl(
+        &cluster,
+        &["rollout", "status", "deployment/web", "--timeout=20s"],
+    )
+    .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let owned = owned_replica_sets(&rss, &uid).await;
+    assert_eq!(owned.len(), 3);
+    let restarted: Vec<&ReplicaSet> = owned.values().filter(|rs| replicas(rs) == 2).collect();
+    assert_eq!(restarted.len(), 1);
+    assert_eq!(
+        annotation(restarted[0], "deployment.kubernetes.io/revision"),
+        Some("4")
+    );
 }
 
 #[tokio::test]
@@ -629,4 +647,95 @@ async fn recreate_removes_every_old_pod_before_starting_new_ones() {
         )),
         "{scaled:?}"
     );
+}
+
+#[tokio::test]
+async fn a_stalled_rollout_exceeds_its_progress_deadline() {
+    let cluster = common::start(&["replicaset", "deployment"]).await;
+    // No kubelet: the pods never become ready.
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), "default");
+    let mut d = deployment("stuck", 2, "nginx:1.26", rolling(json!(1), json!(0)));
+    d.spec.as_mut().unwrap().progress_deadline_seconds = Some(1);
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let (status, reason, message) =
+        common::eventually(WAIT, "ProgressDeadlineExceeded", || async {
+            let d = deployments.get("stuck").await.unwrap();
+            condition(&d, "Progressing").filter(|c| c.1 == "ProgressDeadlineExceeded")
+        })
+        .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.starts_with("ReplicaSet \"stuck-")
+            && message.ends_with("\" has timed out progressing."),
+        "{reason}: {message}"
+    );
+    let output = tokio::process::Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&cluster.server.kubeconfig)
+        .args(["rollout", "status", "deployment/stuck", "--timeout=10s"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("exceeded its progress deadline"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_hash_collision_bumps_collision_count_and_picks_another_name() {
+    use tugboat_controller_manager::controllers::deployment::util::compute_hash;
+
+    let cluster = common::start(&["replicaset", "deployment"]).await;
+    let _kubelet = kubelet(&cluster.client, "default", Duration::ZERO);
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), "default");
+    let rss: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), "default");
+    // Paused, so we can learn the (defaulted) template before any
+    // ReplicaSet exists, and take its name first.
+    let mut d = deployment("web", 1, "nginx:1.26", rolling(json!(1), json!(0)));
+    d.spec.as_mut().unwrap().paused = Some(true);
+    let d = deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let template = d.spec.clone().unwrap().template;
+    let taken = format!("web-{}", compute_hash(&template, None));
+    let blocker: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": taken, "labels": {"app": "other"}},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "other"}},
+            "template": {
+                "metadata": {"labels": {"app": "other"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+            }
+        }
+    }))
+    .unwrap();
+    rss.create(&PostParams::default(), &blocker).await.unwrap();
+
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": false}})),
+        )
+        .await
+        .unwrap();
+    let d = rolled_out(&deployments, "web", 1).await;
+    assert_eq!(d.status.unwrap().collision_count, Some(1));
+    let owned = owned_replica_sets(&rss, &d.metadata.uid.unwrap()).await;
+    let names: Vec<&String> = owned.keys().collect();
+    assert_eq!(
+        names,
+        [&format!("web-{}", compute_hash(&template, Some(1)))]
+    );
+    // The namesake is left alone.
+    let blocker = rss.get(&taken).await.unwrap();
+    assert!(blocker.owner_references().is_empty());
 }
