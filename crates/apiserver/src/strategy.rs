@@ -93,15 +93,11 @@ pub fn default(resource: &ResourceInfo, obj: &mut Value) {
                     "strategy",
                     json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
                 );
-                if let Some(strategy) = spec.get_mut("strategy") {
-                    if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                        set_default(strategy, "rollingUpdate", json!({}));
-                        if let Some(ru) = strategy.get_mut("rollingUpdate") {
-                            set_default(ru, "maxUnavailable", json!("25%"));
-                            set_default(ru, "maxSurge", json!("25%"));
-                        }
-                    }
-                }
+                default_rolling_update(
+                    spec,
+                    "strategy",
+                    &[("maxUnavailable", json!("25%")), ("maxSurge", json!("25%"))],
+                );
                 default_template(spec);
             }
         }
@@ -116,11 +112,7 @@ pub fn default(resource: &ResourceInfo, obj: &mut Value) {
                 set_default(spec, "replicas", json!(1));
                 set_default(spec, "podManagementPolicy", json!("OrderedReady"));
                 set_default(spec, "revisionHistoryLimit", json!(10));
-                set_default(
-                    spec,
-                    "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-                );
+                default_rolling_update(spec, "updateStrategy", &[("partition", json!(0))]);
                 set_default(
                     spec,
                     "persistentVolumeClaimRetentionPolicy",
@@ -132,10 +124,10 @@ pub fn default(resource: &ResourceInfo, obj: &mut Value) {
         ("apps", "DaemonSet") => {
             if let Some(spec) = obj.get_mut("spec") {
                 set_default(spec, "revisionHistoryLimit", json!(10));
-                set_default(
+                default_rolling_update(
                     spec,
                     "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                    &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
                 );
                 default_template(spec);
             }
@@ -299,6 +291,25 @@ fn default_service(obj: &mut Value) {
             set_default(p, "protocol", json!("TCP"));
             if let Some(port) = p.get("port").cloned() {
                 set_default(p, "targetPort", port);
+            }
+        }
+    }
+}
+
+/// A workload's update strategy as upstream defaults it: a missing or
+/// typeless strategy is `RollingUpdate`, whose parameters get `defaults`
+/// (`kubectl create deployment` sends `strategy: {}`).
+fn default_rolling_update(spec: &mut Value, field: &str, defaults: &[(&str, Value)]) {
+    set_default(spec, field, json!({}));
+    let Some(strategy) = spec.get_mut(field) else {
+        return;
+    };
+    set_default(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+        set_default(strategy, "rollingUpdate", json!({}));
+        if let Some(rolling) = strategy.get_mut("rollingUpdate") {
+            for (key, value) in defaults {
+                set_default(rolling, key, value.clone());
             }
         }
     }
@@ -896,6 +907,28 @@ mod tests {
         prepare_create(pods, &mut pod);
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn an_empty_update_strategy_is_a_defaulted_rolling_update() {
+        let deployments = find("apps", "v1", "deployments").unwrap();
+        let mut d = json!({"spec": {"strategy": {}, "template": {"spec": {"containers": []}}}});
+        default(deployments, &mut d);
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        let mut recreate = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        default(deployments, &mut recreate);
+        assert_eq!(recreate["spec"]["strategy"], json!({"type": "Recreate"}));
+        let daemonsets = find("apps", "v1", "daemonsets").unwrap();
+        let mut ds =
+            json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": "10%"}}}});
+        default(daemonsets, &mut ds);
+        assert_eq!(
+            ds["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%", "maxSurge": 0}})
+        );
     }
 
     #[test]
