@@ -16,6 +16,9 @@
 //!   deleting a live revision (one that pods or the status still name)
 //!   ([`to_truncate`]).
 //!
+//! - Dependents (pods and revisions alike) are claimed as upstream's
+//!   `ControllerRefManager` does ([`classify`], [`adopt`], [`release`]).
+//!
 //! The pure helpers are tested here; the `async` ones are the API calls
 //! both controllers share.
 
@@ -31,8 +34,10 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::Resource;
 use serde_json::{json, Value};
 
+use crate::framework::informer::Object;
 use crate::framework::Informer;
 use crate::pods::{adopt_patch, claim, controller_of, release_patch, Claim};
 
@@ -307,78 +312,105 @@ pub fn to_truncate<'a>(
     history.into_iter().take(excess).collect()
 }
 
-/// The owner's view of the revisions in its namespace.
-#[derive(Debug, Default)]
-pub struct Claimed {
-    /// Revisions it controls and whose labels it still selects.
-    pub owned: Vec<Arc<ControllerRevision>>,
+/// An owner's view of the objects it might control (pods or revisions).
+#[derive(Debug)]
+pub struct Claimed<K> {
+    /// Objects it controls and still selects.
+    pub owned: Vec<Arc<K>>,
     /// Orphans it selects: to adopt.
-    pub adopt: Vec<Arc<ControllerRevision>>,
-    /// Revisions it controls but no longer selects: to release.
-    pub release: Vec<Arc<ControllerRevision>>,
+    pub adopt: Vec<Arc<K>>,
+    /// Objects it controls but no longer selects: to release.
+    pub release: Vec<Arc<K>>,
 }
 
-/// Sort the revisions of `namespace` into what `owner_uid` with `selector`
-/// keeps, adopts and releases (upstream's
-/// `ClaimControllerRevisions`).
-pub fn claim_revisions(
-    revisions: &Informer<ControllerRevision>,
-    namespace: &str,
+impl<K> Default for Claimed<K> {
+    fn default() -> Self {
+        Claimed {
+            owned: Vec::new(),
+            adopt: Vec::new(),
+            release: Vec::new(),
+        }
+    }
+}
+
+/// Sort `candidates` into what `owner_uid` with `selector` keeps, adopts
+/// and releases (upstream's `ControllerRefManager` claims). `filter` narrows
+/// the selector further (a StatefulSet only claims pods named as its
+/// members).
+pub fn classify<K: Resource>(
+    candidates: impl IntoIterator<Item = Arc<K>>,
     owner_uid: &str,
     selector: &LabelSelector,
-) -> Claimed {
+    filter: impl Fn(&K) -> bool,
+) -> Claimed<K> {
     let mut claimed = Claimed::default();
-    let candidates = revisions
-        .controlled_by(owner_uid)
-        .into_iter()
-        .chain(revisions.orphans(namespace))
-        .filter(|r| r.metadata.namespace.as_deref() == Some(namespace));
     let empty = BTreeMap::new();
-    for revision in candidates {
-        let labels = revision.metadata.labels.as_ref().unwrap_or(&empty);
-        let deleting = revision.metadata.deletion_timestamp.is_some();
+    let nothing = LabelSelector::nothing();
+    for object in candidates {
+        let meta = object.meta();
+        let labels = meta.labels.as_ref().unwrap_or(&empty);
+        let deleting = meta.deletion_timestamp.is_some();
+        let selector = if filter(&object) { selector } else { &nothing };
         match claim(
             owner_uid,
             selector,
             labels,
-            controller_of(&*revision),
+            controller_of(&*object),
             deleting,
         ) {
-            Claim::Owned => claimed.owned.push(revision),
-            Claim::Adopt => claimed.adopt.push(revision),
-            Claim::Release => claimed.release.push(revision),
+            Claim::Owned => claimed.owned.push(object),
+            Claim::Adopt => claimed.adopt.push(object),
+            Claim::Release => claimed.release.push(object),
             Claim::Ignore => {}
         }
     }
     claimed
 }
 
-/// Adopt `revision` for `owner`; returns it as adopted.
-pub async fn adopt(
-    api: &Api<ControllerRevision>,
-    revision: &ControllerRevision,
-    owner: &OwnerReference,
-) -> anyhow::Result<ControllerRevision> {
-    let name = revision.metadata.name.as_deref().unwrap_or_default();
-    let uid = revision.metadata.uid.as_deref().unwrap_or_default();
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Strategic(adopt_patch(uid, owner)),
-    )
-    .await
-    .with_context(|| format!("adopting ControllerRevision {name}"))
+/// The revisions of `namespace` that `owner_uid` with `selector` keeps,
+/// adopts and releases (upstream's `ClaimControllerRevisions`).
+pub fn claim_revisions(
+    revisions: &Informer<ControllerRevision>,
+    namespace: &str,
+    owner_uid: &str,
+    selector: &LabelSelector,
+) -> Claimed<ControllerRevision> {
+    let candidates = revisions
+        .controlled_by(owner_uid)
+        .into_iter()
+        .chain(revisions.orphans(namespace))
+        .filter(|r| r.metadata.namespace.as_deref() == Some(namespace));
+    classify(candidates, owner_uid, selector, |_| true)
 }
 
-/// Release `revision` from `owner_uid`. A revision already gone, or no
-/// longer ours (422), needs nothing.
-pub async fn release(
-    api: &Api<ControllerRevision>,
-    revision: &ControllerRevision,
-    owner_uid: &str,
-) -> anyhow::Result<()> {
-    let name = revision.metadata.name.as_deref().unwrap_or_default();
-    let uid = revision.metadata.uid.as_deref().unwrap_or_default();
+/// Adopt `object` for `owner`: the adopted object, or `None` if it is gone
+/// or was replaced meanwhile (the patch is guarded by its UID).
+pub async fn adopt<K: Object>(
+    api: &Api<K>,
+    object: &K,
+    owner: &OwnerReference,
+) -> anyhow::Result<Option<K>> {
+    let name = object.meta().name.as_deref().unwrap_or_default();
+    let uid = object.meta().uid.as_deref().unwrap_or_default();
+    match api
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Strategic(adopt_patch(uid, owner)),
+        )
+        .await
+    {
+        Ok(adopted) => Ok(Some(adopted)),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 || e.code == 409 => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("adopting {} {name}", K::kind(&()))),
+    }
+}
+
+/// Release `object` from `owner_uid`. One already gone, or no longer ours
+/// (422), needs nothing.
+pub async fn release<K: Object>(api: &Api<K>, object: &K, owner_uid: &str) -> anyhow::Result<()> {
+    let name = object.meta().name.as_deref().unwrap_or_default();
+    let uid = object.meta().uid.as_deref().unwrap_or_default();
     match api
         .patch(
             name,
@@ -388,8 +420,8 @@ pub async fn release(
         .await
     {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("releasing ControllerRevision {name}")),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 || e.code == 409 => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("releasing {} {name}", K::kind(&()))),
     }
 }
 
@@ -403,7 +435,11 @@ pub async fn create(
     revision: &ControllerRevision,
     collision_count: &mut i32,
 ) -> anyhow::Result<ControllerRevision> {
-    let data = revision.data.as_ref().map(|d| d.0.clone()).unwrap_or_default();
+    let data = revision
+        .data
+        .as_ref()
+        .map(|d| d.0.clone())
+        .unwrap_or_default();
     // A clash per distinct revision is already unlikely; many in a row
     // mean something else is wrong.
     for _ in 0..100 {
@@ -537,9 +573,18 @@ mod tests {
     fn hashes_are_stable_and_follow_content_and_collisions() {
         let a = template_patch(&template("nginx:1"));
         let b = template_patch(&template("nginx:2"));
-        assert_eq!(hash_revision_data(&a, Some(0)), hash_revision_data(&a, Some(0)));
-        assert_ne!(hash_revision_data(&a, Some(0)), hash_revision_data(&b, Some(0)));
-        assert_ne!(hash_revision_data(&a, Some(0)), hash_revision_data(&a, Some(1)));
+        assert_eq!(
+            hash_revision_data(&a, Some(0)),
+            hash_revision_data(&a, Some(0))
+        );
+        assert_ne!(
+            hash_revision_data(&a, Some(0)),
+            hash_revision_data(&b, Some(0))
+        );
+        assert_ne!(
+            hash_revision_data(&a, Some(0)),
+            hash_revision_data(&a, Some(1))
+        );
         let t = template("nginx:1");
         assert_eq!(hash_template(&t, None), hash_template(&t, None));
         assert_ne!(hash_template(&t, None), hash_template(&t, Some(1)));
@@ -548,7 +593,10 @@ mod tests {
             r#"{"spec":{"template":{"spec":{"containers":[{"image":"nginx:1","name":"c"}]},"metadata":{"labels":{"app":"web"}},"$patch":"replace"}}}"#,
         )
         .unwrap();
-        assert_eq!(hash_revision_data(&a, None), hash_revision_data(&reordered, None));
+        assert_eq!(
+            hash_revision_data(&a, None),
+            hash_revision_data(&reordered, None)
+        );
     }
 
     #[test]
@@ -577,14 +625,20 @@ mod tests {
         let labels = r.metadata.labels.as_ref().unwrap();
         let hash = &labels[REVISION_HASH_LABEL];
         assert_eq!(labels["app"], "web");
-        assert_eq!(r.metadata.name.as_deref(), Some(format!("web-{hash}").as_str()));
+        assert_eq!(
+            r.metadata.name.as_deref(),
+            Some(format!("web-{hash}").as_str())
+        );
         assert_eq!(r.revision, 3);
         assert_eq!(
             r.data.as_ref().unwrap().0["spec"]["template"]["$patch"],
             "replace"
         );
         assert_eq!(template_of(&r), Some(template("nginx:1")));
-        assert_eq!(r.metadata.owner_references.as_ref().unwrap()[0].uid, "uid-web");
+        assert_eq!(
+            r.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "uid-web"
+        );
         let long = "x".repeat(300);
         assert_eq!(revision_name(&long, "h").len(), 225);
     }
@@ -653,7 +707,11 @@ mod tests {
         let a = revision_of("nginx:1", 1);
         let mut same = (*revision_of("nginx:1", 7)).clone();
         assert!(equal_revision(&a, &same));
-        same.metadata.labels.as_mut().unwrap().remove(REVISION_HASH_LABEL);
+        same.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(REVISION_HASH_LABEL);
         assert!(equal_revision(&a, &same));
         let mut mislabelled = same.clone();
         mislabelled
@@ -685,7 +743,8 @@ mod tests {
         }
         let selector = api::selector::parse("app=web").unwrap();
         let claimed = claim_revisions(&informer, "ns", "uid-web", &selector);
-        let names = |v: &[Arc<ControllerRevision>]| -> Vec<i64> { v.iter().map(|r| r.revision).collect() };
+        let names =
+            |v: &[Arc<ControllerRevision>]| -> Vec<i64> { v.iter().map(|r| r.revision).collect() };
         assert_eq!(names(&claimed.owned), [1]);
         assert_eq!(names(&claimed.adopt), [2]);
         assert_eq!(names(&claimed.release), [3]);
