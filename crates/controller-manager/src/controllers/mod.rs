@@ -27,8 +27,11 @@ pub mod statefulset;
 pub type Start = fn(Context) -> BoxFuture<'static, anyhow::Result<()>>;
 
 /// Every controller, by the name `--controllers` uses.
-pub const CONTROLLERS: &[(&str, Start)] =
-    &[("serviceaccount", |ctx| Box::pin(serviceaccount::run(ctx)))];
+pub const CONTROLLERS: &[(&str, Start)] = &[
+    ("serviceaccount", |ctx| Box::pin(serviceaccount::run(ctx))),
+    ("statefulset", |ctx| Box::pin(statefulset::run(ctx))),
+    ("daemonset", |ctx| Box::pin(daemonset::run(ctx))),
+];
 
 /// Whether `name` is enabled by a `--controllers` list: `*` enables all,
 /// `foo` enables foo, `-foo` disables it (upstream's syntax).
