@@ -275,7 +275,7 @@ pub enum UpdateRevision {
     /// An older revision holds it (a rollback): give it this number.
     Renumber(Arc<ControllerRevision>, i64),
     /// No revision holds it: create this one.
-    Create(ControllerRevision),
+    Create(Box<ControllerRevision>),
 }
 
 /// Find or make the revision `candidate` describes, among `sorted`
@@ -287,7 +287,7 @@ pub fn resolve_update(
     candidate: ControllerRevision,
 ) -> UpdateRevision {
     let Some(equal) = sorted.iter().rev().find(|r| equal_revision(r, &candidate)) else {
-        return UpdateRevision::Create(candidate);
+        return UpdateRevision::Create(Box::new(candidate));
     };
     match sorted.last() {
         Some(last) if equal_revision(last, &candidate) => UpdateRevision::Reuse(last.clone()),
@@ -299,11 +299,11 @@ pub fn resolve_update(
 /// first (upstream's `truncateHistory`). `sorted` is in
 /// [`sort_revisions`] order; `live` says which are still in use. A
 /// negative limit keeps everything.
-pub fn to_truncate<'a>(
-    sorted: &'a [Arc<ControllerRevision>],
+pub fn to_truncate(
+    sorted: &[Arc<ControllerRevision>],
     live: impl Fn(&ControllerRevision) -> bool,
     limit: i32,
-) -> Vec<&'a Arc<ControllerRevision>> {
+) -> Vec<&Arc<ControllerRevision>> {
     let history: Vec<&Arc<ControllerRevision>> = sorted.iter().filter(|r| !live(r)).collect();
     let Ok(limit) = usize::try_from(limit) else {
         return Vec::new();
@@ -661,7 +661,7 @@ mod tests {
         let candidate = (*revision_of("nginx:3", next)).clone();
         assert_eq!(
             resolve_update(&history, candidate.clone()),
-            UpdateRevision::Create(candidate)
+            UpdateRevision::Create(Box::new(candidate))
         );
         assert_eq!(next_revision(&[]), 1);
     }

@@ -56,7 +56,7 @@ pub enum Why {
 pub enum Action {
     /// Create the claims that do not exist yet, then the pod.
     Create {
-        pod: Pod,
+        pod: Box<Pod>,
         claims: Vec<PersistentVolumeClaim>,
     },
     /// A pending pod whose claims went missing: create them again.
@@ -104,7 +104,7 @@ pub struct Plan {
 /// A replica slot: the pod there, or the one to create.
 enum Slot<'a> {
     Existing(&'a Pod),
-    Missing(Pod),
+    Missing(Box<Pod>),
 }
 
 impl Slot<'_> {
@@ -205,7 +205,12 @@ pub fn plan(o: &Observed) -> Plan {
         .enumerate()
         .map(|(i, pod)| match pod {
             Some(pod) => Slot::Existing(pod),
-            None => Slot::Missing(versioned_pod(set, o.current, o.update, start + i as i32)),
+            None => Slot::Missing(Box::new(versioned_pod(
+                set,
+                o.current,
+                o.update,
+                start + i as i32,
+            ))),
         })
         .collect();
 
@@ -560,6 +565,9 @@ mod tests {
     }
 
     /// The actions as short strings: `+web-0@web-b`, `-web-2(ScaleDown)`.
+    /// A table row: what it shows, the set, its pods, the actions wanted.
+    type Case = (&'static str, StatefulSet, Vec<Arc<Pod>>, Vec<&'static str>);
+
     fn summary(plan: &Plan) -> Vec<String> {
         plan.actions
             .iter()
@@ -583,7 +591,7 @@ mod tests {
     fn ordered_ready_creates_and_deletes_one_pod_at_a_time() {
         use S::*;
         let b = "web-b";
-        let cases: Vec<(&str, StatefulSet, Vec<Arc<Pod>>, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "empty set starts at web-0",
                 set(3),
@@ -678,7 +686,7 @@ mod tests {
     fn rolling_updates_go_down_from_the_highest_ordinal_and_stop_at_the_partition() {
         use S::*;
         let (a, b) = ("web-a", "web-b");
-        let cases: Vec<(&str, StatefulSet, Vec<Arc<Pod>>, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "the highest old pod goes first",
                 set(3),
