@@ -350,6 +350,16 @@ async fn a_partitioned_rolling_update_replaces_pods_from_the_top_down_to_the_par
         out.contains("partitioned roll out complete: 3 new pods have been updated"),
         "{out}"
     );
+
+    // kubectl rollout undo puts the first template back: the equal
+    // revision is reused, renumbered 3, and becomes the update revision.
+    kubectl(&cluster, &["rollout", "undo", "statefulset/web"]).await;
+    status_where(&sets, "the undo observed", |s| {
+        s.update_revision.as_deref() == Some(old.as_str())
+    })
+    .await;
+    let renumbered = revisions.get(&old).await.unwrap();
+    assert_eq!(renumbered.revision, 3);
 }
 
 #[tokio::test]

@@ -826,6 +826,22 @@ mod tests {
     }
 
     #[test]
+    fn only_rolling_update_daemonsets_replace_pods_themselves() {
+        use k8s_openapi::api::apps::v1::DaemonSetUpdateStrategy;
+        let strategy = |kind: Option<&str>| {
+            let mut d = ds("agent", None);
+            d.spec.as_mut().unwrap().update_strategy = kind.map(|k| DaemonSetUpdateStrategy {
+                type_: Some(k.into()),
+                rolling_update: None,
+            });
+            spec_rolls(&d)
+        };
+        assert!(strategy(Some("RollingUpdate")));
+        assert!(strategy(None));
+        assert!(!strategy(Some("OnDelete")));
+    }
+
+    #[test]
     fn pod_events_settle_expectations() {
         let daemons = Informer::<DaemonSet>::empty();
         daemons.apply(ds("agent", None));
