@@ -14,6 +14,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod garbagecollector;
+pub mod history;
 pub mod hpa;
 pub mod job;
 pub mod namespace;
