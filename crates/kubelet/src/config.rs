@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Taint;
-use tugboat_scheduler::plugins::resources::parse_quantity;
 
+use crate::admission::parse_quantity_milli;
 use crate::runtime::fake::{fake_digest, FakeRuntime};
 use crate::runtime::ContainerRuntime;
 
@@ -229,7 +229,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Checks a resource quantity (`8`, `500m`, `32Gi`).
 pub fn parse_quantity_flag(s: &str) -> Result<String, String> {
-    match parse_quantity(s.trim()) {
+    match parse_quantity_milli(s) {
         Some(v) if v >= 0 => Ok(s.trim().to_string()),
         _ => Err(format!(
             "{s:?} is not a resource quantity (e.g. 8, 500m, 32Gi)"

@@ -7,7 +7,8 @@
 //! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait and the
 //!   in-memory [`runtime::fake`] runtime (annotation-driven exits);
 //! - [`node`]: registration and node status; [`lease`]: the node Lease;
-//! - [`pods`]: the pod watch, admission and one worker per pod;
+//! - [`pods`]: the pod watch and one worker per pod; [`admission`]: whether
+//!   a pod fits;
 //!   [`worker`]: the pod state machine; [`status`]: pod status computation;
 //!   [`status_manager`]: coalesced, rate-limited `pods/status` writes;
 //!   [`backoff`]: `CrashLoopBackOff`;
@@ -28,6 +29,7 @@
 //! workers): the process and CRI runtimes, probes, logs/exec and the
 //! kubelet's HTTPS API, volumes, resource reservations and eviction.
 
+pub mod admission;
 pub mod backoff;
 pub mod config;
 pub mod hollow;
