@@ -504,5 +504,10 @@ mod tests {
             "{cidr}"
         );
         assert_eq!(cidr, default_pod_cidr("node-a"));
+        // Names one letter apart spread out.
+        let cidrs: std::collections::BTreeSet<String> = (1..=5)
+            .map(|i| default_pod_cidr(&format!("n{i}")))
+            .collect();
+        assert_eq!(cidrs.len(), 5, "{cidrs:?}");
     }
 }

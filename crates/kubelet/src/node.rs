@@ -349,22 +349,25 @@ impl NodeAgent {
         }
     }
 
-    /// Creates the Node, or reconciles the existing one; retries until done.
-    async fn register(&self) -> Node {
+    /// Creates the Node (true), or reconciles the existing one (false);
+    /// retries until done.
+    async fn register(&self) -> (Node, bool) {
         let api: Api<Node> = Api::all(self.client.clone());
         let mut delay = REGISTER_BACKOFF_START;
         loop {
             let runtime = self.runtime_status().await;
             let node = initial_node(&self.config, &self.version, &runtime, Timestamp::now());
             let result = match api.create(&PostParams::default(), &node).await {
-                Ok(created) => Ok(created),
-                Err(kube::Error::Api(e)) if e.code == 409 => self.reconcile(&api).await,
+                Ok(created) => Ok((created, true)),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    self.reconcile(&api).await.map(|n| (n, false))
+                }
                 Err(e) => Err(e),
             };
             match result {
-                Ok(node) => {
+                Ok(registered) => {
                     tracing::info!(node = %self.config.node_name, "node registered");
-                    return node;
+                    return registered;
                 }
                 Err(error) => {
                     tracing::warn!(node = %self.config.node_name, %error, "registering the node failed; retrying");
@@ -412,15 +415,25 @@ impl NodeAgent {
     /// Registers the Node, then keeps its status up to date.
     pub async fn run(self) {
         let api: Api<Node> = Api::all(self.client.clone());
-        let registered = self.register().await;
+        let (registered, created) = self.register().await;
         if let Some(r) = &self.recorder {
             r.normal(&registered, "Starting", "Starting kubelet.");
+        }
+        let status = registered.status.clone().unwrap_or_default();
+        // Transition times carry over from what the Node shows; events are
+        // recorded for every condition once per kubelet start.
+        let mut conditions = status.conditions.clone().unwrap_or_default();
+        let mut announced: Vec<NodeCondition> = Vec::new();
+        let mut last: Option<(NodeStatus, Instant)> = None;
+        if created {
+            // The Node was created with a full status: nothing to write yet.
+            self.record_transitions(&registered, &announced, &conditions);
+            announced = conditions.clone();
+            last = Some((without_heartbeats(&status), Instant::now()));
         }
         self.node.send_replace(Arc::new(registered));
         self.registered.send_replace(true);
 
-        let mut conditions: Vec<NodeCondition> = Vec::new();
-        let mut last: Option<(NodeStatus, Instant)> = None;
         loop {
             let runtime = self.runtime_status().await;
             let status = node_status(
@@ -446,7 +459,8 @@ impl NodeAgent {
                 {
                     Ok(node) => {
                         let now = status.conditions.clone().unwrap_or_default();
-                        self.record_transitions(&node, &conditions, &now);
+                        self.record_transitions(&node, &announced, &now);
+                        announced = now.clone();
                         conditions = now;
                         last = Some((comparable, Instant::now()));
                         self.node.send_replace(Arc::new(node));

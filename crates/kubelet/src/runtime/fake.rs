@@ -181,6 +181,11 @@ pub(crate) fn fake_digest(input: &str) -> String {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
+        // splitmix64's finalizer: names differing in one letter must not
+        // share leading digits (they pick pod CIDRs).
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
         out.push_str(&format!("{h:016x}"));
     }
     out
