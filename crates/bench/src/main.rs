@@ -17,8 +17,13 @@
 //! `tug-bench scheduler` ([`scheduler`]) measures scheduling throughput end
 //! to end, as upstream's scheduler_perf SchedulingBasic does: Node objects
 //! and pods created through a `tug-apiserver`, the scheduler in process.
+//!
+//! `tug-bench controllers` ([`controllers`]) brings Deployments up on hollow
+//! kubelets with the real API server, scheduler and controller manager, and
+//! reports the time to all available and the controller manager's memory.
 
 mod client;
+mod controllers;
 mod etcd;
 mod pod;
 mod process;
@@ -54,6 +59,41 @@ enum Cmd {
     /// tug-apiserver the benchmark starts, scheduled by the scheduler
     /// running in this process, until every pod's binding is persisted.
     Scheduler(SchedulerFlags),
+    /// Control plane end to end: tug-apiserver, tug-scheduler and
+    /// tug-controller-manager started from this target directory, hollow
+    /// kubelets in this process, N Deployments until all are available.
+    Controllers(ControllersFlags),
+}
+
+#[derive(Debug, clap::Args)]
+struct ControllersFlags {
+    /// Deployments to create.
+    #[arg(long, default_value_t = 1000)]
+    deployments: usize,
+    /// Replicas of each Deployment.
+    #[arg(long, default_value_t = 10)]
+    replicas: i32,
+    /// Hollow nodes (fake kubelets in this process; 110 pods each).
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// Concurrent clients creating the Deployments.
+    #[arg(long, default_value_t = 8)]
+    create_clients: usize,
+    /// Give up (with a JSON error) after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_seconds: u64,
+    /// The tug-apiserver binary [default: next to tug-bench].
+    #[arg(long)]
+    apiserver: Option<PathBuf>,
+    /// The tug-scheduler binary [default: next to tug-bench].
+    #[arg(long)]
+    scheduler: Option<PathBuf>,
+    /// The tug-controller-manager binary [default: next to tug-bench].
+    #[arg(long)]
+    controller_manager: Option<PathBuf>,
+    /// Where the temporary data and log directories go.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         match flags.command {
             Cmd::Api(api) => run_api(api).await,
             Cmd::Scheduler(s) => run_scheduler(s).await,
+            Cmd::Controllers(c) => run_controllers(c).await,
         }
     };
     let mut result = tokio::select! {
@@ -164,6 +205,10 @@ async fn main() -> anyhow::Result<()> {
         out.insert("host".into(), host(load_before));
     }
     println!("{}", serde_json::to_string_pretty(&result)?);
+    if result.get("error").is_some() {
+        // The figures are printed; the exit status says the run failed.
+        std::process::exit(1);
+    }
     Ok(())
 }
 
@@ -209,6 +254,37 @@ async fn run_scheduler(flags: SchedulerFlags) -> anyhow::Result<Value> {
     scheduler::run(&opts, flags.work_dir.as_deref())
         .await
         .context("scheduler benchmark")
+}
+
+async fn run_controllers(flags: ControllersFlags) -> anyhow::Result<Value> {
+    anyhow::ensure!(flags.nodes > 0, "--nodes must be at least 1");
+    anyhow::ensure!(flags.replicas >= 0, "--replicas must not be negative");
+    anyhow::ensure!(
+        flags.timeout_seconds > 0,
+        "--timeout-seconds must be positive"
+    );
+    anyhow::ensure!(
+        flags.nodes <= kubelet::hollow::MAX_HOLLOW_NODES,
+        "--nodes must be at most {}",
+        kubelet::hollow::MAX_HOLLOW_NODES
+    );
+    let binary = |given: Option<PathBuf>, name: &str| match given {
+        Some(p) => Ok(p),
+        None => controllers::sibling_binary(name),
+    };
+    let opts = controllers::ControllersOptions {
+        apiserver: binary(flags.apiserver, "tug-apiserver")?,
+        scheduler: binary(flags.scheduler, "tug-scheduler")?,
+        controller_manager: binary(flags.controller_manager, "tug-controller-manager")?,
+        deployments: flags.deployments,
+        replicas: flags.replicas,
+        nodes: flags.nodes,
+        create_clients: flags.create_clients,
+        timeout: std::time::Duration::from_secs(flags.timeout_seconds),
+    };
+    controllers::run(&opts, flags.work_dir.as_deref())
+        .await
+        .context("controllers benchmark")
 }
 
 async fn run_api(flags: ApiFlags) -> anyhow::Result<Value> {

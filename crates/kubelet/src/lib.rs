@@ -1,0 +1,202 @@
+//! `tug-kubelet`: the node agent. It registers a Node, heartbeats its
+//! Lease, and runs the pods bound to the node through a container runtime,
+//! reporting their status the way upstream's kubelet does, so that the
+//! controllers, the scheduler and kubectl see real nodes.
+//!
+//! - [`config`]: [`KubeletConfig`] and the parsing of flag values;
+//! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait and the
+//!   in-memory [`runtime::fake`] runtime (annotation-driven exits);
+//! - [`node`]: registration and node status; [`lease`]: the node Lease;
+//! - [`pods`]: the pod watch and one worker per pod; [`admission`]: whether
+//!   a pod fits;
+//!   [`worker`]: the pod state machine; [`status`]: pod status computation;
+//!   [`status_manager`]: coalesced, rate-limited `pods/status` writes;
+//!   [`backoff`]: `CrashLoopBackOff`;
+//! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
+//!   upstream's kubemark hollow nodes.
+//!
+//! ```no_run
+//! # async fn demo(client: kube::Client) -> anyhow::Result<()> {
+//! use tugboat_kubelet::{HollowNodes, Kubelet, KubeletConfig};
+//! let node = Kubelet::start(client.clone(), KubeletConfig::new("node-a")).await?;
+//! node.wait_registered(std::time::Duration::from_secs(10)).await?;
+//! let hollow = HollowNodes::start(client, "hollow", 100, &KubeletConfig::new("")).await?;
+//! hollow.wait_ready(std::time::Duration::from_secs(60)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Not built yet (a later issue adds them behind the same trait and
+//! workers): the process and CRI runtimes, probes, logs/exec and the
+//! kubelet's HTTPS API, volumes, resource reservations and eviction.
+
+pub mod admission;
+pub mod backoff;
+pub mod config;
+pub mod hollow;
+pub mod lease;
+pub mod node;
+pub mod pods;
+pub mod ratelimit;
+pub mod runtime;
+pub mod status;
+pub mod status_manager;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use component_base::events::EventRecorder;
+use k8s_openapi::jiff::Timestamp;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+pub use config::{KubeletConfig, MachineInfo};
+pub use hollow::HollowNodes;
+
+use crate::node::NodeAgent;
+use crate::pods::PodManager;
+use crate::ratelimit::RateLimiter;
+use crate::status_manager::StatusManager;
+use crate::worker::WorkerContext;
+
+/// Starts kubelets.
+pub struct Kubelet;
+
+/// A running kubelet. Dropping it (or [`KubeletHandle::shutdown`]) stops
+/// every task; like upstream's kubelet stopping, that leaves the Node and
+/// its pods in the API as they are.
+pub struct KubeletHandle {
+    node_name: String,
+    registered: watch::Receiver<bool>,
+    node: watch::Receiver<Arc<k8s_openapi::api::core::v1::Node>>,
+    tasks: JoinSet<()>,
+}
+
+impl Kubelet {
+    /// Starts a kubelet for `config.node_name` on this tokio runtime:
+    /// registration and node status, the Lease, the pod watch and workers.
+    /// Returns once everything is spawned; see
+    /// [`KubeletHandle::wait_registered`].
+    pub async fn start(
+        client: kube::Client,
+        config: KubeletConfig,
+    ) -> anyhow::Result<KubeletHandle> {
+        if let Some(problem) = crate::config::node_name_problem(&config.node_name) {
+            anyhow::bail!("invalid node name {:?}: {problem}", config.node_name);
+        }
+        let runtime = config.runtime.clone();
+        let version = runtime
+            .version()
+            .await
+            .context("asking the runtime its version")?;
+        let pod_cidr = config
+            .pod_cidr
+            .clone()
+            .unwrap_or_else(|| crate::config::default_pod_cidr(&config.node_name));
+        runtime
+            .update_runtime_config(&pod_cidr)
+            .await
+            .with_context(|| format!("handing pod CIDR {pod_cidr} to the runtime"))?;
+        let runtime_status = runtime.status().await.unwrap_or_default();
+
+        let config = Arc::new(config);
+        let limiter = Arc::new(RateLimiter::new(config.kube_api_qps, config.kube_api_burst));
+        let recorder = config
+            .record_events
+            .then(|| EventRecorder::new(client.clone(), "kubelet"));
+        let initial = node::initial_node(&config, &version, &runtime_status, Timestamp::now());
+        let (node_tx, node_rx) = watch::channel(Arc::new(initial));
+        let (registered_tx, registered_rx) = watch::channel(false);
+        let poke = Arc::new(Notify::new());
+        let mut tasks = JoinSet::new();
+
+        let agent = NodeAgent {
+            client: client.clone(),
+            config: config.clone(),
+            version: version.clone(),
+            recorder: recorder.clone(),
+            node: node_tx.clone(),
+            registered: registered_tx,
+            poke: poke.clone(),
+        };
+        tasks.spawn(agent.run());
+        tasks.spawn(node::watch_node(
+            client.clone(),
+            config.clone(),
+            node_tx,
+            registered_rx.clone(),
+            poke,
+            pod_cidr,
+        ));
+        tasks.spawn(lease::run(
+            client.clone(),
+            config.node_name.clone(),
+            config.node_lease_duration_seconds,
+            config.node_lease_renew_interval,
+            node_rx.clone(),
+        ));
+
+        let status = StatusManager::new(client.clone(), limiter.clone());
+        for _ in 0..config.status_writers.max(1) {
+            tasks.spawn(status.clone().run_writer());
+        }
+        let ctx = Arc::new(WorkerContext {
+            client,
+            runtime,
+            runtime_name: version.runtime_name.clone(),
+            host_ips: vec![config.node_ip.to_string()],
+            status,
+            recorder,
+            limiter,
+        });
+        let pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
+        tasks.spawn(pods.run());
+        tracing::info!(node = %config.node_name, runtime = %version.runtime_name, "kubelet started");
+        Ok(KubeletHandle {
+            node_name: config.node_name.clone(),
+            registered: registered_rx,
+            node: node_rx,
+            tasks,
+        })
+    }
+}
+
+impl KubeletHandle {
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// Whether the Node has been registered.
+    pub fn is_registered(&self) -> bool {
+        *self.registered.borrow()
+    }
+
+    /// The newest copy of the Node the kubelet has.
+    pub fn node(&self) -> Arc<k8s_openapi::api::core::v1::Node> {
+        self.node.borrow().clone()
+    }
+
+    /// Waits until the Node is registered.
+    pub async fn wait_registered(&self, timeout: Duration) -> anyhow::Result<()> {
+        let mut registered = self.registered.clone();
+        tokio::time::timeout(timeout, registered.wait_for(|r| *r))
+            .await
+            .with_context(|| format!("node {} not registered within {timeout:?}", self.node_name))?
+            .context("the kubelet stopped")?;
+        Ok(())
+    }
+
+    /// Stops the kubelet and waits for its tasks to end.
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
+    }
+
+    /// Resolves if a kubelet task ends by itself (it should not).
+    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+        match self.tasks.join_next().await {
+            Some(Err(e)) if e.is_panic() => anyhow::bail!("a kubelet task panicked: {e}"),
+            _ => anyhow::bail!("a kubelet task ended"),
+        }
+    }
+}

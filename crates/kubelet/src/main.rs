@@ -1,0 +1,219 @@
+//! `tug-kubelet`: parse flags, serve `/healthz`, run the kubelet until
+//! Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use clap::{Parser, ValueEnum};
+use k8s_openapi::api::core::v1::Taint;
+use tugboat_kubelet::config::{
+    parse_duration, parse_node_labels, parse_quantity_flag, parse_taints,
+};
+use tugboat_kubelet::runtime::fake::FakeRuntime;
+use tugboat_kubelet::{Kubelet, KubeletConfig, MachineInfo};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Runtime {
+    /// In-memory containers: nothing is executed (hollow nodes).
+    Fake,
+    /// Containers as local processes (not built yet).
+    Process,
+    /// A CRI runtime such as containerd (not built yet).
+    Cri,
+}
+
+/// The Tugboat kubelet: registers a Node and runs the pods bound to it.
+#[derive(Debug, Parser)]
+#[command(name = "tug-kubelet", version)]
+struct Flags {
+    /// Kubeconfig to reach the API server (default: KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The Node's name [default: the host name].
+    #[arg(long, alias = "hostname-override")]
+    node_name: Option<String>,
+    /// The container runtime.
+    #[arg(long, value_enum, default_value_t = Runtime::Fake)]
+    runtime: Runtime,
+    /// Fake runtime: the node's cpu capacity.
+    #[arg(long, default_value = "8", value_parser = parse_quantity_flag)]
+    fake_cpu: String,
+    /// Fake runtime: the node's memory capacity.
+    #[arg(long, default_value = "32Gi", value_parser = parse_quantity_flag)]
+    fake_memory: String,
+    /// Fake runtime: the node's ephemeral-storage capacity.
+    #[arg(long, default_value = "100Gi", value_parser = parse_quantity_flag)]
+    fake_ephemeral_storage: String,
+    /// The most pods the node runs (its `pods` capacity).
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// The node's InternalIP [default: the local address that reaches the API server].
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// The CIDR pod IPs come from (the Node's spec.podCIDR wins when set) [default: a /24 of 10.244.0.0/16 chosen by the node name].
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// Labels to add when registering the Node (`k=v,k2=v2`).
+    #[arg(long, default_value = "", value_parser = parse_node_labels)]
+    node_labels: BTreeMap<String, String>,
+    /// Taints to register the Node with (`key=value:Effect,key:Effect`).
+    #[arg(long, default_value = "", value_parser = parse_taints_flag)]
+    register_with_taints: Taints,
+    /// How often the node status is computed and written when it changed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    node_status_update_frequency: Duration,
+    /// How often an unchanged node status is written anyway [default: the update frequency].
+    #[arg(long, value_parser = parse_duration)]
+    node_status_report_frequency: Option<Duration>,
+    /// `leaseDurationSeconds` of the node Lease.
+    #[arg(long, default_value_t = 40)]
+    node_lease_duration_seconds: i32,
+    /// How often the node Lease is renewed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    node_lease_renew_interval: Duration,
+    /// API writes per second (0: unlimited).
+    #[arg(long, default_value_t = 50.0)]
+    kube_api_qps: f64,
+    /// API writes allowed in a burst.
+    #[arg(long, default_value_t = 100)]
+    kube_api_burst: u32,
+    /// Where /healthz is served (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1")]
+    healthz_bind_address: IpAddr,
+    /// The /healthz port; 0 disables it.
+    #[arg(long, default_value_t = 10248)]
+    healthz_port: u16,
+    /// Log filter (RUST_LOG syntax).
+    #[arg(
+        short = 'v',
+        long = "log-level",
+        default_value = "info",
+        env = "RUST_LOG"
+    )]
+    log_level: String,
+}
+
+/// A parsed `--register-with-taints` (a newtype so clap does not take the
+/// `Vec` for a repeated flag).
+#[derive(Debug, Clone)]
+struct Taints(Vec<Taint>);
+
+fn parse_taints_flag(s: &str) -> Result<Taints, String> {
+    parse_taints(s).map(Taints)
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The local address the kernel would use to reach `server` (a UDP
+/// "connection" sends nothing): upstream's default node IP is the one of
+/// the interface with the default route, this is the one toward the API
+/// server.
+async fn local_ip_towards(server: &http::Uri) -> Option<IpAddr> {
+    let host = server.host()?.trim_matches(['[', ']']);
+    let port = server.port_u16().unwrap_or(443);
+    let target = tokio::net::lookup_host((host, port)).await.ok()?.next()?;
+    let bind: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
+        .init();
+    match flags.runtime {
+        Runtime::Fake => {}
+        Runtime::Process | Runtime::Cri => anyhow::bail!(
+            "--runtime {}: not built yet; only --runtime fake is available for now",
+            match flags.runtime {
+                Runtime::Process => "process",
+                _ => "cri",
+            }
+        ),
+    }
+    anyhow::ensure!(flags.max_pods > 0, "--max-pods must be at least 1");
+    anyhow::ensure!(
+        flags.node_lease_duration_seconds > 0,
+        "--node-lease-duration-seconds must be positive"
+    );
+    anyhow::ensure!(
+        !flags.node_lease_renew_interval.is_zero(),
+        "--node-lease-renew-interval must be positive"
+    );
+    anyhow::ensure!(
+        !flags.node_status_update_frequency.is_zero(),
+        "--node-status-update-frequency must be positive"
+    );
+    if let Some(cidr) = &flags.pod_cidr {
+        tugboat_kubelet::runtime::fake::Cidr::parse(cidr)
+            .map_err(|e| anyhow::anyhow!("--pod-cidr: {e}"))?;
+    }
+
+    let kube_config = component_base::client::config(flags.kubeconfig.as_deref()).await?;
+    let node_ip = match flags.node_ip {
+        Some(ip) => ip,
+        None => local_ip_towards(&kube_config.cluster_url)
+            .await
+            .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+    };
+    let client = kube::Client::try_from(kube_config)?;
+    let node_name = flags.node_name.clone().unwrap_or_else(host_name);
+
+    let mut config = KubeletConfig::new(node_name.clone());
+    config.machine = MachineInfo::fake(
+        &node_name,
+        &flags.fake_cpu,
+        &flags.fake_memory,
+        &flags.fake_ephemeral_storage,
+    );
+    config.runtime = Arc::new(FakeRuntime::new());
+    config.node_ip = node_ip;
+    config.pod_cidr = flags.pod_cidr.clone();
+    config.node_labels = flags.node_labels.clone();
+    config.register_with_taints = flags.register_with_taints.0.clone();
+    config.max_pods = flags.max_pods;
+    config.node_status_update_frequency = flags.node_status_update_frequency;
+    config.node_status_report_frequency = flags
+        .node_status_report_frequency
+        .unwrap_or(flags.node_status_update_frequency);
+    config.node_lease_duration_seconds = flags.node_lease_duration_seconds;
+    config.node_lease_renew_interval = flags.node_lease_renew_interval;
+    config.kube_api_qps = flags.kube_api_qps;
+    config.kube_api_burst = flags.kube_api_burst;
+
+    if flags.healthz_port != 0 {
+        let address = SocketAddr::new(flags.healthz_bind_address, flags.healthz_port);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding {address} (--healthz-port 0 disables it)"))?;
+        let health = axum::Router::new().route("/healthz", get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, health).await });
+    }
+
+    let mut kubelet = Kubelet::start(client, config).await?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        stopped = kubelet.stopped() => stopped?,
+    }
+    kubelet.shutdown().await;
+    Ok(())
+}

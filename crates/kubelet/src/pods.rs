@@ -1,0 +1,210 @@
+//! The pods bound to this node: a watch with `fieldSelector
+//! spec.nodeName=<node>` feeds one [`crate::worker`] per pod UID (a pod
+//! recreated under the same name is a new pod), as upstream's pod config
+//! and `HandlePodAdditions` / `HandlePodUpdates` / `HandlePodRemoves` do:
+//! - a new pod is admitted first ([`crate::admission`], upstream's
+//!   predicate admit handler): pods that already finished are never run
+//!   again, and pods that do not fit are rejected (phase `Failed`, reason
+//!   `OutOfcpu` etc.); pods listed together at start are admitted oldest
+//!   first;
+//! - updates go to the pod's worker (it always sees the newest version);
+//! - a pod gone from the API stops its worker, which cleans the runtime up;
+//!   after a re-list, pods no longer listed count as gone;
+//! - the runtime's container events wake the worker of the pod they
+//!   concern; if events were lost, every worker is woken.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::{watcher, WatchStreamExt};
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::admission::admit;
+use crate::status::is_terminal;
+use crate::worker::{PodWorker, Start, WorkerContext};
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+fn is_finished(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(is_terminal)
+}
+
+struct WorkerHandle {
+    updates: watch::Sender<Option<Arc<Pod>>>,
+    poke: Arc<Notify>,
+    active: Arc<AtomicBool>,
+}
+
+/// Runs the pods of one node.
+pub struct PodManager {
+    ctx: Arc<WorkerContext>,
+    node_name: String,
+    /// The node as last seen (for admission).
+    node: watch::Receiver<Arc<Node>>,
+    workers: HashMap<String, WorkerHandle>,
+    tasks: JoinSet<()>,
+}
+
+impl PodManager {
+    pub fn new(
+        ctx: Arc<WorkerContext>,
+        node_name: String,
+        node: watch::Receiver<Arc<Node>>,
+    ) -> Self {
+        PodManager {
+            ctx,
+            node_name,
+            node,
+            workers: HashMap::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// The pods admitted and still holding resources.
+    fn active_pods(&self) -> Vec<Arc<Pod>> {
+        self.workers
+            .values()
+            .filter(|w| w.active.load(Ordering::SeqCst))
+            .filter_map(|w| w.updates.borrow().clone())
+            .collect()
+    }
+
+    fn spawn(&mut self, pod: Arc<Pod>, start: Start) {
+        let (tx, rx) = watch::channel(Some(pod.clone()));
+        let poke = Arc::new(Notify::new());
+        let active = Arc::new(AtomicBool::new(false));
+        let worker = PodWorker::new(self.ctx.clone(), rx, poke.clone(), active.clone(), start);
+        self.tasks.spawn(worker.run());
+        self.workers.insert(
+            uid(&pod),
+            WorkerHandle {
+                updates: tx,
+                poke,
+                active,
+            },
+        );
+    }
+
+    /// A pod was added or changed.
+    fn apply(&mut self, pod: Pod) {
+        let key = uid(&pod);
+        if key.is_empty() {
+            return;
+        }
+        let pod = Arc::new(pod);
+        if let Some(w) = self.workers.get(&key) {
+            w.updates.send_replace(Some(pod));
+            return;
+        }
+        let start = if is_finished(&pod) {
+            Start::Finished
+        } else if pod.metadata.deletion_timestamp.is_some() {
+            // Being deleted before it ever ran here: no admission, the
+            // worker goes straight to termination.
+            Start::Run
+        } else {
+            let node = self.node.borrow().clone();
+            let active = self.active_pods();
+            let others: Vec<&Pod> = active.iter().map(|p| p.as_ref()).collect();
+            match admit(&pod, &node, &others) {
+                Ok(()) => Start::Run,
+                Err((reason, message)) => {
+                    tracing::info!(pod = %format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or("")), %reason, %message, "pod rejected");
+                    Start::Rejected(reason, message)
+                }
+            }
+        };
+        self.spawn(pod, start);
+    }
+
+    /// A pod left the API.
+    fn remove(&mut self, key: &str) {
+        if let Some(w) = self.workers.remove(key) {
+            w.updates.send_replace(None);
+        }
+    }
+
+    fn poke(&self, pod_uid: &str) {
+        if let Some(w) = self.workers.get(pod_uid) {
+            w.poke.notify_one();
+        }
+    }
+
+    fn poke_all(&self) {
+        for w in self.workers.values() {
+            w.poke.notify_one();
+        }
+    }
+
+    /// Watches the node's pods until the task is aborted.
+    pub async fn run(mut self) {
+        let api: Api<Pod> = Api::all(self.ctx.client.clone());
+        let config =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
+        let mut stream = watcher(api, config).default_backoff().boxed();
+        let mut events = self.ctx.runtime.container_events();
+        let mut relist: Option<Vec<Pod>> = None;
+        loop {
+            tokio::select! {
+                event = stream.next() => {
+                    let Some(event) = event else { return };
+                    match event {
+                        Ok(watcher::Event::Init) => relist = Some(Vec::new()),
+                        Ok(watcher::Event::InitApply(pod)) => match relist.as_mut() {
+                            Some(list) => list.push(pod),
+                            None => self.apply(pod),
+                        },
+                        Ok(watcher::Event::InitDone) => {
+                            let mut pods = relist.take().unwrap_or_default();
+                            let listed: HashSet<String> = pods.iter().map(uid).collect();
+                            let gone: Vec<String> = self
+                                .workers
+                                .keys()
+                                .filter(|k| !listed.contains(*k))
+                                .cloned()
+                                .collect();
+                            for key in gone {
+                                self.remove(&key);
+                            }
+                            // Upstream admits pods in creation order.
+                            pods.sort_by(|a, b| {
+                                let ts = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                                ts(a).cmp(&ts(b)).then_with(|| a.metadata.name.cmp(&b.metadata.name))
+                            });
+                            for pod in pods {
+                                self.apply(pod);
+                            }
+                        }
+                        Ok(watcher::Event::Apply(pod)) => self.apply(pod),
+                        Ok(watcher::Event::Delete(pod)) => self.remove(&uid(&pod)),
+                        Err(error) => tracing::warn!(%error, "pod watch failed; retrying"),
+                    }
+                }
+                event = events.recv() => match event {
+                    Ok(e) => self.poke(&e.pod_uid),
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.poke_all(),
+                    Err(broadcast::error::RecvError::Closed) => {
+                        events = self.ctx.runtime.container_events();
+                    }
+                },
+                Some(done) = self.tasks.join_next() => {
+                    if let Err(e) = done {
+                        if e.is_panic() {
+                            tracing::error!(error = %e, "a pod worker panicked");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Writing pod statuses to the API server, as upstream's status manager
+//! (`pkg/kubelet/status`) does:
+//! - pod workers [`StatusManager::set`] a status whenever they compute one;
+//!   a status equal to the last one set is dropped, and several set before
+//!   the writer gets to the pod collapse into one write of the newest;
+//! - a pod is never written by two writers at once, so writes land in
+//!   order; every write waits for the kubelet's API rate limiter;
+//! - a write is a strategic merge patch of `pods/status` carrying only the
+//!   kubelet's fields, so conditions other components own (readiness gates,
+//!   `DisruptionTarget`) survive: conditions merge by `type` and container
+//!   statuses by `name`, with explicit nulls for fields that went away (a
+//!   container state switching from `running` to `terminated`), which is
+//!   what upstream's two-way diff produces. The patch carries
+//!   `metadata.uid` as upstream's does;
+//! - a pod that is gone (404) is forgotten; other failures retry after a
+//!   second.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{json, Map, Value};
+use tokio::sync::{oneshot, Notify};
+
+use crate::ratelimit::RateLimiter;
+
+/// Sets `keys` that `obj` lacks to null, so a merge patch removes them.
+fn null_missing(obj: &mut Value, keys: &[&str]) {
+    if let Value::Object(map) = obj {
+        for key in keys {
+            map.entry(key.to_string()).or_insert(Value::Null);
+        }
+    }
+}
+
+fn null_missing_state(state: &mut Value) {
+    if state.is_object() {
+        null_missing(state, &["running", "terminated", "waiting"]);
+        for inner in ["running", "terminated", "waiting"] {
+            let keys: &[&str] = match inner {
+                "running" => &["startedAt"],
+                "terminated" => &[
+                    "reason",
+                    "message",
+                    "startedAt",
+                    "finishedAt",
+                    "containerID",
+                    "signal",
+                ],
+                _ => &["reason", "message"],
+            };
+            if let Some(v) = state.get_mut(inner) {
+                null_missing(v, keys);
+            }
+        }
+    }
+}
+
+/// The `pods/status` strategic merge patch that makes the kubelet's fields
+/// of the live status equal `status`.
+pub fn status_patch(uid: &str, status: &PodStatus) -> Value {
+    let mut status = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    null_missing(
+        &mut status,
+        &[
+            "phase",
+            "reason",
+            "message",
+            "hostIP",
+            "hostIPs",
+            "podIP",
+            "podIPs",
+            "startTime",
+        ],
+    );
+    for list in ["conditions", "containerStatuses", "initContainerStatuses"] {
+        let Some(Value::Array(items)) = status.get_mut(list) else {
+            continue;
+        };
+        for item in items {
+            if list == "conditions" {
+                null_missing(item, &["reason", "message", "lastProbeTime"]);
+                continue;
+            }
+            null_missing(item, &["containerID", "lastState", "started"]);
+            if let Some(state) = item.get_mut("state") {
+                null_missing_state(state);
+            }
+            if let Some(last) = item.get_mut("lastState") {
+                null_missing_state(last);
+            }
+        }
+    }
+    let mut meta = Map::new();
+    meta.insert("uid".into(), json!(uid));
+    json!({"metadata": meta, "status": status})
+}
+
+struct Entry {
+    namespace: String,
+    name: String,
+    desired: PodStatus,
+    version: u64,
+    written: u64,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    queue: VecDeque<String>,
+    queued: HashSet<String>,
+    processing: HashSet<String>,
+}
+
+impl State {
+    fn enqueue(&mut self, uid: &str) {
+        if !self.processing.contains(uid) && self.queued.insert(uid.to_string()) {
+            self.queue.push_back(uid.to_string());
+        }
+    }
+}
+
+struct Inner {
+    client: kube::Client,
+    limiter: Arc<RateLimiter>,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+/// The kubelet's pod status writer. Cheap to clone.
+#[derive(Clone)]
+pub struct StatusManager {
+    inner: Arc<Inner>,
+}
+
+impl StatusManager {
+    pub fn new(client: kube::Client, limiter: Arc<RateLimiter>) -> Self {
+        StatusManager {
+            inner: Arc::new(Inner {
+                client,
+                limiter,
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks for `status` to be written to pod `namespace/name` with `uid`.
+    pub fn set(&self, uid: &str, namespace: &str, name: &str, status: PodStatus) {
+        let mut state = self.lock();
+        match state.entries.get_mut(uid) {
+            Some(e) if e.desired == status => return,
+            Some(e) => {
+                e.desired = status;
+                e.version += 1;
+            }
+            None => {
+                state.entries.insert(
+                    uid.to_string(),
+                    Entry {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                        desired: status,
+                        version: 1,
+                        written: 0,
+                        waiters: Vec::new(),
+                    },
+                );
+            }
+        }
+        state.enqueue(uid);
+        drop(state);
+        self.inner.wake.notify_one();
+    }
+
+    /// The status last set for `uid`.
+    pub fn desired(&self, uid: &str) -> Option<PodStatus> {
+        self.lock().entries.get(uid).map(|e| e.desired.clone())
+    }
+
+    /// Waits until the status last set for `uid` is written (or dropped
+    /// because the pod is gone).
+    pub async fn flush(&self, uid: &str) {
+        let rx = {
+            let mut state = self.lock();
+            match state.entries.get_mut(uid) {
+                Some(e) if e.written < e.version => {
+                    let (tx, rx) = oneshot::channel();
+                    e.waiters.push(tx);
+                    rx
+                }
+                _ => return,
+            }
+        };
+        let _ = rx.await;
+    }
+
+    /// Forgets a pod that is gone; pending writes are dropped.
+    pub fn forget(&self, uid: &str) {
+        let mut state = self.lock();
+        state.entries.remove(uid);
+        if state.queued.remove(uid) {
+            state.queue.retain(|u| u != uid);
+        }
+    }
+
+    /// The next pod to write, waiting for one.
+    async fn next(&self) -> String {
+        loop {
+            let notified = self.inner.wake.notified();
+            {
+                let mut state = self.lock();
+                if let Some(uid) = state.queue.pop_front() {
+                    state.queued.remove(&uid);
+                    state.processing.insert(uid.clone());
+                    // More work: let another writer take it.
+                    if !state.queue.is_empty() {
+                        self.inner.wake.notify_one();
+                    }
+                    return uid;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Marks `uid` done up to `version`; requeues it if it changed since.
+    fn done(&self, uid: &str, version: u64, written: bool) {
+        let mut state = self.lock();
+        state.processing.remove(uid);
+        let Some(e) = state.entries.get_mut(uid) else {
+            return;
+        };
+        if written {
+            e.written = e.written.max(version);
+        }
+        if e.written >= e.version {
+            for w in e.waiters.drain(..) {
+                let _ = w.send(());
+            }
+        } else {
+            state.enqueue(uid);
+            drop(state);
+            self.inner.wake.notify_one();
+        }
+    }
+
+    async fn write_one(&self, uid: String) {
+        let job = {
+            let state = self.lock();
+            state.entries.get(&uid).map(|e| {
+                (
+                    e.namespace.clone(),
+                    e.name.clone(),
+                    e.desired.clone(),
+                    e.version,
+                )
+            })
+        };
+        let Some((namespace, name, status, version)) = job else {
+            self.lock().processing.remove(&uid);
+            return;
+        };
+        self.inner.limiter.acquire().await;
+        let api: Api<Pod> = Api::namespaced(self.inner.client.clone(), &namespace);
+        let patch = status_patch(&uid, &status);
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            Ok(_) => self.done(&uid, version, true),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                // The pod is gone: nothing to write, nobody to wait for.
+                let mut state = self.lock();
+                state.processing.remove(&uid);
+                if let Some(mut e) = state.entries.remove(&uid) {
+                    for w in e.waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(pod = %format!("{namespace}/{name}"), %error, "updating pod status failed; retrying");
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    this.done(&uid, version, false);
+                });
+            }
+        }
+    }
+
+    /// One writer: runs until the task is aborted.
+    pub async fn run_writer(self) {
+        loop {
+            let uid = self.next().await;
+            self.write_one(uid).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateTerminated, ContainerStatus, PodCondition,
+    };
+
+    use super::*;
+
+    #[test]
+    fn the_patch_nulls_what_went_away() {
+        let status = PodStatus {
+            phase: Some("Succeeded".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: Some("PodCompleted".into()),
+                ..Default::default()
+            }]),
+            container_statuses: Some(vec![ContainerStatus {
+                name: "app".into(),
+                state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 0,
+                        reason: Some("Completed".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let patch = status_patch("u1", &status);
+        assert_eq!(patch["metadata"]["uid"], "u1");
+        let s = &patch["status"];
+        assert_eq!(s["phase"], "Succeeded");
+        assert!(s["podIP"].is_null() && s.get("podIP").is_some());
+        let cond = &s["conditions"][0];
+        assert_eq!(cond["reason"], "PodCompleted");
+        assert!(cond.get("message").is_some_and(Value::is_null));
+        let state = &s["containerStatuses"][0]["state"];
+        assert!(state.get("running").is_some_and(Value::is_null));
+        assert!(state.get("waiting").is_some_and(Value::is_null));
+        assert_eq!(state["terminated"]["exitCode"], 0);
+        assert!(state["terminated"]
+            .get("message")
+            .is_some_and(Value::is_null));
+        assert!(s["containerStatuses"][0]
+            .get("lastState")
+            .is_some_and(Value::is_null));
+        // Fields the kubelet does not own are left alone.
+        assert!(s.get("qosClass").is_none());
+        assert!(s.get("nominatedNodeName").is_none());
+    }
+}
