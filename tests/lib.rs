@@ -243,7 +243,8 @@ impl Component {
             .arg(&server.kubeconfig)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // tracing's fmt subscriber logs to stdout; errors go to stderr.
+            .stdout(file.try_clone().expect("log file"))
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));

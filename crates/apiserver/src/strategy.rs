@@ -50,6 +50,7 @@ pub fn check_decodes(resource: &ResourceInfo, obj: &Value) -> Result<(), String>
 /// Fill in what upstream's defaulting fills in, so objects read back as they
 /// would from a real cluster (kubectl diff and edit compare against these).
 pub fn default(resource: &ResourceInfo, obj: &mut Value) {
+    drop_empty_metadata(obj);
     match (resource.group, resource.kind) {
         ("", "Namespace") => {
             let name = api::meta::name(obj).unwrap_or_default().to_string();
@@ -292,6 +293,26 @@ fn default_service(obj: &mut Value) {
             if let Some(port) = p.get("port").cloned() {
                 set_default(p, "targetPort", port);
             }
+        }
+    }
+}
+
+/// Upstream's ObjectMeta marks these `omitempty`, so an empty list or map
+/// (left by a patch that removed the last owner reference or finalizer)
+/// reads back as absent, never as `[]`.
+fn drop_empty_metadata(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["ownerReferences", "finalizers", "labels", "annotations", "managedFields"] {
+        let empty = match meta.get(field) {
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(m)) => m.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove(field);
         }
     }
 }
@@ -907,6 +928,14 @@ mod tests {
         prepare_create(pods, &mut pod);
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn empty_metadata_lists_and_maps_read_back_as_absent() {
+        let cms = find("", "v1", "configmaps").unwrap();
+        let mut cm = json!({"metadata": {"name": "c", "ownerReferences": [], "finalizers": [], "labels": {}, "annotations": {"a": "b"}}});
+        default(cms, &mut cm);
+        assert_eq!(cm["metadata"], json!({"name": "c", "annotations": {"a": "b"}}));
     }
 
     #[test]
