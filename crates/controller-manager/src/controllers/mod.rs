@@ -26,8 +26,11 @@ pub mod statefulset;
 pub type Start = fn(Context) -> BoxFuture<'static, anyhow::Result<()>>;
 
 /// Every controller, by the name `--controllers` uses.
-pub const CONTROLLERS: &[(&str, Start)] =
-    &[("serviceaccount", |ctx| Box::pin(serviceaccount::run(ctx)))];
+pub const CONTROLLERS: &[(&str, Start)] = &[
+    ("serviceaccount", |ctx| Box::pin(serviceaccount::run(ctx))),
+    ("job", |ctx| Box::pin(job::run(ctx))),
+    ("cronjob", |ctx| Box::pin(cronjob::run(ctx))),
+];
 
 /// Whether `name` is enabled by a `--controllers` list: `*` enables all,
 /// `foo` enables foo, `-foo` disables it (upstream's syntax).
