@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
+use component_base::events::EventRecorder;
 use futures::future::join_all;
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
@@ -94,6 +95,8 @@ impl FinalizerExpectations {
 #[derive(Clone)]
 struct Controller {
     ctx: Context,
+    /// Events come from `job-controller`, as upstream's.
+    recorder: EventRecorder,
     jobs: Informer<Job>,
     pods: Informer<Pod>,
     queue: WorkQueue<ObjectKey>,
@@ -106,6 +109,7 @@ struct Controller {
 /// Run the Job controller and the TTL-after-finished controller.
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let controller = Controller {
+        recorder: EventRecorder::new(ctx.client.clone(), "job-controller"),
         jobs: ctx.informers.get::<Job>(),
         pods: ctx.informers.get::<Pod>(),
         ctx: ctx.clone(),
@@ -335,12 +339,10 @@ impl Controller {
 
     fn record(&self, job: &Job, event: &Event) {
         if event.warning {
-            self.ctx
-                .recorder
+            self.recorder
                 .warning(job, &event.reason, event.message.clone());
         } else {
-            self.ctx
-                .recorder
+            self.recorder
                 .normal(job, &event.reason, event.message.clone());
         }
     }
