@@ -289,11 +289,14 @@ async fn jobs_started_by_hand_are_reported_but_not_taken_over() {
     .await;
     let (deleted, _) = wait_for_event(client, "nightly", "SuccessfulDelete").await;
     assert_eq!(deleted, "Deleted job nightly-manual");
-    let status = get_cronjob(client, "nightly")
-        .await
-        .status
-        .unwrap_or_default();
-    assert!(status.last_successful_time.is_some());
+    common::eventually(WAIT, "the manual run's success recorded", || async {
+        let status = get_cronjob(client, "nightly")
+            .await
+            .status
+            .unwrap_or_default();
+        status.last_successful_time
+    })
+    .await;
     assert!(jobs.get_opt("bystander").await.unwrap().is_some());
 }
 

@@ -426,9 +426,15 @@ async fn a_finished_job_is_deleted_after_its_ttl() {
     create_job(client, "brief", json!({"ttlSecondsAfterFinished": 1})).await;
     let pod = wait_for_pods(client, "brief", 1).await.remove(0);
     set_phase(client, &name(&pod), "Succeeded").await;
-    wait_for_condition(client, "brief", "Complete").await;
+    // Condition times are whole seconds, so a one-second TTL may expire
+    // moments after the Job completes: wait for it to go, then check it
+    // had completed.
     common::eventually(WAIT, "the job deleted", || async {
         get_job(client, "brief").await.is_none().then_some(())
     })
     .await;
+    assert_eq!(
+        wait_for_event(client, "brief", "Completed").await,
+        "Job completed"
+    );
 }
