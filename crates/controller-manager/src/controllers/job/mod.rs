@@ -33,6 +33,7 @@ use component_base::events::EventRecorder;
 use futures::future::join_all;
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -145,11 +146,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
 
 impl Controller {
     /// The Job a controller reference points to, if it still exists.
-    fn resolve(
-        &self,
-        namespace: &str,
-        owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-    ) -> Option<Arc<Job>> {
+    fn resolve(&self, namespace: &str, owner: &OwnerReference) -> Option<Arc<Job>> {
         if owner.kind != "Job" {
             return None;
         }
