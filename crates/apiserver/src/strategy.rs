@@ -174,15 +174,17 @@ fn fold_string_data(obj: &mut Value) {
 }
 
 fn default_job_spec(spec: &mut Value) {
+    let unset = |spec: &Value, field: &str| spec.get(field).is_none_or(Value::is_null);
+    // Upstream: completions defaults to 1 only when parallelism was unset
+    // too; a job with only parallelism is a work queue (completions nil).
+    if unset(spec, "completions") && unset(spec, "parallelism") {
+        spec["completions"] = json!(1);
+    }
     set_default(spec, "parallelism", json!(1));
     set_default(spec, "backoffLimit", json!(6));
     set_default(spec, "completionMode", json!("NonIndexed"));
     set_default(spec, "suspend", json!(false));
     set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
-    if spec.get("completions").is_none() {
-        // Upstream: completions defaults to 1 when parallelism was unset too.
-        spec["completions"] = json!(1);
-    }
     default_template(spec);
 }
 
@@ -304,7 +306,13 @@ fn drop_empty_metadata(obj: &mut Value) {
     let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
-    for field in ["ownerReferences", "finalizers", "labels", "annotations", "managedFields"] {
+    for field in [
+        "ownerReferences",
+        "finalizers",
+        "labels",
+        "annotations",
+        "managedFields",
+    ] {
         let empty = match meta.get(field) {
             Some(Value::Array(a)) => a.is_empty(),
             Some(Value::Object(m)) => m.is_empty(),
@@ -931,11 +939,31 @@ mod tests {
     }
 
     #[test]
+    fn a_job_with_only_parallelism_is_a_work_queue() {
+        let jobs = find("batch", "v1", "jobs").unwrap();
+        let mut queue = json!({"spec": {"parallelism": 3}});
+        default(jobs, &mut queue);
+        assert!(queue["spec"].get("completions").is_none());
+        let mut plain = json!({"spec": {}});
+        default(jobs, &mut plain);
+        assert_eq!(
+            (
+                plain["spec"]["completions"].clone(),
+                plain["spec"]["parallelism"].clone()
+            ),
+            (json!(1), json!(1))
+        );
+    }
+
+    #[test]
     fn empty_metadata_lists_and_maps_read_back_as_absent() {
         let cms = find("", "v1", "configmaps").unwrap();
         let mut cm = json!({"metadata": {"name": "c", "ownerReferences": [], "finalizers": [], "labels": {}, "annotations": {"a": "b"}}});
         default(cms, &mut cm);
-        assert_eq!(cm["metadata"], json!({"name": "c", "annotations": {"a": "b"}}));
+        assert_eq!(
+            cm["metadata"],
+            json!({"name": "c", "annotations": {"a": "b"}})
+        );
     }
 
     #[test]
