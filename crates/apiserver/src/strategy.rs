@@ -67,6 +67,10 @@ pub fn default(resource: &ResourceInfo, obj: &mut Value) {
                 set_default(spec, "priority", json!(0));
                 default_requests_from_limits(spec);
             }
+            // Admission, on create and update as upstream registers it (a
+            // `kubectl replace` without them gets them back rather than
+            // failing the tolerations-only-grow check).
+            add_default_toleration_seconds(obj);
         }
         ("", "Service") => default_service(obj),
         ("", "PersistentVolumeClaim") => {
@@ -370,6 +374,60 @@ pub fn prepare_create(resource: &ResourceInfo, obj: &mut Value) {
     if (resource.group, resource.kind) == ("batch", "Job") {
         generate_job_selector(obj);
     }
+}
+
+/// The taints upstream's DefaultTolerationSeconds admission plugin guards
+/// against: the node lifecycle controller puts them on nodes that stop
+/// reporting (`unreachable`) or report not ready (`not-ready`).
+const DEFAULT_TOLERATED_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
+
+/// `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`.
+const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Upstream's DefaultTolerationSeconds admission: a new pod that does not
+/// already tolerate the not-ready / unreachable NoExecute taints gets
+/// tolerations for them of five minutes, so a brief node outage does not
+/// evict everything at once. A toleration with an empty key (or an empty
+/// effect) counts as tolerating, whatever its operator, as upstream's check.
+/// Status writes keep the stored spec, so they are never changed by this.
+fn add_default_toleration_seconds(obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let existing = spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let tolerates = |key: &str| {
+        existing.iter().any(|t| {
+            let field = |f: &str| t.get(f).and_then(Value::as_str).unwrap_or("");
+            (field("key") == key || field("key").is_empty())
+                && (field("effect") == "NoExecute" || field("effect").is_empty())
+        })
+    };
+    let missing: Vec<Value> = DEFAULT_TOLERATED_TAINTS
+        .iter()
+        .filter(|key| !tolerates(key))
+        .map(|key| {
+            json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let mut tolerations = existing;
+    tolerations.extend(missing);
+    spec.insert("tolerations".into(), Value::Array(tolerations));
 }
 
 /// Upstream's Job PrepareForCreate: unless `manualSelector` is set, the
@@ -986,6 +1044,42 @@ mod tests {
             ds["spec"]["updateStrategy"],
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%", "maxSurge": 0}})
         );
+    }
+
+    #[test]
+    fn new_pods_tolerate_not_ready_and_unreachable_nodes_for_five_minutes() {
+        let pods = find("", "v1", "pods").unwrap();
+        let defaults = |tolerations: Value| {
+            let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}], "tolerations": tolerations}});
+            if pod["spec"]["tolerations"].is_null() {
+                pod["spec"].as_object_mut().unwrap().remove("tolerations");
+            }
+            default(pods, &mut pod);
+            pod["spec"]["tolerations"].clone()
+        };
+        let not_ready = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300});
+        let unreachable = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300});
+        let own_unreachable = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2});
+        let everything = json!({"operator": "Exists"});
+        let any_effect = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists"});
+        let no_schedule = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"});
+        let cases = [
+            (Value::Null, json!([not_ready, unreachable])),
+            (
+                json!([own_unreachable]),
+                json!([own_unreachable, not_ready]),
+            ),
+            (json!([everything]), json!([everything])),
+            (json!([any_effect]), json!([any_effect, unreachable])),
+            // A NoSchedule toleration does not tolerate the NoExecute taint.
+            (
+                json!([no_schedule]),
+                json!([no_schedule, not_ready, unreachable]),
+            ),
+        ];
+        for (given, want) in cases {
+            assert_eq!(defaults(given.clone()), want, "{given}");
+        }
     }
 
     #[test]
