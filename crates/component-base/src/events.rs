@@ -1,6 +1,7 @@
 //! Recording `core/v1` Events the way client-go's `tools/record` does:
-//! - the caller never waits: events go through a bounded queue to one
-//!   sender task, and are dropped (with a debug log) when it is full;
+//! - the caller never waits: events go through a bounded queue to a sender
+//!   task (up to 16 writes in flight), and are dropped (with a debug log)
+//!   when the queue is full;
 //! - an event is named `<object>.<unix-nanos in hex>` in the object's
 //!   namespace (`default` for cluster-scoped objects);
 //! - a repeat of the same (object, type, reason, message) bumps `count` and
@@ -9,12 +10,13 @@
 //!   `(x3 over 10s)`.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Event, ObjectReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 /// `Normal` or `Warning`, as `Event.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,45 +119,103 @@ struct Written {
     count: i32,
 }
 
+/// Event writes in flight at once: one slow write must not hold the rest
+/// (the scheduler records one event per pod at over 1,000 pods/s).
+const IN_FLIGHT: usize = 16;
+
+type WrittenMap = Arc<Mutex<HashMap<Correlation, Written>>>;
+
 async fn send_events(
     client: kube::Client,
     component: String,
     mut pending: mpsc::Receiver<Pending>,
 ) {
-    let mut written: HashMap<Correlation, Written> = HashMap::new();
+    let written: WrittenMap = Arc::default();
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let component: Arc<str> = component.into();
     while let Some(event) = pending.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let key = correlation(&event);
-        let now = Timestamp::now();
-        if let Some(seen) = written.get_mut(&key) {
-            seen.count += 1;
-            let api: Api<Event> = Api::namespaced(client.clone(), &seen.namespace);
-            let patch = json!({"count": seen.count, "lastTimestamp": format_time(now)});
-            match api
-                .patch(&seen.name, &PatchParams::default(), &Patch::Merge(&patch))
+        // Decide under the lock, write outside it: a repeat bumps the count
+        // of the event already written.
+        let (repeat, name) = {
+            let mut map = written.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get_mut(&key) {
+                Some(seen) => {
+                    seen.count += 1;
+                    (
+                        Some((seen.namespace.clone(), seen.count)),
+                        seen.name.clone(),
+                    )
+                }
+                None => {
+                    if map.len() >= REMEMBERED {
+                        map.clear();
+                    }
+                    let name = event_name(&event.object, Timestamp::now());
+                    map.insert(
+                        key.clone(),
+                        Written {
+                            namespace: event_namespace(&event.object),
+                            name: name.clone(),
+                            count: 1,
+                        },
+                    );
+                    (None, name)
+                }
+            }
+        };
+        let (client, component, written) = (client.clone(), component.clone(), written.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let now = Timestamp::now();
+            let Some((namespace, count)) = repeat else {
+                if let Err(error) = create(&client, &component, &event, &name, now).await {
+                    tracing::debug!(%error, reason = %event.reason, "could not record event");
+                    forget(&written, &key);
+                }
+                return;
+            };
+            let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+            let patch = json!({"count": count, "lastTimestamp": format_time(now)});
+            if let Err(error) = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => continue,
-                Err(error) => tracing::debug!(%error, "event update failed; writing a new one"),
+                // Gone (expired, deleted) or not written yet: start afresh.
+                tracing::debug!(%error, "event update failed; writing a new one");
+                let name = event_name(&event.object, now);
+                match create(&client, &component, &event, &name, now).await {
+                    Ok(()) => {
+                        let mut map = written.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(seen) = map.get_mut(&key) {
+                            seen.name = name;
+                            seen.count = 1;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, reason = %event.reason, "could not record event");
+                        forget(&written, &key);
+                    }
+                }
             }
-        }
-        if written.len() >= REMEMBERED {
-            written.clear();
-        }
-        match create(&client, &component, &event, now).await {
-            Ok(name) => {
-                let namespace = event_namespace(&event.object);
-                written.insert(
-                    key,
-                    Written {
-                        namespace,
-                        name,
-                        count: 1,
-                    },
-                );
-            }
-            Err(error) => tracing::debug!(%error, reason = %event.reason, "could not record event"),
-        }
+        });
     }
+}
+
+fn forget(written: &WrittenMap, key: &Correlation) {
+    written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(key);
+}
+
+/// Upstream's event name: `<object>.<unix nanos in hex>`.
+fn event_name(object: &ObjectReference, now: Timestamp) -> String {
+    let object_name = object.name.clone().unwrap_or_default();
+    format!("{object_name}.{:x}", now.as_nanosecond())
 }
 
 fn event_namespace(object: &ObjectReference) -> String {
@@ -175,11 +235,10 @@ async fn create(
     client: &kube::Client,
     component: &str,
     event: &Pending,
+    name: &str,
     now: Timestamp,
-) -> kube::Result<String> {
+) -> kube::Result<()> {
     let namespace = event_namespace(&event.object);
-    let object_name = event.object.name.clone().unwrap_or_default();
-    let name = format!("{object_name}.{:x}", now.as_nanosecond());
     let body = json!({
         "apiVersion": "v1",
         "kind": "Event",
@@ -198,5 +257,5 @@ async fn create(
     let event: Event = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
     let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
     api.create(&PostParams::default(), &event).await?;
-    Ok(name)
+    Ok(())
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::watcher;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -24,6 +24,7 @@ use crate::cycle::{self, Profile};
 use crate::metrics::{AttemptResult, Metrics};
 use crate::preemption;
 use crate::queue::{pod_key, ClusterEvent, PriorityQueue, QueuedPod};
+use component_base::events::EventRecorder;
 
 /// How the scheduler is set up.
 #[derive(Clone)]
@@ -54,6 +55,9 @@ struct Shared {
     state: Mutex<State>,
     wake: Notify,
     config: Config,
+    /// Scheduled, FailedScheduling and Preempted events, from
+    /// `default-scheduler` as upstream's.
+    events: EventRecorder,
 }
 
 impl Shared {
@@ -101,6 +105,7 @@ pub async fn run(
         state: Mutex::new(State::default()),
         wake: Notify::new(),
         config,
+        events: EventRecorder::new(client.clone(), "default-scheduler"),
     });
     let nodes = tokio::spawn(watch_nodes(client.clone(), shared.clone()));
     let pods = tokio::spawn(watch_pods(client.clone(), shared.clone()));
@@ -225,6 +230,7 @@ async fn schedule_loop(client: kube::Client, shared: Arc<Shared>) {
                 shared.with(|s| s.queue.add_unschedulable(queued, false, Instant::now()));
                 tokio::spawn(post_filter(
                     client.clone(),
+                    shared.events.clone(),
                     profile.clone(),
                     pod,
                     snapshot,
@@ -268,7 +274,7 @@ async fn bind(
             // Upstream counts an attempt scheduled once its binding is.
             shared.observe(AttemptResult::Scheduled, started);
             let message = format!("Successfully assigned {namespace}/{name} to {node}");
-            record_event(&client, &pod, "Normal", "Scheduled", &message).await;
+            shared.events.normal(pod.as_ref(), "Scheduled", message);
         }
         Err(error) => {
             shared.observe(AttemptResult::Error, started);
@@ -290,6 +296,7 @@ async fn bind(
 /// to the active queue).
 async fn post_filter(
     client: kube::Client,
+    events: EventRecorder,
     profile: Arc<Profile>,
     pod: Arc<Pod>,
     snapshot: crate::framework::Snapshot,
@@ -307,7 +314,7 @@ async fn post_filter(
         Ok(candidate) => {
             nominate(&client, &pod, &candidate.node).await;
             for victim in &candidate.victims {
-                evict_victim(&client, &pod, victim, &candidate.node).await;
+                evict_victim(&client, &events, &pod, victim, &candidate.node).await;
             }
             fit.post_filter_msg = Some(cycle::preemption_message(&format!(
                 "{} victims on node {}",
@@ -317,7 +324,7 @@ async fn post_filter(
         }
         Err(message) => fit.post_filter_msg = Some(cycle::preemption_message(&message)),
     }
-    report_unschedulable(client, pod, fit.to_string()).await;
+    report_unschedulable(client, &events, pod, fit.to_string()).await;
 }
 
 /// `status.nominatedNodeName`: where the pod will go once room is made.
@@ -335,14 +342,20 @@ async fn nominate(client: &kube::Client, pod: &Pod, node: &str) {
 }
 
 /// Delete one victim, with its own grace period, and say why on it.
-async fn evict_victim(client: &kube::Client, preemptor: &Pod, victim: &Pod, node: &str) {
+async fn evict_victim(
+    client: &kube::Client,
+    events: &EventRecorder,
+    preemptor: &Pod,
+    victim: &Pod,
+    node: &str,
+) {
     let namespace = victim.metadata.namespace.clone().unwrap_or_default();
     let name = victim.metadata.name.clone().unwrap_or_default();
     let message = format!(
         "Preempted by pod {} on node {node}",
         preemptor.metadata.uid.as_deref().unwrap_or("")
     );
-    record_event(client, victim, "Normal", "Preempted", &message).await;
+    events.normal(victim, "Preempted", message);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     if let Err(error) = pods.delete(&name, &Default::default()).await {
         tracing::warn!(%error, victim = %name, "could not delete preemption victim");
@@ -350,8 +363,13 @@ async fn evict_victim(client: &kube::Client, preemptor: &Pod, victim: &Pod, node
 }
 
 /// `FailedScheduling` event and the `PodScheduled=False` condition.
-async fn report_unschedulable(client: kube::Client, pod: Arc<Pod>, message: String) {
-    record_event(&client, &pod, "Warning", "FailedScheduling", &message).await;
+async fn report_unschedulable(
+    client: kube::Client,
+    events: &EventRecorder,
+    pod: Arc<Pod>,
+    message: String,
+) {
+    events.warning(pod.as_ref(), "FailedScheduling", message.clone());
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
@@ -375,38 +393,4 @@ async fn report_unschedulable(client: kube::Client, pod: Arc<Pod>, message: Stri
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
-}
-
-async fn record_event(client: &kube::Client, pod: &Pod, kind: &str, reason: &str, message: &str) {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let now = api::meta::format_time(chrono_now());
-    let event = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
-        "involvedObject": {
-            "apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
-            "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version,
-        },
-        "reason": reason,
-        "message": message,
-        "type": kind,
-        "source": {"component": "default-scheduler"},
-        "reportingComponent": "default-scheduler",
-        "reportingInstance": "default-scheduler",
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    });
-    let events: Api<k8s_openapi::api::core::v1::Event> =
-        Api::namespaced(client.clone(), &namespace);
-    match serde_json::from_value(event) {
-        Ok(event) => {
-            if let Err(error) = events.create(&PostParams::default(), &event).await {
-                tracing::debug!(%error, "could not record event");
-            }
-        }
-        Err(error) => tracing::debug!(%error, "could not build event"),
-    }
 }
