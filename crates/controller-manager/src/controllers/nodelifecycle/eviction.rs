@@ -200,6 +200,13 @@ async fn sync(
     let taints = no_execute_taints(&node);
     let now = Timestamp::now();
     let node_name = node.metadata.name.clone().unwrap_or_default();
+    // Forget first sightings of this node's taints that are gone.
+    lock(memory).first_seen.retain(|(n, key, value), _| {
+        n != &node_name
+            || taints
+                .iter()
+                .any(|t| &t.key == key && t.value.as_deref().unwrap_or("") == value)
+    });
     let since = |taint: &Taint| match &taint.time_added {
         Some(t) => t.0,
         None => *lock(memory)
