@@ -322,9 +322,13 @@ impl ResourceCache {
                 state.window_start = old.revision;
             }
         }
-        revision.send_replace(event.revision);
+        // Broadcast before the revision moves: a watcher that sees revision
+        // R with nothing queued has received every event up to R (its
+        // bookmarks rely on it).
+        let at = event.revision;
         // Nobody listening is fine.
         let _ = events.send(event);
+        revision.send_replace(at);
     }
 }
 

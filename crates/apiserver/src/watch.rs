@@ -317,6 +317,16 @@ async fn replay_history(
     true
 }
 
+/// The revision a periodic bookmark may carry, if any. A bookmark promises
+/// that every event up to its revision was sent: with events still queued
+/// for this watcher, a client closed for lagging and resuming from the
+/// bookmark would lose them, so it waits for the next tick. (The cache
+/// broadcasts an event before it advances the revision, so nothing queued
+/// means everything up to `current` was received.)
+fn bookmark_revision(queued: usize, current: u64, sent: u64) -> Option<u64> {
+    (queued == 0 && current > sent).then_some(current)
+}
+
 async fn follow(
     state: Arc<AppState>,
     mut watcher: Watcher,
@@ -331,9 +341,11 @@ async fn follow(
             _ = tokio::time::sleep_until(deadline) => return,
             _ = watcher.out.closed() => return,
             _ = ticker.tick(), if bookmarks => {
-                let revision = *state.registry.cache.revision().borrow();
-                if revision > watcher.revision && !watcher.send_bookmark(revision, false).await {
-                    return;
+                let current = *state.registry.cache.revision().borrow();
+                if let Some(revision) = bookmark_revision(live.len(), current, watcher.revision) {
+                    if !watcher.send_bookmark(revision, false).await {
+                        return;
+                    }
                 }
             }
             received = live.recv() => match received {
@@ -345,9 +357,24 @@ async fn follow(
                 // A watcher too slow for the feed is closed; its client
                 // resumes from the last resourceVersion it saw, as with
                 // upstream's terminated slow watchers.
-                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, revision = watcher.revision, "closing a watch too slow for the feed");
+                    return;
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bookmarks_never_pass_events_still_queued_for_the_watcher() {
+        assert_eq!(bookmark_revision(0, 10, 7), Some(10));
+        assert_eq!(bookmark_revision(3, 10, 7), None);
+        assert_eq!(bookmark_revision(0, 7, 7), None);
     }
 }
