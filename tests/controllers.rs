@@ -147,6 +147,20 @@ fn words(out: &str) -> Vec<String> {
 #[test]
 fn a_deployment_runs_rolls_out_rolls_back_and_goes_away() {
     let c = Cluster::start(2, &[]);
+    // The controller manager leads through its Lease, as upstream's.
+    c.wait(
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "lease",
+            "kube-controller-manager",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        "the controller manager's leader Lease",
+        |out| !out.trim().is_empty(),
+    );
     c.apply(&deployment("web", 3, "nginx:1.25", ""));
     c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     c.wait(
