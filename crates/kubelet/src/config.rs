@@ -104,6 +104,37 @@ impl MachineInfo {
     }
 }
 
+/// `MemTotal` of `/proc/meminfo` as a quantity (`16384256Ki`), as
+/// cAdvisor reports the node's memory.
+pub fn mem_total(meminfo: &str) -> Option<String> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let kib: u64 = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then(|| format!("{kib}Ki"))
+}
+
+impl MachineInfo {
+    /// This host, for runtimes that run pods on it: its cpus and memory
+    /// (upstream's cAdvisor), its machine ID when it has one, and the given
+    /// ephemeral-storage capacity.
+    pub fn host(node_name: &str, ephemeral_storage: &str) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| mem_total(&m))
+            .unwrap_or_else(|| "0".into());
+        let mut machine =
+            MachineInfo::fake(node_name, &cpus.to_string(), &memory, ephemeral_storage);
+        if let Some(id) = read_trimmed("/etc/machine-id") {
+            machine.machine_id = id;
+        }
+        if let Some(boot) = read_trimmed("/proc/sys/kernel/random/boot_id") {
+            machine.boot_id = boot;
+        }
+        machine
+    }
+}
+
 /// Everything a kubelet runs with. [`KubeletConfig::new`] gives upstream's
 /// defaults and a fresh fake runtime.
 #[derive(Clone)]
@@ -509,5 +540,24 @@ mod tests {
             .map(|i| default_pod_cidr(&format!("n{i}")))
             .collect();
         assert_eq!(cidrs.len(), 5, "{cidrs:?}");
+    }
+
+    #[test]
+    fn the_host_memory_comes_from_meminfo() {
+        let cases = [
+            (
+                "MemTotal:       16384256 kB\nMemFree: 1 kB\n",
+                Some("16384256Ki"),
+            ),
+            ("MemFree: 1 kB\n", None),
+            ("MemTotal: lots kB\n", None),
+            ("MemTotal: 12 MB\n", None),
+        ];
+        for (meminfo, wanted) in cases {
+            assert_eq!(mem_total(meminfo).as_deref(), wanted, "{meminfo}");
+        }
+        let host = MachineInfo::host("n", "10Gi");
+        assert!(host.cpu.parse::<u32>().unwrap() >= 1);
+        assert_eq!(host.ephemeral_storage, "10Gi");
     }
 }

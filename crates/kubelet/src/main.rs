@@ -1,5 +1,6 @@
 //! `tug-kubelet`: parse flags, serve `/healthz`, run the kubelet until
-//! Ctrl-C.
+//! Ctrl-C. `tug-kubelet process-shim <dir>` (hidden) is the shim of the
+//! process runtime, which runs one container detached from the kubelet.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,13 +16,15 @@ use tugboat_kubelet::config::{
     parse_duration, parse_node_labels, parse_quantity_flag, parse_taints,
 };
 use tugboat_kubelet::runtime::fake::FakeRuntime;
+use tugboat_kubelet::runtime::process::{ProcessOptions, ProcessRuntime, SHIM_SUBCOMMAND};
+use tugboat_kubelet::runtime::ContainerRuntime;
 use tugboat_kubelet::{Kubelet, KubeletConfig, MachineInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Runtime {
     /// In-memory containers: nothing is executed (hollow nodes).
     Fake,
-    /// Containers as local processes (not built yet).
+    /// Containers as host processes, state under --root-dir.
     Process,
     /// A CRI runtime such as containerd (not built yet).
     Cri,
@@ -38,15 +41,18 @@ struct Flags {
     #[arg(long, alias = "hostname-override")]
     node_name: Option<String>,
     /// The container runtime.
-    #[arg(long, value_enum, default_value_t = Runtime::Fake)]
+    #[arg(long, value_enum, default_value_t = Runtime::Process)]
     runtime: Runtime,
-    /// Fake runtime: the node's cpu capacity.
+    /// Process runtime: where pod directories, container state and logs live.
+    #[arg(long, default_value = tugboat_kubelet::runtime::process::DEFAULT_ROOT_DIR)]
+    root_dir: PathBuf,
+    /// Fake runtime: the node's cpu capacity (the process runtime reports the host's).
     #[arg(long, default_value = "8", value_parser = parse_quantity_flag)]
     fake_cpu: String,
-    /// Fake runtime: the node's memory capacity.
+    /// Fake runtime: the node's memory capacity (the process runtime reports the host's).
     #[arg(long, default_value = "32Gi", value_parser = parse_quantity_flag)]
     fake_memory: String,
-    /// Fake runtime: the node's ephemeral-storage capacity.
+    /// The node's ephemeral-storage capacity.
     #[arg(long, default_value = "100Gi", value_parser = parse_quantity_flag)]
     fake_ephemeral_storage: String,
     /// The most pods the node runs (its `pods` capacity).
@@ -134,21 +140,29 @@ async fn local_ip_towards(server: &http::Uri) -> Option<IpAddr> {
     Some(socket.local_addr().ok()?.ip())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let flags = Flags::parse();
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == SHIM_SUBCOMMAND) {
+        // A shim: no tokio, no flags, just the container.
+        let Some(dir) = args.next() else {
+            anyhow::bail!("usage: tug-kubelet {SHIM_SUBCOMMAND} <container dir>");
+        };
+        std::process::exit(tugboat_kubelet::runtime::process::shim_main(
+            std::path::Path::new(&dir),
+        ));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(Flags::parse()))
+}
+
+async fn run(flags: Flags) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
         .init();
-    match flags.runtime {
-        Runtime::Fake => {}
-        Runtime::Process | Runtime::Cri => anyhow::bail!(
-            "--runtime {}: not built yet; only --runtime fake is available for now",
-            match flags.runtime {
-                Runtime::Process => "process",
-                _ => "cri",
-            }
-        ),
+    if flags.runtime == Runtime::Cri {
+        anyhow::bail!("--runtime cri: not built yet; use --runtime process or --runtime fake");
     }
     anyhow::ensure!(flags.max_pods > 0, "--max-pods must be at least 1");
     anyhow::ensure!(
@@ -185,7 +199,17 @@ async fn main() -> anyhow::Result<()> {
         &flags.fake_memory,
         &flags.fake_ephemeral_storage,
     );
-    config.runtime = Arc::new(FakeRuntime::new());
+    config.runtime = match flags.runtime {
+        Runtime::Process => {
+            config.machine = MachineInfo::host(&node_name, &flags.fake_ephemeral_storage);
+            let mut options = ProcessOptions::new(&flags.root_dir, node_ip.to_string());
+            options.use_log_directory = true;
+            let runtime = ProcessRuntime::open(options)
+                .with_context(|| format!("--root-dir {}", flags.root_dir.display()))?;
+            Arc::new(runtime) as Arc<dyn ContainerRuntime>
+        }
+        _ => Arc::new(FakeRuntime::new()),
+    };
     config.node_ip = node_ip;
     config.pod_cidr = flags.pod_cidr.clone();
     config.node_labels = flags.node_labels.clone();

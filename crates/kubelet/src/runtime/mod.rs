@@ -21,6 +21,7 @@
 //! hollow nodes (upstream's kubemark) need to exercise the control plane.
 
 pub mod fake;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

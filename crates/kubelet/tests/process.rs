@@ -1,0 +1,343 @@
+//! The kubelet with the process runtime against an in-process API server:
+//! pods run as host processes under a temporary root directory, log in the
+//! CRI format, exit with their codes, stop on a graceful delete, and a
+//! restarted kubelet re-adopts a running container instead of restarting
+//! it.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use test_support::TestServer;
+use tugboat_kubelet::runtime::process::{ProcessOptions, ProcessRuntime};
+use tugboat_kubelet::runtime::{ContainerFilter, ContainerRuntime};
+use tugboat_kubelet::{Kubelet, KubeletConfig};
+
+async fn client(server: &TestServer) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// A root directory removed at the end, with every container of the
+/// runtimes opened on it killed first.
+struct Root(PathBuf);
+
+impl Root {
+    fn new(test: &str) -> Root {
+        let dir = std::env::temp_dir().join(format!(
+            "tugboat-process-{}-{test}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Root(dir)
+    }
+
+    fn runtime(&self) -> ProcessRuntime {
+        let mut options = ProcessOptions::new(&self.0, "127.0.0.1");
+        options.shim = PathBuf::from(env!("CARGO_BIN_EXE_tug-kubelet"));
+        ProcessRuntime::open(options).unwrap()
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn kill_all(runtime: &ProcessRuntime) {
+    for c in runtime
+        .list_containers(&ContainerFilter::default())
+        .await
+        .unwrap()
+    {
+        let _ = runtime.remove_container(&c.id).await;
+    }
+}
+
+fn config(node: &str, runtime: &ProcessRuntime) -> KubeletConfig {
+    let mut config = KubeletConfig::new(node);
+    config.node_status_update_frequency = Duration::from_secs(1);
+    config.node_status_report_frequency = Duration::from_secs(1);
+    config.runtime = Arc::new(runtime.clone());
+    config
+}
+
+async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pod(name: &str, node: &str, command: &[&str], restart_policy: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": restart_policy,
+            "containers": [{"name": "app", "image": "busybox", "command": command}],
+        },
+    }))
+    .unwrap()
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn container(pod: &Pod) -> Option<ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()
+        .cloned()
+}
+
+async fn phase_is(pods: &Api<Pod>, name: &str, wanted: &str) -> Pod {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{name} {wanted}"),
+        || async { pods.get(name).await.ok().filter(|p| phase(p) == wanted) },
+    )
+    .await
+}
+
+/// `process://<id>` → `<id>`.
+fn runtime_id(status: &ContainerStatus) -> String {
+    let id = status.container_id.clone().unwrap();
+    id.strip_prefix("process://").unwrap().to_string()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim().starts_with('Z'))
+}
+
+fn is_cri_line(line: &str, stream: &str, content: &str) -> bool {
+    let mut parts = line.splitn(4, ' ');
+    let ts = parts.next().unwrap_or("");
+    ts.parse::<k8s_openapi::jiff::Timestamp>().is_ok()
+        && parts.next() == Some(stream)
+        && parts.next() == Some("F")
+        && parts.next() == Some(content)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_runs_logs_and_stops_on_a_graceful_delete() {
+    let server = TestServer::start().await.unwrap();
+    let client = client(&server).await;
+    let root = Root::new("run");
+    let runtime = root.runtime();
+    let kubelet = Kubelet::start(client.clone(), config("proc-a", &runtime))
+        .await
+        .unwrap();
+    kubelet
+        .wait_registered(Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let spec = pod(
+        "hello",
+        "proc-a",
+        &["sh", "-c", "echo hello; echo oops >&2; sleep 30"],
+        "Always",
+    );
+    pods.create(&PostParams::default(), &spec).await.unwrap();
+    let running = phase_is(&pods, "hello", "Running").await;
+    let status = running.status.clone().unwrap();
+    // Host network: the pod IP is the node IP.
+    assert_eq!(status.pod_ip.as_deref(), Some("127.0.0.1"));
+    let c = container(&running).unwrap();
+    assert!(c.container_id.as_deref().unwrap().starts_with("process://"));
+    let id = runtime_id(&c);
+    let pid = runtime.pid(&id).expect("a running container has a pid");
+    assert!(alive(pid));
+
+    let uid = running.metadata.uid.clone().unwrap();
+    let log = root.0.join("pods").join(&uid).join("app/0.log");
+    assert_eq!(runtime.log_path(&id).as_deref(), Some(log.as_path()));
+    let text = eventually(Duration::from_secs(5), "the log lines", || async {
+        let text = std::fs::read_to_string(&log).ok()?;
+        (text.lines().count() >= 2).then_some(text)
+    })
+    .await;
+    assert!(
+        text.lines().any(|l| is_cri_line(l, "stdout", "hello")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| is_cri_line(l, "stderr", "oops")),
+        "{text}"
+    );
+
+    // A graceful delete: SIGTERM ends `sh` and `sleep` well within the
+    // grace period, and the pod goes away.
+    let deleted = Instant::now();
+    pods.delete(
+        "hello",
+        &DeleteParams {
+            grace_period_seconds: Some(10),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(10), "the process gone", || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    assert!(deleted.elapsed() < Duration::from_secs(10));
+    eventually(Duration::from_secs(10), "the pod deleted", || async {
+        pods.get_opt("hello").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    kubelet.shutdown().await;
+    kill_all(&runtime).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_and_missing_commands_are_reported() {
+    let server = TestServer::start().await.unwrap();
+    let client = client(&server).await;
+    let root = Root::new("exit");
+    let runtime = root.runtime();
+    let kubelet = Kubelet::start(client.clone(), config("proc-b", &runtime))
+        .await
+        .unwrap();
+    kubelet
+        .wait_registered(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    pods.create(
+        &PostParams::default(),
+        &pod("three", "proc-b", &["sh", "-c", "exit 3"], "Never"),
+    )
+    .await
+    .unwrap();
+    let failed = phase_is(&pods, "three", "Failed").await;
+    let term = container(&failed)
+        .unwrap()
+        .state
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(term.exit_code, 3);
+    assert_eq!(term.reason.as_deref(), Some("Error"));
+    assert!(term.started_at.is_some() && term.finished_at.is_some());
+
+    // No command, no image entrypoint to fall back to.
+    pods.create(&PostParams::default(), &pod("bare", "proc-b", &[], "Never"))
+        .await
+        .unwrap();
+    let waiting = eventually(Duration::from_secs(20), "CreateContainerError", || async {
+        let pod = pods.get("bare").await.ok()?;
+        let waiting = container(&pod)?.state?.waiting?;
+        (waiting.reason.as_deref() == Some("CreateContainerError")).then_some(waiting)
+    })
+    .await;
+    assert!(
+        waiting
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("no command"),
+        "{waiting:?}"
+    );
+    kubelet.shutdown().await;
+    kill_all(&runtime).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_kubelet_readopts_running_containers() {
+    let server = TestServer::start().await.unwrap();
+    let client = client(&server).await;
+    let root = Root::new("adopt");
+    let first = root.runtime();
+    let kubelet = Kubelet::start(client.clone(), config("proc-c", &first))
+        .await
+        .unwrap();
+    kubelet
+        .wait_registered(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod("long", "proc-c", &["sleep", "60"], "Always"),
+    )
+    .await
+    .unwrap();
+    let running = phase_is(&pods, "long", "Running").await;
+    let before = container(&running).unwrap();
+    let id = runtime_id(&before);
+    let pid = first.pid(&id).unwrap();
+
+    // The kubelet goes away; its container does not.
+    kubelet.shutdown().await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(alive(pid), "the container died with the kubelet");
+
+    let second = root.runtime();
+    assert_eq!(second.pid(&id), Some(pid), "re-adopted with its pid");
+    let kubelet = Kubelet::start(client.clone(), config("proc-c", &second))
+        .await
+        .unwrap();
+    kubelet
+        .wait_registered(Duration::from_secs(10))
+        .await
+        .unwrap();
+    // Give the new kubelet's pod worker time to sync (and to restart the
+    // container, were it going to).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = second
+        .list_containers(&ContainerFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "no second container was started");
+    assert_eq!(second.pid(&id), Some(pid));
+    let now = pods.get("long").await.unwrap();
+    assert_eq!(phase(&now), "Running");
+    let after = container(&now).unwrap();
+    assert_eq!(after.container_id, before.container_id);
+    assert_eq!(after.restart_count, 0);
+
+    // And it can still stop it: the exit code is the shim's (SIGTERM).
+    kubelet.shutdown().await;
+    second
+        .stop_container(&id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(!alive(pid));
+    let status = second.container_status(&id).await.unwrap();
+    assert_eq!((status.exit_code, status.reason.as_str()), (143, "Error"));
+    kill_all(&second).await;
+}
