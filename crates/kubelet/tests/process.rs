@@ -15,7 +15,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use test_support::TestServer;
 use tugboat_kubelet::runtime::process::{ProcessOptions, ProcessRuntime};
-use tugboat_kubelet::runtime::{ContainerFilter, ContainerRuntime};
+use tugboat_kubelet::runtime::{
+    ContainerConfig, ContainerEventType, ContainerFilter, ContainerMetadata, ContainerRuntime,
+    ContainerState, ImageSpec, PodSandboxConfig, PodSandboxMetadata, LABEL_POD_UID,
+};
 use tugboat_kubelet::{Kubelet, KubeletConfig};
 
 async fn client(server: &TestServer) -> kube::Client {
@@ -340,4 +343,134 @@ async fn a_restarted_kubelet_readopts_running_containers() {
     let status = second.container_status(&id).await.unwrap();
     assert_eq!((status.exit_code, status.reason.as_str()), (143, "Error"));
     kill_all(&second).await;
+}
+
+fn sandbox_config(uid: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: PodSandboxMetadata {
+            name: "p".into(),
+            namespace: "default".into(),
+            uid: uid.into(),
+            attempt: 0,
+        },
+        hostname: "p".into(),
+        labels: [(LABEL_POD_UID.to_string(), uid.to_string())].into(),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, script: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        },
+        image: ImageSpec {
+            image: "busybox".into(),
+        },
+        command: vec!["sh".into(), "-c".into()],
+        args: vec![script.into()],
+        envs: vec![("FOO".into(), "bar".into())],
+        labels: [(LABEL_POD_UID.to_string(), "u1".to_string())].into(),
+        log_path: format!("{name}/0.log"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_in_the_container_and_stops_escalate_to_sigkill() {
+    let root = Root::new("exec");
+    let rt = root.runtime();
+    let mut events = rt.container_events();
+    let sandbox = sandbox_config("u1");
+    let sid = rt.run_pod_sandbox(&sandbox).await.unwrap();
+    assert_eq!(
+        rt.pod_sandbox_status(&sid).await.unwrap().ip.as_deref(),
+        Some("127.0.0.1")
+    );
+    // Ignores SIGTERM (and so does `sleep`, which inherits that).
+    let id = rt
+        .create_container(
+            &sid,
+            &container_config("app", "trap '' TERM; sleep 30"),
+            &sandbox,
+        )
+        .await
+        .unwrap();
+    rt.start_container(&id).await.unwrap();
+
+    let cmd = |s: &str| vec!["sh".to_string(), "-c".to_string(), s.to_string()];
+    let out = rt
+        .exec_sync(
+            &id,
+            &cmd("echo $FOO; pwd; echo err >&2; exit 4"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let cwd = root.0.join("pods/u1/app");
+    assert_eq!(out.exit_code, 4);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("bar\n{}\n", cwd.display())
+    );
+    assert_eq!(out.stderr, b"err\n");
+    let started = Instant::now();
+    let err = rt
+        .exec_sync(&id, &cmd("sleep 10"), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let pid = rt.pid(&id).unwrap();
+    let started = Instant::now();
+    rt.stop_container(&id, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for TERM"
+    );
+    assert!(!alive(pid));
+    let status = rt.container_status(&id).await.unwrap();
+    assert_eq!(
+        (status.state, status.exit_code, status.reason.as_str()),
+        (ContainerState::Exited, 137, "Error")
+    );
+    assert!(status.started_at.is_some() && status.finished_at.is_some());
+    assert!(rt
+        .exec_sync(&id, &cmd("true"), Duration::ZERO)
+        .await
+        .is_err());
+
+    let mut kinds = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        kinds.push(e.kind);
+    }
+    use ContainerEventType::*;
+    assert_eq!(kinds, [Created, Started, Stopped]);
+
+    // A command that does not exist fails to start, with the reason.
+    let bad = ContainerConfig {
+        command: vec!["/no/such/program".into()],
+        args: vec![],
+        ..container_config("bad", "")
+    };
+    let bad = rt.create_container(&sid, &bad, &sandbox).await.unwrap();
+    let err = rt.start_container(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("/no/such/program"), "{err}");
+    let status = rt.container_status(&bad).await.unwrap();
+    assert_eq!(
+        (status.exit_code, status.reason.as_str()),
+        (128, "StartError")
+    );
+
+    rt.remove_pod_sandbox(&sid).await.unwrap();
+    assert!(!root.0.join("pods/u1").exists());
+    assert!(rt
+        .list_containers(&ContainerFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
 }

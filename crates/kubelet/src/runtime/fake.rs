@@ -10,6 +10,8 @@
 //! | `tugboat.dev/fake-exit-code.<container>`    | the same for the one container named `<container>`; the only way to make an init container fail or a sidecar exit |
 //! | `tugboat.dev/fake-run-seconds.<container>`  | ditto |
 //! | `tugboat.dev/fake-stop-exit-code: "<n>"`    | the exit code of a container the kubelet stops (default 143, a process ended by SIGTERM; `0` for an app that exits cleanly) |
+//! | `tugboat.dev/fake-exec-exit-code: "<n>"`    | the exit code of every command exec'd in the pod's containers (exec probes; default 0); `.<container>` for one container |
+//! | `tugboat.dev/fake-exec-stdout: "<text>"`    | their standard output (default empty); `.<container>` for one container |
 //!
 //! So `restartPolicy: Never` plus `tugboat.dev/fake-exit-code: "0"` makes a
 //! Job's pod succeed at once, `"1"` makes it fail, and `fake-run-seconds`
@@ -53,6 +55,38 @@ pub const ANNOTATION_EXIT_CODE: &str = "tugboat.dev/fake-exit-code";
 pub const ANNOTATION_RUN_SECONDS: &str = "tugboat.dev/fake-run-seconds";
 /// The pod annotation giving the exit code of a stopped container.
 pub const ANNOTATION_STOP_EXIT_CODE: &str = "tugboat.dev/fake-stop-exit-code";
+/// The pod annotation giving exec'd commands an exit code.
+pub const ANNOTATION_EXEC_EXIT_CODE: &str = "tugboat.dev/fake-exec-exit-code";
+/// The pod annotation giving exec'd commands their stdout.
+pub const ANNOTATION_EXEC_STDOUT: &str = "tugboat.dev/fake-exec-stdout";
+
+/// What a command exec'd in container `name` of a pod with `annotations`
+/// returns: the container's own key wins over the pod-wide one.
+pub fn exec_result(
+    annotations: &BTreeMap<String, String>,
+    name: &str,
+) -> std::result::Result<super::ExecSyncResult, String> {
+    let lookup = |base: &str| -> Option<(String, &String)> {
+        let own = format!("{base}.{name}");
+        match annotations.get(&own) {
+            Some(v) => Some((own, v)),
+            None => annotations.get(base).map(|v| (base.to_string(), v)),
+        }
+    };
+    let exit_code = lookup(ANNOTATION_EXEC_EXIT_CODE)
+        .map(|(k, v)| parse_exit_code(&k, v))
+        .transpose()?
+        .unwrap_or(0);
+    let stdout = lookup(ANNOTATION_EXEC_STDOUT)
+        .map(|(_, v)| v.clone().into_bytes())
+        .unwrap_or_default();
+    Ok(super::ExecSyncResult {
+        exit_code,
+        stdout,
+        stderr: Vec::new(),
+    })
+}
+
 /// The exit code of a stopped container by default: 128 + SIGTERM.
 pub const DEFAULT_STOP_EXIT_CODE: i32 = 143;
 
@@ -768,6 +802,31 @@ impl ContainerRuntime for FakeRuntime {
             .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))
     }
 
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        _cmd: &[String],
+        _timeout: Duration,
+    ) -> Result<super::ExecSyncResult> {
+        let state = self.inner.lock();
+        let c = state
+            .containers
+            .get(container_id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("container {container_id}")))?;
+        if c.state != ContainerState::Running {
+            return Err(RuntimeError::Failed(format!(
+                "container {container_id} is not running"
+            )));
+        }
+        let annotations = state
+            .sandboxes
+            .get(&c.sandbox_id)
+            .map(|s| &s.annotations)
+            .cloned()
+            .unwrap_or_default();
+        exec_result(&annotations, &c.metadata.name).map_err(RuntimeError::Failed)
+    }
+
     async fn image_status(&self, image: &ImageSpec) -> Result<Option<Image>> {
         let (repo, tag) = normalize_image(&image.image);
         Ok(self
@@ -903,6 +962,43 @@ mod tests {
     }
 
     #[test]
+    fn exec_results_come_from_annotations() {
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            &'a str,
+            std::result::Result<(i32, &'a str), &'a str>,
+        );
+        let cases: &[Case] = &[
+            (&[], "app", Ok((0, ""))),
+            (&[(ANNOTATION_EXEC_EXIT_CODE, "1")], "app", Ok((1, ""))),
+            (
+                &[
+                    (ANNOTATION_EXEC_EXIT_CODE, "1"),
+                    ("tugboat.dev/fake-exec-exit-code.app", "0"),
+                    (ANNOTATION_EXEC_STDOUT, "pong"),
+                ],
+                "app",
+                Ok((0, "pong")),
+            ),
+            (
+                &[(ANNOTATION_EXEC_EXIT_CODE, "x")],
+                "app",
+                Err("is not an exit code"),
+            ),
+        ];
+        for (pairs, name, wanted) in cases {
+            let got = exec_result(&annotations(pairs), name);
+            match (got, wanted) {
+                (Ok(r), Ok((code, out))) => {
+                    assert_eq!((r.exit_code, r.stdout.as_slice()), (*code, out.as_bytes()))
+                }
+                (Err(e), Err(w)) => assert!(e.contains(w), "{e}"),
+                (got, wanted) => panic!("{pairs:?}: {got:?} but wanted {wanted:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn images_normalise_like_container_runtimes() {
         let cases = [
             ("nginx", "docker.io/library/nginx", "latest"),
@@ -1029,6 +1125,9 @@ mod tests {
             rt.container_status(&proxy).await.unwrap().state,
             ContainerState::Running
         );
+        let exec = rt.exec_sync(&proxy, &[], Duration::ZERO).await.unwrap();
+        assert_eq!(exec, crate::runtime::ExecSyncResult::default());
+        assert!(rt.exec_sync(&app, &[], Duration::ZERO).await.is_err());
         rt.stop_container(&proxy, Duration::ZERO).await.unwrap();
         let status = rt.container_status(&proxy).await.unwrap();
         assert_eq!(

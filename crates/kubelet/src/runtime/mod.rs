@@ -260,6 +260,14 @@ pub struct ContainerEvent {
     pub kind: ContainerEventType,
 }
 
+/// CRI `ExecSyncResponse`: how a command run in a container ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSyncResult {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
 /// A container runtime, as CRI's `RuntimeService` and `ImageService`.
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync + 'static {
@@ -299,6 +307,16 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<Container>>;
     /// CRI `ContainerStatus`.
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
+
+    /// CRI `ExecSync`: runs `cmd` in running container `container_id` and
+    /// returns its exit code and output; fails if it has not ended within
+    /// `timeout` (zero: no limit). What exec probes run.
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecSyncResult>;
 
     /// CRI `ImageStatus`: `None` when the image is not on the node.
     async fn image_status(&self, image: &ImageSpec) -> Result<Option<Image>>;

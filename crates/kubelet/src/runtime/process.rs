@@ -27,6 +27,8 @@
 //!   timeout (the `kill` binary: the workspace forbids `unsafe`, and there
 //!   is no signal crate in it). A process killed by a signal exits with
 //!   128 + the signal: 143 for SIGTERM, 137 for SIGKILL.
+//! - `exec_sync` runs a command with the container's env and working
+//!   directory, in a process group of its own that a timeout kills.
 //! - Resource limits are not enforced: [`ContainerRuntime::status`] says
 //!   so with a `ResourceLimitsEnforced=false` condition (see
 //!   [`limits_condition`]).
@@ -49,10 +51,10 @@ use tokio::sync::broadcast;
 use super::fake::{exit_reason, fake_digest, normalize_image};
 use super::{
     Container, ContainerConfig, ContainerEvent, ContainerEventType, ContainerFilter,
-    ContainerMetadata, ContainerRuntime, ContainerState, ContainerStatus, Image, ImageSpec,
-    PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxStatus, Result,
-    RuntimeCondition, RuntimeError, RuntimeStatus, SandboxState, VersionInfo, NETWORK_READY,
-    RUNTIME_READY,
+    ContainerMetadata, ContainerRuntime, ContainerState, ContainerStatus, ExecSyncResult, Image,
+    ImageSpec, PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata,
+    PodSandboxStatus, Result, RuntimeCondition, RuntimeError, RuntimeStatus, SandboxState,
+    VersionInfo, NETWORK_READY, RUNTIME_READY,
 };
 
 /// The runtime name: container IDs read `process://<id>`.
@@ -1329,6 +1331,67 @@ impl ContainerRuntime for ProcessRuntime {
                 .unwrap_or_default(),
             labels: c.labels.clone(),
             annotations: c.annotations.clone(),
+        })
+    }
+
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecSyncResult> {
+        let (argv0, env, cwd) = {
+            let mut state = self.inner.lock();
+            self.inner.refresh(&mut state, container_id);
+            let c = state
+                .containers
+                .get(container_id)
+                .ok_or_else(|| RuntimeError::NotFound(format!("container {container_id}")))?;
+            if c.state() != ContainerState::Running {
+                return Err(failed(format!("container {container_id} is not running")));
+            }
+            (cmd.first().cloned(), c.env.clone(), c.cwd.clone())
+        };
+        let Some(program) = argv0 else {
+            return Err(failed("exec: no command given"));
+        };
+        let mut command = tokio::process::Command::new(&program);
+        command
+            .args(&cmd[1..])
+            .env_clear()
+            .envs(env)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .map_err(|e| failed(format!("exec {program:?} in container {container_id}: {e}")))?;
+        let pgid = child.id();
+        let output = child.wait_with_output();
+        let output = if timeout.is_zero() {
+            output.await
+        } else {
+            match tokio::time::timeout(timeout, output).await {
+                Ok(output) => output,
+                Err(_) => {
+                    // Whatever it started goes too.
+                    if let Some(pgid) = pgid {
+                        signal_group(pgid, "KILL").await;
+                    }
+                    return Err(failed(format!(
+                        "command {cmd:?} timed out after {timeout:?}"
+                    )));
+                }
+            }
+        }
+        .map_err(|e| failed(format!("exec {program:?}: {e}")))?;
+        Ok(ExecSyncResult {
+            exit_code: exit_code_of(output.status.code(), output.status.signal()),
+            stdout: output.stdout,
+            stderr: output.stderr,
         })
     }
 
