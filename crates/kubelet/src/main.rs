@@ -206,6 +206,13 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             options.use_log_directory = true;
             let runtime = ProcessRuntime::open(options)
                 .with_context(|| format!("--root-dir {}", flags.root_dir.display()))?;
+            // Conditions beyond RuntimeReady/NetworkReady (limits not
+            // enforced) do not change the node's Ready: say them here.
+            for c in runtime.status().await?.conditions {
+                if !c.status {
+                    tracing::warn!(condition = %c.kind, reason = %c.reason, "{}", c.message);
+                }
+            }
             Arc::new(runtime) as Arc<dyn ContainerRuntime>
         }
         _ => Arc::new(FakeRuntime::new()),

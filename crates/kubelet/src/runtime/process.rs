@@ -1068,6 +1068,9 @@ impl ContainerRuntime for ProcessRuntime {
         // pod's last sandbox.
         if !state.sandboxes.values().any(|o| o.metadata.uid == uid) {
             let _ = std::fs::remove_dir_all(self.inner.pod_dir(&uid));
+            if self.inner.options.use_log_directory && !s.log_directory.is_empty() {
+                let _ = std::fs::remove_dir_all(&s.log_directory);
+            }
         }
         Ok(())
     }
