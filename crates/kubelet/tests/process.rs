@@ -474,3 +474,43 @@ async fn exec_runs_in_the_container_and_stops_escalate_to_sigkill() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_while_no_runtime_watches_is_known_afterwards() {
+    let root = Root::new("offline");
+    let first = root.runtime();
+    let sandbox = sandbox_config("u1");
+    let sid = first.run_pod_sandbox(&sandbox).await.unwrap();
+    let id = first
+        .create_container(&sid, &container_config("app", "sleep 1; exit 7"), &sandbox)
+        .await
+        .unwrap();
+    let created = first
+        .create_container(&sid, &container_config("later", "true"), &sandbox)
+        .await
+        .unwrap();
+    first.start_container(&id).await.unwrap();
+    let started_at = first.container_status(&id).await.unwrap().started_at;
+    drop(first);
+    // The kubelet is "down" while the container ends.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let second = root.runtime();
+    let status = second.container_status(&id).await.unwrap();
+    assert_eq!(
+        (status.state, status.exit_code, status.reason.as_str()),
+        (ContainerState::Exited, 7, "Error")
+    );
+    assert_eq!(status.started_at, started_at);
+    assert!(status.finished_at > started_at);
+    // A created container stays created, and can still be started.
+    assert_eq!(
+        second.container_status(&created).await.unwrap().state,
+        ContainerState::Created
+    );
+    second.start_container(&created).await.unwrap();
+    let sandboxes = second.list_pod_sandbox(&Default::default()).await.unwrap();
+    assert_eq!(sandboxes.len(), 1);
+    assert_eq!(sandboxes[0].id, sid);
+    second.remove_pod_sandbox(&sid).await.unwrap();
+}
