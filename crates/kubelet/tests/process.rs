@@ -14,7 +14,9 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use test_support::TestServer;
-use tugboat_kubelet::runtime::process::{ProcessOptions, ProcessRuntime};
+use tugboat_kubelet::runtime::process::{
+    ProcessOptions, ProcessRuntime, ANNOTATION_LIMIT_CPU, ANNOTATION_LIMIT_MEMORY, LIMITS_ENFORCED,
+};
 use tugboat_kubelet::runtime::{
     ContainerConfig, ContainerEventType, ContainerFilter, ContainerMetadata, ContainerRuntime,
     ContainerState, ImageSpec, PodSandboxConfig, PodSandboxMetadata, LABEL_POD_UID,
@@ -49,6 +51,8 @@ impl Root {
     fn runtime(&self) -> ProcessRuntime {
         let mut options = ProcessOptions::new(&self.0, "127.0.0.1");
         options.shim = PathBuf::from(env!("CARGO_BIN_EXE_tug-kubelet"));
+        // Never the host's cgroups from a test; see the cgroup test.
+        options.cgroup_root = None;
         ProcessRuntime::open(options).unwrap()
     }
 }
@@ -513,4 +517,59 @@ async fn an_exit_while_no_runtime_watches_is_known_afterwards() {
     assert_eq!(sandboxes.len(), 1);
     assert_eq!(sandboxes[0].id, sid);
     second.remove_pod_sandbox(&sid).await.unwrap();
+}
+
+/// A directory standing in for cgroupfs: the runtime writes the limit
+/// files, the shim enters the cgroup by writing its pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_go_into_the_container_cgroup() {
+    let root = Root::new("cgroup");
+    let cgroups = root.0.join("cgroupfs");
+    let mut options = ProcessOptions::new(root.0.join("state"), "127.0.0.1");
+    options.shim = PathBuf::from(env!("CARGO_BIN_EXE_tug-kubelet"));
+    options.cgroup_root = Some(cgroups.clone());
+    let rt = ProcessRuntime::open(options).unwrap();
+    let limits = rt
+        .status()
+        .await
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.kind == LIMITS_ENFORCED)
+        .unwrap();
+    assert!(limits.status, "{limits:?}");
+
+    let sandbox = sandbox_config("u1");
+    let sid = rt.run_pod_sandbox(&sandbox).await.unwrap();
+    let mut config = container_config("app", "sleep 30");
+    config.annotations = [
+        (ANNOTATION_LIMIT_CPU.to_string(), "250m".to_string()),
+        (ANNOTATION_LIMIT_MEMORY.to_string(), "64Mi".to_string()),
+    ]
+    .into();
+    let id = rt.create_container(&sid, &config, &sandbox).await.unwrap();
+    let cgroup = cgroups.join("pod-u1").join(&id);
+    assert_eq!(
+        std::fs::read_to_string(cgroup.join("cpu.max")).unwrap(),
+        "25000 100000"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cgroup.join("memory.max")).unwrap(),
+        "67108864"
+    );
+    rt.start_container(&id).await.unwrap();
+    let shim: u32 = std::fs::read_to_string(cgroup.join("cgroup.procs"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(alive(shim), "the shim entered the cgroup");
+
+    // A malformed limit is refused at create time.
+    config.annotations = [(ANNOTATION_LIMIT_MEMORY.to_string(), "much".to_string())].into();
+    let err = rt
+        .create_container(&sid, &config, &sandbox)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("memory limit"), "{err}");
+    kill_all(&rt).await;
 }

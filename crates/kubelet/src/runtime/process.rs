@@ -29,9 +29,14 @@
 //!   128 + the signal: 143 for SIGTERM, 137 for SIGKILL.
 //! - `exec_sync` runs a command with the container's env and working
 //!   directory, in a process group of its own that a timeout kills.
-//! - Resource limits are not enforced: [`ContainerRuntime::status`] says
-//!   so with a `ResourceLimitsEnforced=false` condition (see
-//!   [`limits_condition`]).
+//! - Limits use cgroup v2 where the host has a writable hierarchy: each
+//!   container gets `tugboat.slice/pod-<uid>/<id>` with `cpu.max` and
+//!   `memory.max` from the container config's annotations
+//!   [`ANNOTATION_LIMIT_CPU`] and [`ANNOTATION_LIMIT_MEMORY`] (quantities,
+//!   as in the pod spec), and the shim enters it before starting the
+//!   process. Without cgroup v2, containers run unconfined and
+//!   [`ContainerRuntime::status`] says so with a
+//!   `ResourceLimitsEnforced=false` condition ([`limits_condition`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -66,6 +71,14 @@ pub const DEFAULT_ROOT_DIR: &str = "/var/lib/tugboat-kubelet";
 pub const SHIM_SUBCOMMAND: &str = "process-shim";
 /// The runtime condition telling whether cpu/memory limits are enforced.
 pub const LIMITS_ENFORCED: &str = "ResourceLimitsEnforced";
+/// The container config annotation with the cpu limit (`500m`).
+pub const ANNOTATION_LIMIT_CPU: &str = "tugboat.dev/limits.cpu";
+/// The container config annotation with the memory limit (`128Mi`).
+pub const ANNOTATION_LIMIT_MEMORY: &str = "tugboat.dev/limits.memory";
+/// The cgroup under which containers go, when the host allows it.
+pub const CGROUP_SLICE: &str = "/sys/fs/cgroup/tugboat.slice";
+/// The CFS period `cpu.max` quotas are given in (upstream's default).
+const CPU_PERIOD_US: i128 = 100_000;
 /// containerd's `PATH` for containers whose image sets none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// CRI's maximum log line: longer lines are split into `P` parts.
@@ -202,30 +215,65 @@ pub fn decide(
     }
 }
 
-/// Whether the host lets the runtime enforce limits (a writable cgroup v2
-/// hierarchy), and the condition [`ContainerRuntime::status`] reports.
-pub fn limits_condition(cgroup_v2_writable: bool) -> RuntimeCondition {
-    let message = if cgroup_v2_writable {
-        "cgroup v2 is available, but the runtime is not given container limits yet: cpu and memory limits are not enforced"
-    } else {
-        "/sys/fs/cgroup is not a writable cgroup v2 hierarchy: cpu and memory limits are not enforced"
-    };
-    RuntimeCondition {
-        kind: LIMITS_ENFORCED.into(),
-        status: false,
-        reason: if cgroup_v2_writable {
-            "LimitsNotPassed".into()
-        } else {
-            "CgroupV2Unavailable".into()
+/// The condition [`ContainerRuntime::status`] reports about limits, given
+/// the cgroup containers go under, if any.
+pub fn limits_condition(cgroup_root: Option<&Path>) -> RuntimeCondition {
+    match cgroup_root {
+        Some(root) => RuntimeCondition {
+            kind: LIMITS_ENFORCED.into(),
+            status: true,
+            reason: String::new(),
+            message: format!(
+                "cpu and memory limits are enforced with cgroup v2 under {}",
+                root.display()
+            ),
         },
-        message: message.into(),
+        None => RuntimeCondition {
+            kind: LIMITS_ENFORCED.into(),
+            status: false,
+            reason: "CgroupV2Unavailable".into(),
+            message: "/sys/fs/cgroup is not a writable cgroup v2 hierarchy: cpu and memory limits are not enforced".into(),
+        },
     }
 }
 
-fn cgroup_v2_writable() -> bool {
+/// [`CGROUP_SLICE`] if this host has a writable cgroup v2 hierarchy
+/// (creating it, and delegating the cpu and memory controllers to it).
+pub fn detect_cgroup_root() -> Option<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
-    root.join("cgroup.controllers").exists()
-        && std::fs::create_dir_all(root.join("tugboat.slice")).is_ok()
+    if !root.join("cgroup.controllers").exists() {
+        return None;
+    }
+    let slice = PathBuf::from(CGROUP_SLICE);
+    std::fs::create_dir_all(&slice).ok()?;
+    // Best effort: systemd usually delegates these already.
+    let _ = std::fs::write(root.join("cgroup.subtree_control"), "+cpu +memory");
+    Some(slice)
+}
+
+/// The cgroup v2 files (`cpu.max`, `memory.max`) and values for the limits
+/// a container config's annotations give: `500m` cpu is a quota of 50000
+/// µs per 100000 µs period, memory is in bytes.
+pub fn cgroup_limits(
+    annotations: &BTreeMap<String, String>,
+) -> std::result::Result<Vec<(&'static str, String)>, String> {
+    let mut files = Vec::new();
+    if let Some(cpu) = annotations.get(ANNOTATION_LIMIT_CPU) {
+        let milli = crate::admission::parse_quantity_milli(cpu)
+            .filter(|m| *m > 0)
+            .ok_or_else(|| format!("cpu limit {cpu:?} is not a positive quantity"))?;
+        // The kernel refuses quotas under 1 ms.
+        let quota = (milli * CPU_PERIOD_US / 1000).max(1000);
+        files.push(("cpu.max", format!("{quota} {CPU_PERIOD_US}")));
+    }
+    if let Some(memory) = annotations.get(ANNOTATION_LIMIT_MEMORY) {
+        let bytes = crate::admission::parse_quantity_milli(memory)
+            .map(|m| (m + 999) / 1000)
+            .filter(|b| *b > 0)
+            .ok_or_else(|| format!("memory limit {memory:?} is not a positive quantity"))?;
+        files.push(("memory.max", bytes.to_string()));
+    }
+    Ok(files)
 }
 
 /// A path the runtime builds from a name it was given must stay inside
@@ -382,6 +430,15 @@ pub fn shim_main(dir: &Path) -> i32 {
             return 1;
         }
     };
+    if let Some(cgroup) = spec.get("cgroup").and_then(Value::as_str) {
+        // The container inherits the shim's cgroup.
+        if let Err(e) = std::fs::write(
+            Path::new(cgroup).join("cgroup.procs"),
+            std::process::id().to_string(),
+        ) {
+            eprintln!("process-shim: entering cgroup {cgroup}: {e}; running unconfined");
+        }
+    }
     let mut command = Command::new(program);
     command
         .args(args)
@@ -473,6 +530,8 @@ pub struct ProcessOptions {
     /// as upstream does, when it can be created; otherwise (and when
     /// false) under `<root>/pods/<uid>/`.
     pub use_log_directory: bool,
+    /// The cgroup v2 directory containers go under; `None`: unconfined.
+    pub cgroup_root: Option<PathBuf>,
 }
 
 impl ProcessOptions {
@@ -484,6 +543,7 @@ impl ProcessOptions {
             node_ip: node_ip.into(),
             shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tug-kubelet")),
             use_log_directory: false,
+            cgroup_root: detect_cgroup_root(),
         }
     }
 }
@@ -548,6 +608,8 @@ struct ContainerRecord {
     env: Vec<(String, String)>,
     cwd: PathBuf,
     log_path: PathBuf,
+    /// Its cgroup, if it has one.
+    cgroup: Option<PathBuf>,
     created_at: Timestamp,
     started: Option<Started>,
     exit: Option<ExitInfo>,
@@ -569,6 +631,7 @@ impl ContainerRecord {
             "env": self.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
             "cwd": self.cwd,
             "logPath": self.log_path,
+            "cgroup": self.cgroup,
         })
     }
 
@@ -586,6 +649,7 @@ impl ContainerRecord {
             "env": self.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
             "cwd": self.cwd,
             "logPath": self.log_path,
+            "cgroup": self.cgroup,
             "createdAt": self.created_at.to_string(),
         })
     }
@@ -620,6 +684,7 @@ impl ContainerRecord {
                 env,
                 cwd: PathBuf::from(str_of(v, "cwd")),
                 log_path: PathBuf::from(str_of(v, "logPath")),
+                cgroup: v.get("cgroup").and_then(Value::as_str).map(PathBuf::from),
                 created_at: time_of(v, "createdAt")?,
                 started: None,
                 exit: None,
@@ -638,7 +703,6 @@ struct Inner {
     options: ProcessOptions,
     state: Mutex<State>,
     events: broadcast::Sender<ContainerEvent>,
-    cgroup_v2: bool,
     next_id: AtomicU64,
 }
 
@@ -794,6 +858,37 @@ impl Inner {
     }
 }
 
+/// Creates `<root>/pod-<uid>/<id>` with `limits` written into it; `None`
+/// (and a warning: the container then runs unconfined) if the host refuses.
+fn make_cgroup(
+    root: &Path,
+    uid: &str,
+    id: &str,
+    limits: &[(&'static str, String)],
+) -> Option<PathBuf> {
+    let pod = root.join(format!("pod-{uid}"));
+    let cgroup = pod.join(id);
+    let result = std::fs::create_dir_all(&cgroup).and_then(|_| {
+        // Delegate the controllers down to the container's cgroup; best
+        // effort, as a parent may have them already.
+        for dir in [root, pod.as_path()] {
+            let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+cpu +memory");
+        }
+        for (file, value) in limits {
+            std::fs::write(cgroup.join(file), value)?;
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Some(cgroup),
+        Err(error) => {
+            tracing::warn!(cgroup = %cgroup.display(), %error, "cannot set up the container's cgroup; it runs without limits");
+            let _ = std::fs::remove_dir(&cgroup);
+            None
+        }
+    }
+}
+
 fn write_exit_info(dir: &Path, info: &ExitInfo) {
     let value = json!({
         "exitCode": info.code,
@@ -841,7 +936,6 @@ impl ProcessRuntime {
             options,
             state: Mutex::new(State::default()),
             events,
-            cgroup_v2: cgroup_v2_writable(),
             next_id: AtomicU64::new(0),
         });
         inner.load();
@@ -985,7 +1079,7 @@ impl ContainerRuntime for ProcessRuntime {
                 ready(RUNTIME_READY),
                 // Pods use the host network: nothing to set up.
                 ready(NETWORK_READY),
-                limits_condition(self.inner.cgroup_v2),
+                limits_condition(self.inner.options.cgroup_root.as_deref()),
             ],
         })
     }
@@ -1070,6 +1164,9 @@ impl ContainerRuntime for ProcessRuntime {
             let _ = std::fs::remove_dir_all(self.inner.pod_dir(&uid));
             if self.inner.options.use_log_directory && !s.log_directory.is_empty() {
                 let _ = std::fs::remove_dir_all(&s.log_directory);
+            }
+            if let Some(root) = &self.inner.options.cgroup_root {
+                let _ = std::fs::remove_dir(root.join(format!("pod-{uid}")));
             }
         }
         Ok(())
@@ -1178,7 +1275,7 @@ impl ContainerRuntime for ProcessRuntime {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
-        let record = ContainerRecord {
+        let mut record = ContainerRecord {
             sandbox_id: pod_sandbox_id.to_string(),
             metadata: config.metadata.clone(),
             image: config.image.clone(),
@@ -1194,11 +1291,20 @@ impl ContainerRuntime for ProcessRuntime {
             env,
             cwd,
             log_path,
+            cgroup: None,
             created_at: Timestamp::now(),
             started: None,
             exit: None,
         };
+        let limits = cgroup_limits(&config.annotations)
+            .map_err(|e| failed(format!("container {name:?}: {e}")))?;
         let id = self.inner.new_id();
+        record.cgroup = self
+            .inner
+            .options
+            .cgroup_root
+            .as_ref()
+            .and_then(|root| make_cgroup(root, &uid, &id, &limits));
         let dir = self.inner.container_dir(&id);
         std::fs::create_dir_all(&dir)
             .and_then(|_| write_json(&dir.join("spec.json"), &record.spec_json()))
@@ -1278,6 +1384,11 @@ impl ContainerRuntime for ProcessRuntime {
         let mut state = self.inner.lock();
         if let Some(c) = state.containers.remove(id) {
             self.inner.emit(id, &c, ContainerEventType::Deleted);
+            if let Some(cgroup) = &c.cgroup {
+                // Empty once the shim is gone; cgroupfs directories go
+                // with rmdir, not by removing their files.
+                let _ = std::fs::remove_dir(cgroup);
+            }
         }
         let _ = std::fs::remove_dir_all(self.inner.container_dir(id));
         Ok(())
@@ -1558,6 +1669,7 @@ mod tests {
             env: vec![("K".into(), "V".into())],
             cwd: "/tmp".into(),
             log_path: "/tmp/app/2.log".into(),
+            cgroup: Some("/sys/fs/cgroup/tugboat.slice/pod-u/c1".into()),
             created_at: at(1),
             started: None,
             exit: None,
@@ -1605,10 +1717,56 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_reported_not_enforced() {
-        let c = limits_condition(false);
+    fn the_limits_condition_says_whether_cgroups_are_used() {
+        let c = limits_condition(None);
         assert_eq!((c.kind.as_str(), c.status), (LIMITS_ENFORCED, false));
         assert!(c.message.contains("not enforced"));
-        assert_eq!(limits_condition(true).reason, "LimitsNotPassed");
+        let c = limits_condition(Some(Path::new(CGROUP_SLICE)));
+        assert!(c.status && c.message.contains(CGROUP_SLICE));
+    }
+
+    #[test]
+    fn limits_become_cgroup_files() {
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Pairs, std::result::Result<Pairs, &str>)] = &[
+            (&[], Ok(&[])),
+            (
+                &[
+                    (ANNOTATION_LIMIT_CPU, "500m"),
+                    (ANNOTATION_LIMIT_MEMORY, "128Mi"),
+                ],
+                Ok(&[("cpu.max", "50000 100000"), ("memory.max", "134217728")]),
+            ),
+            (
+                &[(ANNOTATION_LIMIT_CPU, "2")],
+                Ok(&[("cpu.max", "200000 100000")]),
+            ),
+            // Under the kernel's minimum quota.
+            (
+                &[(ANNOTATION_LIMIT_CPU, "1m")],
+                Ok(&[("cpu.max", "1000 100000")]),
+            ),
+            (
+                &[(ANNOTATION_LIMIT_MEMORY, "1G")],
+                Ok(&[("memory.max", "1000000000")]),
+            ),
+            (&[(ANNOTATION_LIMIT_CPU, "lots")], Err("cpu limit")),
+            (&[(ANNOTATION_LIMIT_MEMORY, "0")], Err("memory limit")),
+        ];
+        for (pairs, wanted) in cases {
+            let annotations: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            match (cgroup_limits(&annotations), wanted) {
+                (Ok(got), Ok(files)) => {
+                    let got: Vec<(&str, &str)> =
+                        got.iter().map(|(f, v)| (*f, v.as_str())).collect();
+                    assert_eq!(got, *files, "{pairs:?}");
+                }
+                (Err(e), Err(w)) => assert!(e.contains(w), "{e}"),
+                (got, wanted) => panic!("{pairs:?}: {got:?} but wanted {wanted:?}"),
+            }
+        }
     }
 }
