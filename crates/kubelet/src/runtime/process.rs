@@ -752,7 +752,7 @@ impl Inner {
     }
 
     /// Reads a container's shim records and `/proc`, updating its state;
-    /// emits `Stopped` when it is newly seen exited.
+    /// emits `Started` and `Stopped` when it is newly seen so.
     fn refresh(&self, state: &mut State, id: &str) {
         let dir = self.container_dir(id);
         let Some(c) = state.containers.get_mut(id) else {
@@ -765,6 +765,9 @@ impl Inner {
             c.started = read_json(&dir.join("pid.json"))
                 .as_ref()
                 .and_then(started_from_json);
+            if c.started.is_some() {
+                self.emit(id, c, ContainerEventType::Started);
+            }
         }
         let exit = read_json(&dir.join("exit.json"))
             .as_ref()
@@ -1338,10 +1341,8 @@ impl ContainerRuntime for ProcessRuntime {
                     return Err(RuntimeError::NotFound(format!("container {id}")));
                 };
                 match (&c.started, &c.exit) {
-                    (Some(_), _) => {
-                        self.inner.emit(id, c, ContainerEventType::Started);
-                        return Ok(());
-                    }
+                    // `refresh` announced it.
+                    (Some(_), _) => return Ok(()),
                     (None, Some(exit)) => {
                         return Err(failed(format!(
                             "failed to start container {id}: {}",
