@@ -32,6 +32,7 @@
 pub mod admission;
 pub mod backoff;
 pub mod config;
+pub mod env;
 pub mod hollow;
 pub mod lease;
 pub mod node;
