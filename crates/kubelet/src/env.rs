@@ -206,7 +206,7 @@ pub fn is_env_var_name(name: &str) -> bool {
 /// Upstream's `expansion.Expand`: `$(NAME)` becomes `mapping(NAME)` when it
 /// knows the name (else stays as written), `$$` becomes `$`, any other `$`
 /// is kept, and an unclosed `$(` is kept as is.
-pub fn expand(input: &str, mapping: impl Fn(&str) -> Option<String>) -> String {
+pub fn expand(input: &str, mut mapping: impl FnMut(&str) -> Option<String>) -> String {
     let bytes = input.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut i = 0;

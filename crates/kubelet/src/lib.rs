@@ -41,6 +41,7 @@ pub mod ratelimit;
 pub mod runtime;
 pub mod status;
 pub mod status_manager;
+pub mod volumes;
 pub mod worker;
 
 use std::sync::Arc;
