@@ -16,8 +16,9 @@
 //! service environment yet.
 //!
 //! Entry point for the pod worker: gather the ConfigMaps and Secrets the pod
-//! names ([`referenced_objects`]) into a [`FetchedObjects`] (or implement
-//! [`Objects`] over a cache), then call [`container_env`] before creating
+//! names ([`referenced_objects`]) into a [`FetchedObjects`] ([`fetch_objects`]
+//! reads them from the API server; a cache can implement [`Objects`]
+//! instead), then call [`container_env`] before creating
 //! each container. An `Err` is the message of upstream's
 //! `CreateContainerConfigError` waiting reason; [`Environment::warnings`] are
 //! events to record on the pod.
@@ -129,6 +130,47 @@ pub fn referenced_objects(pod: &Pod) -> References {
         }
     }
     refs
+}
+
+/// Fetches the objects of `refs` in `namespace` through the API, as a
+/// [`FetchedObjects`]: "not found" leaves the name out (optional references
+/// then read as absent), any other failure is kept as that name's error.
+pub async fn fetch_objects(
+    client: &kube::Client,
+    namespace: &str,
+    refs: &References,
+) -> FetchedObjects {
+    let config_maps: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), namespace);
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+    let mut fetched = FetchedObjects::default();
+    for name in &refs.config_maps {
+        match config_maps.get_opt(name).await {
+            Ok(Some(cm)) => {
+                fetched.config_maps.insert(name.clone(), Ok(cm));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                fetched.config_maps.insert(
+                    name.clone(),
+                    Err(format!("getting configmap {name:?}: {e}")),
+                );
+            }
+        }
+    }
+    for name in &refs.secrets {
+        match secrets.get_opt(name).await {
+            Ok(Some(s)) => {
+                fetched.secrets.insert(name.clone(), Ok(s));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                fetched
+                    .secrets
+                    .insert(name.clone(), Err(format!("getting secret {name:?}: {e}")));
+            }
+        }
+    }
+    fetched
 }
 
 /// What [`container_env`] needs besides the container.

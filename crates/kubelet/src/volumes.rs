@@ -23,7 +23,9 @@
 //!    is upstream's message) and the pod waits and retries;
 //! 3. [`container_mounts`] per container (with its environment from
 //!    [`crate::env::container_env`], for `subPathExpr`), then
-//!    [`prepare_sub_paths`], and hand the pairs to the runtime;
+//!    [`prepare_sub_paths`] (creates subPath directories and pins each to
+//!    its resolved path inside the volume), and hand the pairs to the
+//!    runtime;
 //! 4. [`refresh_pod_volumes`] on each periodic sync, so ConfigMap, Secret and
 //!    label/annotation changes reach running containers (upstream's
 //!    kubelet remounts these volumes on its sync loop the same way);
@@ -293,6 +295,10 @@ pub fn tear_down_pod_volumes(pod_dir: &Path, allow_mount: bool) -> Result<(), St
 }
 
 fn make_world_writable_dir(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        // Set up before: leave the mode to whatever the pod made it.
+        return Ok(());
+    }
     fs::create_dir_all(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
     // chmod after mkdir: the umask would otherwise take the group and
     // other write bits away.
@@ -933,6 +939,8 @@ fn read_tree(dir: &Path) -> io::Result<Payload> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     pub volume: String,
+    /// The volume's own directory (the root a subPath must stay in).
+    pub volume_path: PathBuf,
     pub host_path: PathBuf,
     pub container_path: String,
     pub read_only: bool,
@@ -1011,6 +1019,7 @@ pub fn container_mounts(
         };
         mounts.push(Mount {
             volume: m.name.clone(),
+            volume_path: volume.host_path.clone(),
             host_path,
             container_path: m.mount_path.clone(),
             read_only: m.read_only == Some(true) || volume.read_only,
@@ -1021,22 +1030,67 @@ pub fn container_mounts(
 }
 
 /// Creates the missing subPath directories of `mounts`, as upstream does
-/// before starting the container (with the volume directory's mode).
-pub fn prepare_sub_paths(mounts: &[Mount]) -> Result<(), String> {
-    for m in mounts.iter().filter(|m| m.sub_path) {
-        if fs::symlink_metadata(&m.host_path).is_ok() {
-            continue;
+/// before starting the container (with the volume directory's mode), and
+/// replaces each subPath host path by its resolved path after checking it
+/// stays inside the volume: a container could otherwise plant a symlink in
+/// a writable volume that sends a later subPath mount anywhere on the node
+/// (upstream's CVE-2017-1002101). The check and the runtime's bind mount are
+/// not one atomic step, unlike upstream's fd-based bind; a container that
+/// swaps the symlink in between still wins the race.
+pub fn prepare_sub_paths(mounts: &mut [Mount]) -> Result<(), String> {
+    for m in mounts.iter_mut().filter(|m| m.sub_path) {
+        let root = m
+            .volume_path
+            .canonicalize()
+            .map_err(io_err("resolving volume", &m.volume_path))?;
+        if fs::symlink_metadata(&m.host_path).is_err() {
+            // Create step by step, checking each existing prefix first,
+            // so no directory is created outside the volume.
+            let mut at = m.volume_path.clone();
+            let rel = m
+                .host_path
+                .strip_prefix(&m.volume_path)
+                .map_err(|_| {
+                    format!(
+                        "subpath {:?} not within volume path {:?}",
+                        m.host_path, m.volume_path
+                    )
+                })?
+                .to_path_buf();
+            for part in rel.components() {
+                at.push(part);
+                if fs::symlink_metadata(&at).is_ok() {
+                    within(&root, &at)?;
+                    continue;
+                }
+                fs::create_dir(&at).map_err(io_err("creating subPath", &at))?;
+                let mode = at
+                    .parent()
+                    .and_then(|p| fs::metadata(p).ok())
+                    .map_or(0o755, |meta| meta.permissions().mode() & 0o7777);
+                fs::set_permissions(&at, fs::Permissions::from_mode(mode))
+                    .map_err(io_err("chmod", &at))?;
+            }
         }
-        fs::create_dir_all(&m.host_path).map_err(io_err("creating subPath", &m.host_path))?;
-        let mode = m
-            .host_path
-            .parent()
-            .and_then(|p| fs::metadata(p).ok())
-            .map_or(0o755, |meta| meta.permissions().mode() & 0o7777);
-        fs::set_permissions(&m.host_path, fs::Permissions::from_mode(mode))
-            .map_err(io_err("chmod", &m.host_path))?;
+        m.host_path = within(&root, &m.host_path)?;
     }
     Ok(())
+}
+
+/// `path` resolved, if it is inside `root` (itself resolved).
+fn within(root: &Path, path: &Path) -> Result<PathBuf, String> {
+    let resolved = path
+        .canonicalize()
+        .map_err(io_err("resolving subPath", path))?;
+    if resolved.starts_with(root) {
+        Ok(resolved)
+    } else {
+        Err(format!(
+            "subpath {:?} not within volume path {:?}",
+            resolved.display().to_string(),
+            root.display().to_string()
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -1596,24 +1650,39 @@ mod tests {
     }
 
     #[test]
-    fn sub_paths_are_created() {
+    fn sub_paths_are_created_and_contained() {
         let tmp = TempDir::new();
         let vol = tmp.0.join("vol");
         fs::create_dir(&vol).unwrap();
         fs::set_permissions(&vol, fs::Permissions::from_mode(0o777)).unwrap();
-        let m = Mount {
+        let outside = tmp.0.join("outside");
+        fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, vol.join("escape")).unwrap();
+        std::os::unix::fs::symlink("inner", vol.join("alias")).unwrap();
+        fs::create_dir(vol.join("inner")).unwrap();
+        let mount = |sub: &str| Mount {
             volume: "v".into(),
-            host_path: vol.join("sub"),
+            volume_path: vol.clone(),
+            host_path: vol.join(sub),
             container_path: "/x".into(),
             read_only: false,
             sub_path: true,
         };
-        prepare_sub_paths(std::slice::from_ref(&m)).unwrap();
+        let root = vol.canonicalize().unwrap();
+        let mut ok = [mount("a/b"), mount("alias")];
+        prepare_sub_paths(&mut ok).unwrap();
+        assert_eq!(ok[0].host_path, root.join("a/b"));
         assert_eq!(
-            fs::metadata(&m.host_path).unwrap().permissions().mode() & 0o777,
+            fs::metadata(&ok[0].host_path).unwrap().permissions().mode() & 0o777,
             0o777
         );
-        prepare_sub_paths(&[m]).unwrap();
+        assert_eq!(ok[1].host_path, root.join("inner"));
+        for sub in ["escape", "escape/new/dir"] {
+            let mut bad = [mount(sub)];
+            let err = prepare_sub_paths(&mut bad).unwrap_err();
+            assert!(err.contains("not within volume path"), "{sub}: {err}");
+        }
+        assert!(!outside.join("new").exists(), "nothing created outside");
     }
 
     #[test]

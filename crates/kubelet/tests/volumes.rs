@@ -368,3 +368,99 @@ fn host_path_type_errors_and_unsupported_volumes_are_reported() {
     assert_eq!(volumes["create"].host_path, created);
     assert!(!volumes["create"].read_only);
 }
+
+async fn api_client(server: &test_support::TestServer) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// The worker's path: the pod's references, fetched from the API server,
+/// feed both the environment and the volumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_fetched_from_the_api_server_feed_env_and_volumes() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use kube::api::PostParams;
+    use tugboat_kubelet::env::{fetch_objects, referenced_objects};
+
+    let server = test_support::TestServer::start().await.unwrap();
+    let client = api_client(&server).await;
+    let cms: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), "default");
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), "default");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "app-config"}, "data": {"LOG_LEVEL": "info"}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db"}, "stringData": {"password": "s3cret"}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "containers": [{"name": "app", "image": "app:1",
+                "envFrom": [{"configMapRef": {"name": "app-config"}}],
+                "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                        {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k", "optional": true}}}]}],
+            "volumes": [{"name": "creds", "secret": {"secretName": "db"}},
+                        {"name": "gone", "configMap": {"name": "absent"}}]
+        }
+    }))
+    .unwrap();
+    let refs = referenced_objects(&pod);
+    let objects = fetch_objects(&client, "default", &refs).await;
+    assert!(objects.config_maps.contains_key("app-config"));
+    assert!(
+        !objects.config_maps.contains_key("absent"),
+        "not found is absent"
+    );
+
+    let alloc = BTreeMap::new();
+    let env = container_env(
+        &EnvContext {
+            pod: &pod,
+            host_ips: &[],
+            pod_ips: &[],
+            node_allocatable: &alloc,
+            objects: &objects,
+        },
+        &pod.spec.as_ref().unwrap().containers[0],
+    )
+    .unwrap();
+    assert_eq!(
+        env.vars,
+        [
+            ("LOG_LEVEL".to_string(), "info".to_string()),
+            ("PW".to_string(), "s3cret".to_string())
+        ]
+    );
+
+    let tmp = TempDir::new();
+    let (volumes, errors) = set_up_pod_volumes(&ctx(&pod, &tmp.0, &objects, &alloc));
+    assert_eq!(
+        fs::read_to_string(volumes["creds"].host_path.join("password")).unwrap(),
+        "s3cret"
+    );
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        ["MountVolume.SetUp failed for volume \"gone\" : configmap \"absent\" not found"]
+    );
+}
