@@ -5,8 +5,10 @@
 //! upstream's layout: `<pod dir>/volumes/kubernetes.io~<plugin>/<volume>`.
 //!
 //! - `emptyDir`: a directory (mode 0777, so any container user can write);
-//!   `medium: Memory` is a tmpfs (sized by `sizeLimit`) when the kubelet may
-//!   mount, otherwise a plain directory and a note saying so;
+//!   `medium: Memory` is a tmpfs (sized by [`memory_backed_size`]: the
+//!   smallest of `sizeLimit`, the pod's memory limit and the node's
+//!   allocatable memory) when the kubelet may mount, otherwise a plain
+//!   directory and a note saying so; `sizeLimit` is recorded either way;
 //! - `hostPath`: the node's path itself, after upstream's type check
 //!   (`DirectoryOrCreate`, `Directory`, `FileOrCreate`, `File`, `Socket`,
 //!   `CharDevice`, `BlockDevice`);
@@ -205,7 +207,12 @@ pub fn set_up_volume(
             match medium {
                 "" => {}
                 "Memory" if ctx.allow_mount => {
-                    mount_tmpfs(&mounted.host_path, source.size_limit.as_ref()).map_err(fail)?;
+                    let size = memory_backed_size(
+                        ctx.pod,
+                        source.size_limit.as_ref(),
+                        ctx.node_allocatable,
+                    );
+                    mount_tmpfs(&mounted.host_path, size).map_err(fail)?;
                     mounted.tmpfs = true;
                 }
                 "Memory" => mounted.notes.push(format!(
@@ -322,17 +329,69 @@ fn run(program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
     }
 }
 
+/// Bytes of a quantity, rounded up; `None` if absent, invalid or not
+/// positive.
+fn bytes_of(q: Option<&Quantity>) -> Option<i128> {
+    let milli = crate::admission::parse_quantity_milli(&q?.0)?;
+    (milli > 0).then_some((milli + 999) / 1000)
+}
+
+/// The pod's memory limit as upstream's pod cgroup sets it: only when
+/// every container has one; the app containers and sidecars add up, and an
+/// ordinary init container (which runs alone) may need more.
+fn pod_memory_limit(pod: &Pod) -> Option<i128> {
+    let spec = pod.spec.as_ref()?;
+    let limit = |c: &Container| {
+        bytes_of(
+            c.resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .and_then(|l| l.get("memory")),
+        )
+    };
+    let mut running = 0;
+    let mut peak_init = 0;
+    for c in &spec.containers {
+        running += limit(c)?;
+    }
+    for c in spec.init_containers.iter().flatten() {
+        if c.restart_policy.as_deref() == Some("Always") {
+            running += limit(c)?;
+        } else {
+            peak_init = peak_init.max(limit(c)?);
+        }
+    }
+    let overhead = bytes_of(spec.overhead.as_ref().and_then(|o| o.get("memory"))).unwrap_or(0);
+    Some(running.max(peak_init) + overhead)
+}
+
+/// Upstream's `calculateEmptyDirMemorySize` (SizeMemoryBackedVolumes): the
+/// node's allocatable memory, lowered to the pod's memory limit, lowered to
+/// the volume's sizeLimit. `None`: no bound known (the tmpfs default, half
+/// of RAM).
+pub fn memory_backed_size(
+    pod: &Pod,
+    size_limit: Option<&Quantity>,
+    node_allocatable: &BTreeMap<String, Quantity>,
+) -> Option<i128> {
+    let mut size = bytes_of(node_allocatable.get("memory"));
+    for bound in [pod_memory_limit(pod), bytes_of(size_limit)]
+        .into_iter()
+        .flatten()
+    {
+        size = Some(size.map_or(bound, |s| s.min(bound)));
+    }
+    size
+}
+
 /// `mount -t tmpfs` at `path` unless already mounted there.
-fn mount_tmpfs(path: &Path, size_limit: Option<&Quantity>) -> Result<(), String> {
+fn mount_tmpfs(path: &Path, size: Option<i128>) -> Result<(), String> {
     if is_mount_point(path) {
         return Ok(());
     }
     let mut options = "mode=0777".to_string();
-    if let Some(limit) = size_limit {
-        let milli = crate::admission::parse_quantity_milli(&limit.0)
-            .filter(|m| *m > 0)
-            .ok_or_else(|| format!("invalid emptyDir sizeLimit {:?}", limit.0))?;
-        options.push_str(&format!(",size={}", (milli + 999) / 1000));
+    if let Some(size) = size {
+        options.push_str(&format!(",size={size}"));
     }
     run(
         "mount",
@@ -1683,6 +1742,36 @@ mod tests {
             assert!(err.contains("not within volume path"), "{sub}: {err}");
         }
         assert!(!outside.join("new").exists(), "nothing created outside");
+    }
+
+    #[test]
+    fn memory_backed_sizes() {
+        let alloc: BTreeMap<String, Quantity> =
+            [("memory".to_string(), Quantity("1Gi".into()))].into();
+        let limited = pod(serde_json::json!({"spec": {
+            "initContainers": [{"name": "i", "resources": {"limits": {"memory": "300Mi"}}},
+                               {"name": "s", "restartPolicy": "Always", "resources": {"limits": {"memory": "10Mi"}}}],
+            "containers": [{"name": "a", "resources": {"limits": {"memory": "100Mi"}}},
+                           {"name": "b", "resources": {"limits": {"memory": "50Mi"}}}]}}));
+        let unlimited = pod(serde_json::json!({"spec": {"containers": [
+            {"name": "a", "resources": {"limits": {"memory": "100Mi"}}}, {"name": "b"}]}}));
+        let mi = |n: i128| n << 20;
+        let q = |s: &str| Quantity(s.into());
+        for (p, limit, alloc, want) in [
+            (&limited, None, &alloc, Some(mi(300))),
+            (&limited, Some(q("64Mi")), &alloc, Some(mi(64))),
+            (&limited, Some(q("2Gi")), &alloc, Some(mi(300))),
+            (&unlimited, None, &alloc, Some(mi(1024))),
+            (&unlimited, Some(q("0")), &alloc, Some(mi(1024))),
+            (&unlimited, None, &BTreeMap::new(), None),
+            (&unlimited, Some(q("5Mi")), &BTreeMap::new(), Some(mi(5))),
+        ] {
+            assert_eq!(
+                memory_backed_size(p, limit.as_ref(), alloc),
+                want,
+                "{limit:?}"
+            );
+        }
     }
 
     #[test]
