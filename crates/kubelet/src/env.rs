@@ -112,9 +112,8 @@ pub fn referenced_objects(pod: &Pod) -> References {
         if let Some(cm) = &volume.config_map {
             refs.config_maps.insert(cm.name.clone());
         }
-        if let Some(s) = &volume.secret {
-            refs.secrets
-                .insert(s.secret_name.clone().unwrap_or_default());
+        if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            refs.secrets.insert(name);
         }
         for source in volume
             .projected
@@ -129,6 +128,9 @@ pub fn referenced_objects(pod: &Pod) -> References {
             }
         }
     }
+    // An empty name (invalid, rejected by validation) cannot be fetched.
+    refs.config_maps.remove("");
+    refs.secrets.remove("");
     refs
 }
 
@@ -1074,6 +1076,8 @@ mod tests {
                 "volumes": [
                     {"name": "v1", "configMap": {"name": "c2"}},
                     {"name": "v2", "secret": {"secretName": "s2"}},
+                    {"name": "v4", "secret": {}},
+                    {"name": "v5", "configMap": {"name": ""}},
                     {"name": "v3", "projected": {"sources": [{"configMap": {"name": "c3"}}, {"secret": {"name": "s3"}}]}},
                 ]
             }
