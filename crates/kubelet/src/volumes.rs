@@ -1491,6 +1491,44 @@ mod tests {
     }
 
     #[test]
+    fn refresh_follows_label_changes() {
+        let tmp = TempDir::new();
+        let volumes = serde_json::json!([{"name": "info", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+            {"name": "e", "emptyDir": {}}]);
+        let p = the_pod(volumes);
+        let objects = objects();
+        let alloc = BTreeMap::new();
+        let ctx = |pod| VolumeContext {
+            pod,
+            pod_dir: &tmp.0,
+            objects: &objects,
+            node_allocatable: &alloc,
+            allow_mount: false,
+        };
+        let (mounted, errors) = set_up_pod_volumes(&ctx(&p));
+        assert!(errors.is_empty(), "{errors:?}");
+        let file = mounted["info"].host_path.join("labels");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "app=\"x\"");
+        assert_eq!(refresh_pod_volumes(&ctx(&p)), (vec![], vec![]));
+        let mut relabeled = p.clone();
+        relabeled
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("version".into(), "2".into());
+        assert_eq!(
+            refresh_pod_volumes(&ctx(&relabeled)),
+            (vec!["info".to_string()], vec![])
+        );
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            "app=\"x\"\nversion=\"2\""
+        );
+    }
+
+    #[test]
     fn empty_dirs() {
         let tmp = TempDir::new();
         let p = the_pod(serde_json::json!([]));
