@@ -850,14 +850,19 @@ impl AtomicWriter {
 
         let ts_dir = self.new_ts_dir()?;
         let ts_path = target.join(&ts_dir);
-        for (path, file) in &clean {
+        let written = clean.iter().try_for_each(|(path, file)| {
             let full = ts_path.join(path);
             if let Some(parent) = full.parent() {
                 fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
             }
             fs::write(&full, &file.data).map_err(io_err("writing", &full))?;
             fs::set_permissions(&full, fs::Permissions::from_mode(file.mode))
-                .map_err(io_err("chmod", &full))?;
+                .map_err(io_err("chmod", &full))
+        });
+        if let Err(e) = written {
+            // Nobody points at it yet: drop the partial set, keep the old.
+            let _ = fs::remove_dir_all(&ts_path);
+            return Err(e);
         }
 
         // The swap: readers following `..data` see the old or the new set.
