@@ -32,6 +32,7 @@
 pub mod admission;
 pub mod backoff;
 pub mod config;
+pub mod env;
 pub mod hollow;
 pub mod lease;
 pub mod node;
@@ -40,6 +41,7 @@ pub mod ratelimit;
 pub mod runtime;
 pub mod status;
 pub mod status_manager;
+pub mod volumes;
 pub mod worker;
 
 use std::sync::Arc;
