@@ -36,6 +36,7 @@ pub mod hollow;
 pub mod lease;
 pub mod node;
 pub mod pods;
+pub mod probe;
 pub mod ratelimit;
 pub mod runtime;
 pub mod status;
