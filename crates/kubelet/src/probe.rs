@@ -83,6 +83,9 @@ pub enum ProbeResult {
 pub enum Outcome {
     /// With the output (an HTTP body, exec output).
     Success(String),
+    /// Counted as a success, with a `ProbeWarning` event: an `httpGet`
+    /// redirected to another host, which is not followed.
+    Warning(String),
     /// With why: `HTTP probe failed with statuscode: 500`.
     Failure(String),
     /// The probe could not be run: its result is thrown away.
@@ -210,7 +213,7 @@ impl ProbeState {
     /// changed.
     pub fn record(&mut self, outcome: &Outcome) -> bool {
         let result = match outcome {
-            Outcome::Success(_) => ProbeResult::Success,
+            Outcome::Success(_) | Outcome::Warning(_) => ProbeResult::Success,
             Outcome::Failure(_) => ProbeResult::Failure,
             Outcome::Error(_) => return false,
         };
@@ -378,8 +381,23 @@ pub fn parse_status_line(line: &str) -> Option<u16> {
     parts.next()?.parse().ok()
 }
 
+/// An HTTP response, as much of it as a probe looks at.
+struct Response {
+    code: u16,
+    location: Option<String>,
+    body: String,
+}
+
+/// The value of header `name` in a response head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
 /// Reads the head and up to [`MAX_BODY`] of the body.
-async fn exchange(target: &HttpTarget) -> Result<(u16, String), String> {
+async fn exchange(target: &HttpTarget) -> Result<Response, String> {
     let addr = join_host_port(&target.host, target.port);
     let mut stream = TcpStream::connect(addr.as_str())
         .await
@@ -409,12 +427,7 @@ async fn exchange(target: &HttpTarget) -> Result<(u16, String), String> {
         .next()
         .and_then(parse_status_line)
         .ok_or_else(|| "malformed HTTP response".to_string())?;
-    let length = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())?
-    });
+    let length = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok());
     let want = length.unwrap_or(usize::MAX).min(MAX_BODY);
     let mut body = buf[head_end..].to_vec();
     while body.len() < want {
@@ -424,17 +437,104 @@ async fn exchange(target: &HttpTarget) -> Result<(u16, String), String> {
         }
     }
     body.truncate(want);
-    Ok((code, String::from_utf8_lossy(&body).to_string()))
+    Ok(Response {
+        code,
+        location: header(&head, "location").map(str::to_string),
+        body: String::from_utf8_lossy(&body).to_string(),
+    })
 }
 
-/// Runs an `httpGet` probe: 200-399 succeeds (redirects are not followed,
-/// so one counts as success, as upstream counts a redirect it does not
-/// follow), anything else fails with the status code.
+/// Where a redirect's `Location` leads from `from`, if it is followed:
+/// only to the same host over HTTP, as upstream's probe client follows
+/// only local redirects.
+pub fn redirect_target(from: &HttpTarget, location: &str) -> Option<HttpTarget> {
+    let location = location.split('#').next().unwrap_or_default();
+    let (authority, path) = if let Some(rest) = location
+        .strip_prefix("http://")
+        .or_else(|| location.strip_prefix("//"))
+    {
+        match rest.find(['/', '?']) {
+            Some(i) => (Some(&rest[..i]), rest[i..].to_string()),
+            None => (Some(rest), "/".to_string()),
+        }
+    } else if location.contains("://") {
+        // Another scheme (https): not followed.
+        return None;
+    } else if location.starts_with('/') {
+        (None, location.to_string())
+    } else {
+        let dir = from.path.rfind('/').map_or("/", |i| &from.path[..=i]);
+        (None, format!("{dir}{location}"))
+    };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path
+    };
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let (host, port) = match authority {
+        None => (from.host.clone(), from.port),
+        Some(a) => {
+            let (host, port) = match a.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, p.parse().ok()?),
+                _ => (a, 80),
+            };
+            (
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+                port,
+            )
+        }
+    };
+    (host.eq_ignore_ascii_case(&from.host)).then(|| HttpTarget {
+        host,
+        port,
+        path,
+        headers: from.headers.clone(),
+    })
+}
+
+/// How many redirects a probe follows.
+const MAX_REDIRECTS: usize = 10;
+
+/// GETs `target`, following local redirects; on error, the URL that
+/// failed and why.
+async fn get_following(target: &HttpTarget) -> Result<Response, (String, String)> {
+    let mut current = target.clone();
+    for _ in 0..=MAX_REDIRECTS {
+        let response = exchange(&current).await.map_err(|e| (current.url(), e))?;
+        let next = response
+            .location
+            .as_deref()
+            .filter(|_| (300..400).contains(&response.code))
+            .and_then(|l| redirect_target(&current, l));
+        match next {
+            Some(next) => current = next,
+            None => return Ok(response),
+        }
+    }
+    Err((
+        current.url(),
+        format!("stopped after {MAX_REDIRECTS} redirects"),
+    ))
+}
+
+/// Runs an `httpGet` probe: 200-299 succeeds; a redirect to the same host
+/// is followed, one to another host is not and counts as a success with a
+/// warning (upstream's `probe.Warning`); anything else fails with the
+/// status code.
 pub async fn http_get(target: &HttpTarget, timeout: Duration) -> Outcome {
-    match tokio::time::timeout(timeout, exchange(target)).await {
-        Ok(Ok((code, body))) if (200..400).contains(&code) => Outcome::Success(body),
-        Ok(Ok((code, _))) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
-        Ok(Err(e)) => Outcome::Failure(format!("Get {:?}: {e}", target.url())),
+    match tokio::time::timeout(timeout, get_following(target)).await {
+        Ok(Ok(r)) if (200..300).contains(&r.code) => Outcome::Success(r.body),
+        Ok(Ok(r)) if (300..400).contains(&r.code) => Outcome::Warning(format!(
+            "Probe terminated redirects, Response body: {}",
+            r.body
+        )),
+        Ok(Ok(r)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {}", r.code)),
+        Ok(Err((url, e))) => Outcome::Failure(format!("Get {url:?}: {e}")),
         Err(_) => Outcome::Failure(format!(
             "Get {:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
             target.url()
@@ -538,12 +638,15 @@ pub async fn run_probe(
     }
 }
 
-/// The event a probe outcome gives, if any (upstream's `ContainerUnhealthy`).
-pub fn outcome_event(kind: ProbeKind, outcome: &Outcome) -> Option<String> {
+/// The warning event a probe outcome gives, if any: reason and message
+/// (upstream's `Unhealthy` and `ProbeWarning`).
+pub fn outcome_event(kind: ProbeKind, outcome: &Outcome) -> Option<(&'static str, String)> {
+    let kind = kind.as_str();
     match outcome {
         Outcome::Success(_) => None,
-        Outcome::Failure(why) => Some(format!("{} probe failed: {why}", kind.as_str())),
-        Outcome::Error(why) => Some(format!("{} probe errored: {why}", kind.as_str())),
+        Outcome::Warning(why) => Some(("ProbeWarning", format!("{kind} probe warning: {why}"))),
+        Outcome::Failure(why) => Some(("Unhealthy", format!("{kind} probe failed: {why}"))),
+        Outcome::Error(why) => Some(("Unhealthy", format!("{kind} probe errored: {why}"))),
     }
 }
 
@@ -779,10 +882,10 @@ impl ProbeWorker {
                     &*self.exec,
                 )
                 .await;
-                if let (Some(message), Some((recorder, object))) =
+                if let (Some((reason, message)), Some((recorder, object))) =
                     (outcome_event(self.kind, &outcome), &self.recorder)
                 {
-                    recorder.record(object.clone(), EventType::Warning, "Unhealthy", message);
+                    recorder.record(object.clone(), EventType::Warning, reason, message);
                 }
                 state.record(&outcome);
             }
@@ -836,7 +939,7 @@ mod tests {
         }
     }
 
-    use Outcome::{Error as E, Failure as F, Success as S};
+    use Outcome::{Error as E, Failure as F, Success as S, Warning as W};
     use ProbeResult::{Failure, Success, Unknown};
 
     #[test]
@@ -893,6 +996,8 @@ mod tests {
                 ],
                 &[Success, Success, Success, Success, Success, Failure],
             ),
+            // A warning (a redirect not followed) counts as a success.
+            (ProbeKind::Readiness, 1, 1, &[W("r".into())], &[Success]),
             (
                 ProbeKind::Startup,
                 2,
@@ -1077,6 +1182,40 @@ mod tests {
     }
 
     #[test]
+    fn redirects_are_followed_to_the_same_host_only() {
+        let from = HttpTarget {
+            host: "10.0.0.5".into(),
+            port: 8080,
+            path: "/app/healthz".into(),
+            headers: vec![("X-A".into(), "b".into())],
+        };
+        let to = |host: &str, port: u16, path: &str| {
+            Some(HttpTarget {
+                host: host.into(),
+                port,
+                path: path.into(),
+                headers: from.headers.clone(),
+            })
+        };
+        let cases = [
+            ("/other", to("10.0.0.5", 8080, "/other")),
+            ("ready", to("10.0.0.5", 8080, "/app/ready")),
+            (
+                "http://10.0.0.5:9090/x?y=1#frag",
+                to("10.0.0.5", 9090, "/x?y=1"),
+            ),
+            ("http://10.0.0.5", to("10.0.0.5", 80, "/")),
+            ("//10.0.0.5:81/z", to("10.0.0.5", 81, "/z")),
+            ("http://10.0.0.6/", None),
+            ("https://10.0.0.5/", None),
+            ("http://10.0.0.5:notaport/", None),
+        ];
+        for (location, want) in cases {
+            assert_eq!(redirect_target(&from, location), want, "{location}");
+        }
+    }
+
+    #[test]
     fn status_lines_parse() {
         assert_eq!(parse_status_line("HTTP/1.1 200 OK"), Some(200));
         assert_eq!(parse_status_line("HTTP/1.0 503"), Some(503));
@@ -1086,17 +1225,23 @@ mod tests {
 
     /// A server answering every connection with `status`, or after `delay`.
     async fn serve(status: u16, delay: Duration) -> u16 {
+        serve_with(status, String::new(), delay).await
+    }
+
+    /// The same with `headers` (`Name: value\r\n` lines) in the reply.
+    async fn serve_with(status: u16, headers: String, delay: Duration) -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
+                let headers = headers.clone();
                 tokio::spawn(async move {
                     let mut buf = [0u8; 1024];
                     let _ = s.read(&mut buf).await;
                     tokio::time::sleep(delay).await;
                     let body = "ok";
                     let reply = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\n{headers}Content-Length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = s.write_all(reply.as_bytes()).await;
@@ -1126,9 +1271,34 @@ mod tests {
         let second = Duration::from_secs(1);
         let ok = serve(200, Duration::ZERO).await;
         assert_eq!(http_get(&target(ok), second).await, S("ok".into()));
-        let redirect = serve(302, Duration::ZERO).await;
-        assert!(matches!(http_get(&target(redirect), second).await, S(_)));
         let broken = serve(500, Duration::ZERO).await;
+        let terminated = W("Probe terminated redirects, Response body: ok".into());
+        // (Location of a 302, outcome)
+        let redirects = [
+            (None, terminated.clone()),
+            (Some("http://example.invalid/".to_string()), terminated),
+            // Same host: followed, to a 500.
+            (
+                Some(format!("http://127.0.0.1:{broken}/x")),
+                F("HTTP probe failed with statuscode: 500".into()),
+            ),
+            (Some(format!("http://127.0.0.1:{ok}/x")), S("ok".into())),
+        ];
+        for (location, want) in redirects {
+            let headers = location
+                .as_ref()
+                .map(|l| format!("Location: {l}\r\n"))
+                .unwrap_or_default();
+            let port = serve_with(302, headers, Duration::ZERO).await;
+            assert_eq!(http_get(&target(port), second).await, want, "{location:?}");
+        }
+        let looping = serve_with(302, "Location: /again\r\n".into(), Duration::ZERO).await;
+        assert_eq!(
+            http_get(&target(looping), second).await,
+            F(format!(
+                "Get \"http://127.0.0.1:{looping}/again\": stopped after 10 redirects"
+            ))
+        );
         assert_eq!(
             http_get(&target(broken), second).await,
             F("HTTP probe failed with statuscode: 500".into())
@@ -1165,8 +1335,9 @@ mod tests {
                 ProbeKind::Readiness,
                 &tcp_socket("127.0.0.1", refused, second).await
             ),
-            Some(format!(
-                "Readiness probe failed: dial tcp 127.0.0.1:{refused}: connect: connection refused"
+            Some((
+                "Unhealthy",
+                format!("Readiness probe failed: dial tcp 127.0.0.1:{refused}: connect: connection refused")
             ))
         );
     }
