@@ -229,3 +229,56 @@ async fn a_failing_liveness_probe_restarts_the_container() {
         format!("Liveness probe failed: dial tcp 127.0.0.1:{port}: connect: connection refused");
     assert!(unhealthy.contains(&refused), "{unhealthy:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_startup_probe_holds_readiness_back_until_it_succeeds() {
+    let (_server, client, _kubelet) = start("probe-c").await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let port = health_server(healthy.clone()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // The readiness probe would pass at once (the port accepts
+    // connections): only the startup probe holds it back.
+    let pod = probed_pod(
+        "slow",
+        "probe-c",
+        json!({
+            "name": "app", "image": "nginx:1.27",
+            "startupProbe": {
+                "httpGet": {"host": "127.0.0.1", "port": port},
+                "periodSeconds": 1, "failureThreshold": 60,
+            },
+            "readinessProbe": {
+                "tcpSocket": {"host": "127.0.0.1", "port": port},
+                "periodSeconds": 1,
+            },
+        }),
+    );
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "a failed startup probe",
+        || async {
+            let list = events(&client, "slow", "Unhealthy").await;
+            list.iter()
+                .any(|m| m == "Startup probe failed: HTTP probe failed with statuscode: 503")
+                .then_some(())
+        },
+    )
+    .await;
+    // Give a readiness probe time to run, were it not held back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = pods.get("slow").await.unwrap();
+    let s = app_status(&p).unwrap();
+    assert!(s.state.as_ref().unwrap().running.is_some());
+    assert_eq!((s.started, s.ready), (Some(false), false));
+    assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+
+    healthy.store(true, Ordering::SeqCst);
+    let p = eventually(Duration::from_secs(15), "slow Ready", || async {
+        let p = pods.get("slow").await.ok()?;
+        (condition(&p, "Ready").as_deref() == Some("True")).then_some(p)
+    })
+    .await;
+    let s = app_status(&p).unwrap();
+    assert_eq!((s.started, s.ready, s.restart_count), (Some(true), true, 0));
+}
