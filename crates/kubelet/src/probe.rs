@@ -23,6 +23,7 @@
 //! results away; it is reported with an `Unhealthy` "probe errored" event.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::runtime::ContainerState;
 use crate::status::{is_sidecar, PodRuntimeState};
@@ -397,14 +399,17 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Reads the head and up to [`MAX_BODY`] of the body.
-async fn exchange(target: &HttpTarget) -> Result<Response, String> {
+/// Until the response head arrives everything must happen before
+/// `deadline`; the body is read until then at most, and what came of it
+/// kept: a server that keeps the connection open does not turn a good
+/// status into a timeout.
+async fn exchange(target: &HttpTarget, deadline: Instant) -> Result<Response, String> {
     let addr = join_host_port(&target.host, target.port);
-    let mut stream = TcpStream::connect(addr.as_str())
-        .await
+    let mut stream = before(deadline, TcpStream::connect(addr.as_str()))
+        .await?
         .map_err(|e| dial_error(&addr, &e))?;
-    stream
-        .write_all(target.request().as_bytes())
-        .await
+    before(deadline, stream.write_all(target.request().as_bytes()))
+        .await?
         .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -415,7 +420,9 @@ async fn exchange(target: &HttpTarget) -> Result<Response, String> {
         if buf.len() > MAX_HEAD {
             return Err("malformed HTTP response: head too large".into());
         }
-        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        let n = before(deadline, stream.read(&mut chunk))
+            .await?
+            .map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("EOF".into());
         }
@@ -431,9 +438,9 @@ async fn exchange(target: &HttpTarget) -> Result<Response, String> {
     let want = length.unwrap_or(usize::MAX).min(MAX_BODY);
     let mut body = buf[head_end..].to_vec();
     while body.len() < want {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => body.extend_from_slice(&chunk[..n]),
         }
     }
     body.truncate(want);
@@ -442,6 +449,17 @@ async fn exchange(target: &HttpTarget) -> Result<Response, String> {
         location: header(&head, "location").map(str::to_string),
         body: String::from_utf8_lossy(&body).to_string(),
     })
+}
+
+/// Go's wording of an HTTP client timeout.
+const HTTP_TIMEOUT: &str =
+    "context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+
+/// `fut`, unless `deadline` passes first.
+async fn before<T>(deadline: Instant, fut: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout_at(deadline, fut)
+        .await
+        .map_err(|_| HTTP_TIMEOUT.to_string())
 }
 
 /// Where a redirect's `Location` leads from `from`, if it is followed:
@@ -502,10 +520,15 @@ const MAX_REDIRECTS: usize = 10;
 
 /// GETs `target`, following local redirects; on error, the URL that
 /// failed and why.
-async fn get_following(target: &HttpTarget) -> Result<Response, (String, String)> {
+async fn get_following(
+    target: &HttpTarget,
+    deadline: Instant,
+) -> Result<Response, (String, String)> {
     let mut current = target.clone();
     for _ in 0..=MAX_REDIRECTS {
-        let response = exchange(&current).await.map_err(|e| (current.url(), e))?;
+        let response = exchange(&current, deadline)
+            .await
+            .map_err(|e| (current.url(), e))?;
         let next = response
             .location
             .as_deref()
@@ -527,18 +550,14 @@ async fn get_following(target: &HttpTarget) -> Result<Response, (String, String)
 /// warning (upstream's `probe.Warning`); anything else fails with the
 /// status code.
 pub async fn http_get(target: &HttpTarget, timeout: Duration) -> Outcome {
-    match tokio::time::timeout(timeout, get_following(target)).await {
-        Ok(Ok(r)) if (200..300).contains(&r.code) => Outcome::Success(r.body),
-        Ok(Ok(r)) if (300..400).contains(&r.code) => Outcome::Warning(format!(
+    match get_following(target, Instant::now() + timeout).await {
+        Ok(r) if (200..300).contains(&r.code) => Outcome::Success(r.body),
+        Ok(r) if (300..400).contains(&r.code) => Outcome::Warning(format!(
             "Probe terminated redirects, Response body: {}",
             r.body
         )),
-        Ok(Ok(r)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {}", r.code)),
-        Ok(Err((url, e))) => Outcome::Failure(format!("Get {url:?}: {e}")),
-        Err(_) => Outcome::Failure(format!(
-            "Get {:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
-            target.url()
-        )),
+        Ok(r) => Outcome::Failure(format!("HTTP probe failed with statuscode: {}", r.code)),
+        Err((url, e)) => Outcome::Failure(format!("Get {url:?}: {e}")),
     }
 }
 
@@ -1309,6 +1328,23 @@ mod tests {
             F(format!(
                 "Get \"http://127.0.0.1:{refused}/\": dial tcp 127.0.0.1:{refused}: connect: connection refused"
             ))
+        );
+        // A 200 whose body never ends is still a 200.
+        let open = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open_port = open.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = open.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\npartial").await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                });
+            }
+        });
+        assert_eq!(
+            http_get(&target(open_port), Duration::from_millis(300)).await,
+            S("partial".into())
         );
         let slow = serve(200, Duration::from_secs(5)).await;
         let timeout = http_get(&target(slow), Duration::from_millis(200)).await;
