@@ -37,6 +37,7 @@ pub mod hollow;
 pub mod lease;
 pub mod node;
 pub mod pods;
+pub mod probe;
 pub mod ratelimit;
 pub mod runtime;
 pub mod status;

@@ -7,8 +7,10 @@
 //! (`pkg/kubelet/status/generate.go`), the status manager's
 //! `lastTransitionTime` bookkeeping and its `TerminatePod` defaults.
 //!
-//! Probes do not exist yet: a running container counts as started and
-//! ready (as upstream does for containers without probes).
+//! Probes ([`crate::probe`]): a running container is `started` once its
+//! startup probe succeeded (at once without one) and `ready` once started
+//! and its readiness probe succeeded (at once without one), as upstream's
+//! prober manager `UpdatePodStatus` sets them.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +22,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::probe::ProbeView;
 use crate::runtime::{ContainerState, ContainerStatus, PodSandboxStatus, SandboxState};
 
 pub const PENDING: &str = "Pending";
@@ -124,6 +127,9 @@ pub struct StatusInputs<'a> {
     /// The status last computed (or the API's), for transition times and
     /// IPs that outlive the sandbox.
     pub previous: Option<&'a PodStatus>,
+    /// Probe results by container id; a container with probes and no
+    /// entry has the probes' initial results (not started, not ready).
+    pub probes: &'a BTreeMap<String, ProbeView>,
     pub now: Timestamp,
 }
 
@@ -357,7 +363,7 @@ fn container_status(
         status.image_id = c.image_ref.clone();
         status.restart_count = i32::try_from(c.metadata.attempt).unwrap_or(i32::MAX);
         status.state = Some(runtime_state(c, inputs.runtime_name, CONTAINER_CREATING));
-        status.started = Some(c.state == ContainerState::Running);
+        status.started = Some(started(spec, c, inputs.probes));
         if let Some(prev) = inputs.runtime.previous(&spec.name) {
             if prev.state == ContainerState::Exited {
                 status.last_state = Some(runtime_state(prev, inputs.runtime_name, ""));
@@ -384,13 +390,22 @@ fn container_status(
             status.state = Some(waiting_state(reason, message));
         }
     }
-    let running = latest.is_some_and(|c| c.state == ContainerState::Running);
     status.ready = if init && !sidecar {
         latest.is_some_and(|c| c.state == ContainerState::Exited && c.exit_code == 0)
     } else {
-        running
+        latest.is_some_and(|c| {
+            started(spec, c, inputs.probes)
+                && (spec.readiness_probe.is_none()
+                    || inputs.probes.get(&c.id).is_some_and(|v| v.ready))
+        })
     };
     status
+}
+
+/// Whether container `c` of `spec` is running and past its startup probe.
+fn started(spec: &Container, c: &ContainerStatus, probes: &BTreeMap<String, ProbeView>) -> bool {
+    c.state == ContainerState::Running
+        && (spec.startup_probe.is_none() || probes.get(&c.id).is_some_and(|v| v.started))
 }
 
 /// Upstream's `TerminatePod` defaults: a terminated pod reports no
@@ -823,6 +838,7 @@ mod tests {
         runtime: PodRuntimeState,
         waiting: BTreeMap<String, (String, String)>,
         terminal: bool,
+        probes: BTreeMap<String, ProbeView>,
     }
 
     impl Case<'_> {
@@ -837,6 +853,7 @@ mod tests {
                 reason: None,
                 start_time: at(0),
                 previous: None,
+                probes: &self.probes,
                 now: at(10),
             })
         }
@@ -848,6 +865,7 @@ mod tests {
             runtime,
             waiting: BTreeMap::new(),
             terminal: false,
+            probes: BTreeMap::new(),
         }
     }
 
@@ -941,6 +959,75 @@ mod tests {
             .iter()
             .flatten()
             .all(|c| c.last_transition_time == Some(time(at(10)))));
+    }
+
+    #[test]
+    fn probe_results_gate_started_and_ready() {
+        let p = pod(json!({"containers": [
+            {"name": "app", "image": "busybox",
+             "startupProbe": {"tcpSocket": {"port": 80}},
+             "readinessProbe": {"httpGet": {"port": 80}}},
+            {"name": "plain", "image": "busybox"},
+        ]}));
+        let view = |started, ready| ProbeView { started, ready };
+        // (probe results of app-0, app started, app ready, ContainersReady, its message)
+        let cases = [
+            (
+                None,
+                false,
+                false,
+                "False",
+                Some("containers with unready status: [app]"),
+            ),
+            (
+                Some(view(false, true)),
+                false,
+                false,
+                "False",
+                Some("containers with unready status: [app]"),
+            ),
+            (
+                Some(view(true, false)),
+                true,
+                false,
+                "False",
+                Some("containers with unready status: [app]"),
+            ),
+            (Some(view(true, true)), true, true, "True", None),
+        ];
+        for (i, (probes, started, ready, cond_status, message)) in cases.into_iter().enumerate() {
+            let rt = runtime(
+                Some("10.244.0.5"),
+                vec![
+                    container("app", 0, ContainerState::Running, 0),
+                    container("plain", 0, ContainerState::Running, 0),
+                ],
+            );
+            let mut c = case(&p, rt);
+            if let Some(v) = probes {
+                c.probes.insert("app-0".into(), v);
+            }
+            // Results of an older container do not count.
+            c.probes.insert("app-9".into(), view(true, true));
+            let status = c.status();
+            let statuses = status.container_statuses.as_ref().unwrap();
+            assert_eq!(
+                (statuses[0].started, statuses[0].ready),
+                (Some(started), ready),
+                "case {i}"
+            );
+            // A container without probes is started and ready at once.
+            assert!(statuses[1].ready && statuses[1].started == Some(true));
+            let cr = find_condition(&status, CONTAINERS_READY).unwrap();
+            assert_eq!(
+                (cr.status.as_str(), cr.message.as_deref()),
+                (cond_status, message),
+                "case {i}"
+            );
+            let ready_cond = find_condition(&status, READY).unwrap();
+            assert_eq!(ready_cond.status, cond_status, "case {i}");
+            assert_eq!(status.phase.as_deref(), Some(RUNNING));
+        }
     }
 
     #[test]

@@ -28,7 +28,11 @@
 //! the above), the worker removes its sandbox and containers and ends.
 //! A worker wakes on pod updates, on runtime events for its containers
 //! (CRI's container events, routed by [`crate::pods`]), and on timers
-//! (back-off expiry, `activeDeadlineSeconds`).
+//! (back-off expiry, `activeDeadlineSeconds`), and on probe results
+//! ([`crate::probe`]): readiness and startup results feed the status, a
+//! liveness or startup probe failing past its threshold kills the
+//! container (`Killing`: "Container app failed liveness probe, will be
+//! restarted"), which is then restarted as the restart policy says.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +47,7 @@ use kube::Resource;
 use tokio::sync::{watch, Notify};
 
 use crate::backoff::{go_seconds, Backoff};
+use crate::probe::{NoExec, ProbeKind, ProbeManager};
 use crate::ratelimit::RateLimiter;
 use crate::runtime::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerRuntime, ContainerState,
@@ -262,6 +267,9 @@ pub struct PodWorker {
     /// Until when a container's `BackOff` event was last recorded.
     backoff_events: HashMap<String, Timestamp>,
     deleted: bool,
+    /// The pod's probe workers. Exec probes error until the runtime
+    /// trait has `ExecSync`.
+    probes: ProbeManager,
 }
 
 impl PodWorker {
@@ -283,6 +291,7 @@ impl PodWorker {
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
             .map_or_else(Timestamp::now, |t| t.0);
+        let probes = ProbeManager::new(poke.clone(), ctx.recorder.clone(), Arc::new(NoExec));
         let mut worker = PodWorker {
             ctx,
             uid,
@@ -298,6 +307,7 @@ impl PodWorker {
             last_status: api_status,
             backoff_events: HashMap::new(),
             deleted: false,
+            probes,
         };
         match start {
             Start::Run => worker.active.store(true, Ordering::SeqCst),
@@ -436,6 +446,7 @@ impl PodWorker {
     }
 
     fn compute(&self, rt: &PodRuntimeState, terminal: bool) -> PodStatus {
+        let probes = self.probes.views();
         pod_status(&StatusInputs {
             pod: &self.pod,
             runtime: rt,
@@ -446,6 +457,7 @@ impl PodWorker {
             reason: self.reason.as_ref(),
             start_time: self.start_time,
             previous: self.last_status.as_ref(),
+            probes: &probes,
             now: Timestamp::now(),
         })
     }
@@ -481,11 +493,21 @@ impl PodWorker {
                 return Next::Wait(Some(Instant::now() + RETRY));
             }
         };
+        let host_network = self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        let pod_ip = if host_network {
+            self.ctx.host_ips.first().cloned()
+        } else {
+            rt.sandbox.as_ref().and_then(|s| s.ip.clone())
+        };
+        self.probes.sync(&self.pod, &rt, pod_ip.as_deref());
         let status = self.compute(&rt, false);
         let phase = status.phase.clone().unwrap_or_default();
         self.publish(status);
         if is_terminal(&phase) {
             self.stage = Stage::Terminating;
+            return Next::Again;
+        }
+        if self.kill_unhealthy(&rt).await {
             return Next::Again;
         }
 
@@ -535,6 +557,44 @@ impl PodWorker {
         } else {
             Next::Wait(wake)
         }
+    }
+
+    /// Kills the running containers whose liveness or startup probe
+    /// failed (upstream's `computePodActions`); the next pass restarts them
+    /// as the restart policy says. Returns whether it killed any.
+    async fn kill_unhealthy(&self, rt: &PodRuntimeState) -> bool {
+        let kills = self.probes.kills(&self.pod, rt);
+        let restart = restart_policy(&self.pod) != "Never";
+        for kill in &kills {
+            let probe = match kill.kind {
+                ProbeKind::Startup => "startup",
+                _ => "liveness",
+            };
+            let mut message = format!("Container {} failed {probe} probe", kill.container);
+            if restart {
+                message.push_str(", will be restarted");
+            }
+            self.event(
+                self.which(&kill.container),
+                EventType::Normal,
+                "Killing",
+                message,
+            );
+            // A probe's own grace period wins over the pod's.
+            let grace = kill.grace_seconds.map_or_else(
+                || self.grace(),
+                |s| Duration::from_secs(u64::try_from(s).unwrap_or(0)),
+            );
+            if let Err(error) = self
+                .ctx
+                .runtime
+                .stop_container(&kill.container_id, grace)
+                .await
+            {
+                tracing::warn!(pod = %format_pod(&self.pod), %error, "stopping an unhealthy container failed");
+            }
+        }
+        !kills.is_empty()
     }
 
     fn grace(&self) -> Duration {
