@@ -4,14 +4,23 @@
 //! controllers, the scheduler and kubectl see real nodes.
 //!
 //! - [`config`]: [`KubeletConfig`] and the parsing of flag values;
-//! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait and the
-//!   in-memory [`runtime::fake`] runtime (annotation-driven exits);
+//! - [`runtime`]: the CRI-shaped [`runtime::ContainerRuntime`] trait, the
+//!   [`runtime::process`] runtime (host processes behind a detached shim,
+//!   CRI-format logs, cgroup v2 limits where writable, re-adopted after a
+//!   kubelet restart; the default) and the in-memory [`runtime::fake`]
+//!   runtime (annotation-driven exits, hollow nodes);
 //! - [`node`]: registration and node status; [`lease`]: the node Lease;
 //! - [`pods`]: the pod watch and one worker per pod; [`admission`]: whether
 //!   a pod fits;
 //!   [`worker`]: the pod state machine; [`status`]: pod status computation;
 //!   [`status_manager`]: coalesced, rate-limited `pods/status` writes;
-//!   [`backoff`]: `CrashLoopBackOff`;
+//!   [`backoff`]: `CrashLoopBackOff`; [`probe`]: liveness, readiness and
+//!   startup probes (exec through the runtime's `ExecSync`, httpGet,
+//!   tcpSocket); [`env`]: a container's environment (`valueFrom`,
+//!   `envFrom`, `$(VAR)` expansion);
+//! - [`volumes`]: materializing emptyDir, hostPath, configMap, secret,
+//!   downwardAPI and projected volumes into the pod directory with atomic
+//!   updates (not yet mounted into containers by the workers);
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
 //!   upstream's kubemark hollow nodes.
 //!
@@ -25,9 +34,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not built yet (a later issue adds them behind the same trait and
-//! workers): the process and CRI runtimes, probes, logs/exec and the
-//! kubelet's HTTPS API, volumes, resource reservations and eviction.
+//! Not built yet (issue 5 adds them behind the same trait and workers): the
+//! CRI runtime, mounting volumes into containers, logs/exec/port-forward and
+//! the kubelet's HTTPS API, resource metrics, resource reservations and
+//! eviction, static pods.
 
 pub mod admission;
 pub mod backoff;
@@ -152,6 +162,7 @@ impl Kubelet {
             status,
             recorder,
             limiter,
+            node: node_rx.clone(),
         });
         let pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
         tasks.spawn(pods.run());

@@ -255,13 +255,25 @@ pub trait ExecProber: Send + Sync + 'static {
     ) -> Result<(i32, String), String>;
 }
 
-/// The exec prober until the runtime has `ExecSync`.
-pub struct NoExec;
+/// Exec probes through the container runtime's `ExecSync`.
+pub struct RuntimeExec(pub std::sync::Arc<dyn crate::runtime::ContainerRuntime>);
 
 #[async_trait]
-impl ExecProber for NoExec {
-    async fn exec(&self, _: &str, _: &[String], _: Duration) -> Result<(i32, String), String> {
-        Err("exec probes need the runtime's ExecSync, which it does not have yet".into())
+impl ExecProber for RuntimeExec {
+    async fn exec(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, String), String> {
+        let result = self
+            .0
+            .exec_sync(container_id, cmd, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut output = String::from_utf8_lossy(&result.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&result.stderr));
+        Ok((result.exit_code, output))
     }
 }
 
@@ -1378,15 +1390,28 @@ mod tests {
         );
     }
 
+    /// An exec prober answering with a fixed exit code.
+    struct Exits(i32);
+
+    #[async_trait]
+    impl ExecProber for Exits {
+        async fn exec(&self, _: &str, _: &[String], _: Duration) -> Result<(i32, String), String> {
+            Ok((self.0, "output".into()))
+        }
+    }
+
     #[tokio::test]
-    async fn exec_and_grpc_without_support_error_clearly() {
+    async fn exec_probes_succeed_on_exit_zero_and_grpc_errors_clearly() {
         let c = Container::default();
         let seen = running("c1", true);
         let exec: Probe = serde_json::from_value(json!({"exec": {"command": ["true"]}})).unwrap();
-        let out = run_probe(&exec, &c, &seen, Duration::from_secs(1), &NoExec).await;
-        assert!(matches!(&out, E(m) if m.contains("ExecSync")), "{out:?}");
+        let ok = run_probe(&exec, &c, &seen, Duration::from_secs(1), &Exits(0)).await;
+        assert!(!matches!(ok, E(_)), "{ok:?}");
+        let failed = run_probe(&exec, &c, &seen, Duration::from_secs(1), &Exits(1)).await;
+        assert!(!matches!(failed, E(_)), "{failed:?}");
+        assert_ne!(format!("{ok:?}"), format!("{failed:?}"));
         let grpc: Probe = serde_json::from_value(json!({"grpc": {"port": 9000}})).unwrap();
-        let out = run_probe(&grpc, &c, &seen, Duration::from_secs(1), &NoExec).await;
+        let out = run_probe(&grpc, &c, &seen, Duration::from_secs(1), &Exits(0)).await;
         assert!(matches!(out, E(_)));
     }
 }

@@ -47,7 +47,7 @@ use kube::Resource;
 use tokio::sync::{watch, Notify};
 
 use crate::backoff::{go_seconds, Backoff};
-use crate::probe::{NoExec, ProbeKind, ProbeManager};
+use crate::probe::{ProbeKind, ProbeManager, RuntimeExec};
 use crate::ratelimit::RateLimiter;
 use crate::runtime::{
     ContainerConfig, ContainerFilter, ContainerMetadata, ContainerRuntime, ContainerState,
@@ -212,6 +212,22 @@ pub struct WorkerContext {
     pub status: StatusManager,
     pub recorder: Option<EventRecorder>,
     pub limiter: Arc<RateLimiter>,
+    /// This node as last registered or updated.
+    pub node: tokio::sync::watch::Receiver<Arc<k8s_openapi::api::core::v1::Node>>,
+}
+
+impl WorkerContext {
+    /// The node's allocatable resources (`resourceFieldRef` defaults).
+    fn node_allocatable(
+        &self,
+    ) -> BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity> {
+        self.node
+            .borrow()
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// How a worker begins.
@@ -291,7 +307,11 @@ impl PodWorker {
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
             .map_or_else(Timestamp::now, |t| t.0);
-        let probes = ProbeManager::new(poke.clone(), ctx.recorder.clone(), Arc::new(NoExec));
+        let probes = ProbeManager::new(
+            poke.clone(),
+            ctx.recorder.clone(),
+            Arc::new(RuntimeExec(ctx.runtime.clone())),
+        );
         let mut worker = PodWorker {
             ctx,
             uid,
@@ -696,7 +716,49 @@ impl PodWorker {
             .map(Which::Init)
     }
 
-    fn container_config(&self, which: Which, c: &Container, attempt: u32) -> ContainerConfig {
+    /// The container's environment as upstream builds it (`env`,
+    /// `envFrom`, `valueFrom` of ConfigMaps, Secrets, fields and
+    /// resources); an error is the `CreateContainerConfigError` message.
+    async fn container_env(
+        &self,
+        c: &Container,
+        sandbox: Option<&crate::runtime::PodSandboxStatus>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let refs = crate::env::referenced_objects(&self.pod);
+        let objects = crate::env::fetch_objects(&self.ctx.client, self.namespace(), &refs).await;
+        let host_network = self.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        let pod_ips: Vec<String> = if host_network {
+            self.ctx.host_ips.clone()
+        } else {
+            sandbox.and_then(|s| s.ip.clone()).into_iter().collect()
+        };
+        let allocatable = self.ctx.node_allocatable();
+        let ctx = crate::env::EnvContext {
+            pod: &self.pod,
+            host_ips: &self.ctx.host_ips,
+            pod_ips: &pod_ips,
+            node_allocatable: &allocatable,
+            objects: &objects,
+        };
+        let environment = crate::env::container_env(&ctx, c)?;
+        for warning in &environment.warnings {
+            self.event(
+                None,
+                EventType::Warning,
+                warning.reason,
+                warning.message.clone(),
+            );
+        }
+        Ok(environment.vars)
+    }
+
+    fn container_config(
+        &self,
+        which: Which,
+        c: &Container,
+        attempt: u32,
+        envs: Vec<(String, String)>,
+    ) -> ContainerConfig {
         let kind = match which {
             Which::Init(_) if is_sidecar(c) => KIND_SIDECAR,
             Which::Init(_) => KIND_INIT,
@@ -712,7 +774,7 @@ impl PodWorker {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let annotations: BTreeMap<String, String> = [
+        let mut annotations: BTreeMap<String, String> = [
             (
                 "io.kubernetes.container.restartCount".to_string(),
                 attempt.to_string(),
@@ -725,6 +787,13 @@ impl PodWorker {
             ),
         ]
         .into();
+        // The process runtime enforces these with cgroups where it can.
+        let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+        for resource in ["cpu", "memory"] {
+            if let Some(q) = limits.and_then(|l| l.get(resource)) {
+                annotations.insert(format!("tugboat.dev/limits.{resource}"), q.0.clone());
+            }
+        }
         ContainerConfig {
             metadata: ContainerMetadata {
                 name: c.name.clone(),
@@ -736,13 +805,7 @@ impl PodWorker {
             command: c.command.clone().unwrap_or_default(),
             args: c.args.clone().unwrap_or_default(),
             working_dir: c.working_dir.clone().unwrap_or_default(),
-            // Literal values only; `valueFrom` comes with the real runtimes.
-            envs: c
-                .env
-                .iter()
-                .flatten()
-                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
-                .collect(),
+            envs,
             labels,
             annotations,
             log_path: format!("{}/{attempt}.log", c.name),
@@ -863,7 +926,23 @@ impl PodWorker {
                     return Started::Later(Instant::now() + CREATE_RETRY);
                 }
                 let attempt = latest.map_or(0, |l| l.metadata.attempt.saturating_add(1));
-                let config = self.container_config(which, &c, attempt);
+                let envs = match self.container_env(&c, rt.sandbox.as_ref()).await {
+                    Ok(envs) => envs,
+                    Err(message) => {
+                        self.event(
+                            Some(which),
+                            EventType::Warning,
+                            "Failed",
+                            format!("Error: {message}"),
+                        );
+                        self.waiting.insert(
+                            c.name.clone(),
+                            ("CreateContainerConfigError".into(), message),
+                        );
+                        return Started::Later(Instant::now() + CREATE_RETRY);
+                    }
+                };
+                let config = self.container_config(which, &c, attempt, envs);
                 let sandbox_config = self.sandbox_config(sandbox.metadata.attempt);
                 match self
                     .ctx

@@ -573,3 +573,106 @@ async fn limits_go_into_the_container_cgroup() {
     assert!(err.to_string().contains("memory limit"), "{err}");
     kill_all(&rt).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_comes_from_configmaps_and_fields_and_exec_probes_gate_readiness() {
+    let server = TestServer::start().await.unwrap();
+    let client = client(&server).await;
+    let root = Root::new("env");
+    let runtime = root.runtime();
+    let kubelet = Kubelet::start(client.clone(), config("proc-env", &runtime))
+        .await
+        .unwrap();
+    kubelet
+        .wait_registered(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "default");
+    configmaps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "greeting"}, "data": {"word": "hello"}}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // The readiness probe passes once the container has written its file.
+    let ready_file = root.0.join("ready-flag");
+    let spec: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "env"},
+        "spec": {
+            "nodeName": "proc-env",
+            "containers": [{
+                "name": "app", "image": "busybox",
+                "command": ["sh", "-c", format!("echo $WORD $ME; sleep 1; touch {}; sleep 30", ready_file.display())],
+                "env": [
+                    {"name": "WORD", "valueFrom": {"configMapKeyRef": {"name": "greeting", "key": "word"}}},
+                    {"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+                "readinessProbe": {"exec": {"command": ["test", "-f", ready_file.display().to_string()]}, "periodSeconds": 1},
+            }],
+        },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &spec).await.unwrap();
+    let running = phase_is(&pods, "env", "Running").await;
+    let uid = running.metadata.uid.clone().unwrap();
+    let log = root.0.join("pods").join(&uid).join("app/0.log");
+    eventually(
+        Duration::from_secs(10),
+        "the environment in the log",
+        || async {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.lines()
+                .any(|l| is_cri_line(l, "stdout", "hello env"))
+                .then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "ready through the exec probe",
+        || async {
+            let pod = pods.get("env").await.ok()?;
+            container(&pod)?.ready.then_some(())
+        },
+    )
+    .await;
+
+    // A missing ConfigMap is CreateContainerConfigError, and says which.
+    let mut broken = spec.clone();
+    broken.metadata.name = Some("broken".into());
+    let env = &mut broken.spec.as_mut().unwrap().containers[0]
+        .env
+        .as_mut()
+        .unwrap()[0];
+    env.value_from
+        .as_mut()
+        .unwrap()
+        .config_map_key_ref
+        .as_mut()
+        .unwrap()
+        .name = "absent".into();
+    pods.create(&PostParams::default(), &broken).await.unwrap();
+    let waiting = eventually(
+        Duration::from_secs(10),
+        "CreateContainerConfigError",
+        || async {
+            let pod = pods.get("broken").await.ok()?;
+            let waiting = container(&pod)?.state?.waiting?;
+            (waiting.reason.as_deref() == Some("CreateContainerConfigError")).then_some(waiting)
+        },
+    )
+    .await;
+    assert_eq!(
+        waiting.message.as_deref(),
+        Some("configmap \"absent\" not found")
+    );
+    kubelet.shutdown().await;
+    kill_all(&runtime).await;
+}
