@@ -16,7 +16,7 @@
 //!   [`status_manager`]: coalesced, rate-limited `pods/status` writes;
 //!   [`backoff`]: `CrashLoopBackOff`; [`probe`]: liveness, readiness and
 //!   startup probes (exec through the runtime's `ExecSync`, httpGet,
-//!   tcpSocket); [`env`]: a container's environment (`valueFrom`,
+//!   tcpSocket); [`env`](mod@env): a container's environment (`valueFrom`,
 //!   `envFrom`, `$(VAR)` expansion);
 //! - [`volumes`]: materializing emptyDir, hostPath, configMap, secret,
 //!   downwardAPI and projected volumes into the pod directory with atomic
