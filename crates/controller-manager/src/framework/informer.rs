@@ -11,6 +11,8 @@
 //! - A relist (after a 410 or a broken watch) is diffed against the store,
 //!   so subscribers see the adds, updates and deletes they missed, never a
 //!   second copy of what they already saw.
+//! - `metadata.managedFields` is dropped on the way in (no controller
+//!   reads it; it is often the bulk of an object).
 //! - [`Informer::subscribe`] first replays the store as `Added`, as
 //!   client-go's `AddEventHandler` does, so a late subscriber misses
 //!   nothing.
@@ -134,7 +136,11 @@ impl<K: Object> Store<K> {
     }
 
     /// Insert or replace; returns the change.
-    fn put(&mut self, object: K) -> Option<Change<K>> {
+    fn put(&mut self, mut object: K) -> Option<Change<K>> {
+        // No controller reads managedFields, and they are often the
+        // largest part of an object: drop them, as upstream's informers'
+        // transform does.
+        object.meta_mut().managed_fields = None;
         let key = ObjectKey::of(&object);
         let new = Arc::new(object);
         let old = self.objects.insert(key.clone(), new.clone());
