@@ -27,6 +27,9 @@ use tokio_rustls::TlsConnector;
 /// How long dialing a kubelet may take (Go's dialer timeout upstream).
 const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the TLS handshake may take (upstream's transport default).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts any kubelet serving certificate; signatures are still checked.
 #[derive(Debug)]
 struct AnyServerCert(Arc<CryptoProvider>);
@@ -217,11 +220,11 @@ impl KubeletClient {
             let _ = stream.set_nodelay(true);
             let server_name = ServerName::try_from(host.clone())
                 .map_err(|e| fail(format!("tls: invalid server name: {e}")))?;
-            let tls = self
-                .tls
-                .connect(server_name, stream)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+            let tls =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.tls.connect(server_name, stream))
+                    .await
+                    .map_err(|_| fail("net/http: TLS handshake timeout".into()))?
+                    .map_err(|e| fail(e.to_string()))?;
             let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                 .await
                 .map_err(|e| fail(e.to_string()))?;

@@ -383,4 +383,21 @@ async fn kubectl_logs_prints_the_kubelet_answer() {
         kubelet.seen.lock().unwrap().last().unwrap().path_and_query,
         "/containerLogs/default/web/app?tailLines=2"
     );
+
+    // `kubectl logs -f` prints the first line before the kubelet sends the
+    // second one.
+    let mut child = tokio::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .args(["logs", "-f", "web"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("first"));
+    kubelet.release.notify_one();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("second"));
+    assert_eq!(lines.next_line().await.unwrap(), None);
+    assert!(child.wait().await.unwrap().success());
 }
