@@ -15,6 +15,8 @@ pub struct Subresources {
     pub binding: bool,
     /// `pods/eviction`: a delete that honours PodDisruptionBudgets.
     pub eviction: bool,
+    /// `pods/log`: a container's log, streamed from the node's kubelet.
+    pub log: bool,
 }
 
 /// One served resource.
@@ -125,6 +127,7 @@ const NONE: Subresources = Subresources {
     scale: false,
     binding: false,
     eviction: false,
+    log: false,
 };
 const STATUS: Subresources = Subresources {
     status: true,
@@ -140,6 +143,7 @@ const POD: Subresources = Subresources {
     scale: false,
     binding: true,
     eviction: true,
+    log: true,
 };
 
 macro_rules! resource {

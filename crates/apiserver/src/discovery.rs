@@ -47,6 +47,10 @@ fn subresources(r: &ResourceInfo) -> Vec<Sub> {
             verbs: &["create"],
         });
     }
+    if r.subresources.log {
+        // Upstream lists the log as a Pod-kind subresource, `get` only.
+        out.push(same("log", &["get"]));
+    }
     if r.subresources.scale {
         out.push(Sub {
             name: "scale",
@@ -282,6 +286,7 @@ mod tests {
             "pods/status",
             "pods/binding",
             "pods/eviction",
+            "pods/log",
             "namespaces/finalize",
         ] {
             assert!(names.contains(&n), "{n}");

@@ -104,6 +104,16 @@ pub enum ApiError {
     Internal { message: String },
     #[error("{message}")]
     Timeout { message: String },
+    /// A `Status` spelled out in full: a kubelet's answer relayed as
+    /// upstream's response checker words it, or upstream's reason-less 500
+    /// for a failure that is not an API error (an unreachable kubelet).
+    #[error("{message}")]
+    Relayed {
+        code: StatusCode,
+        reason: &'static str,
+        message: String,
+        details: Option<Value>,
+    },
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -221,6 +231,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Relayed { code, .. } => *code,
         }
     }
 
@@ -242,6 +253,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Internal { .. } => "InternalError",
             ApiError::Timeout { .. } => "Timeout",
+            ApiError::Relayed { reason, .. } => reason,
         }
     }
 
@@ -276,8 +288,15 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after, .. } if *retry_after > 0 => {
                 Some(json!({"retryAfterSeconds": retry_after}))
             }
+            ApiError::Relayed { details, .. } => details.clone(),
             _ => None,
         };
+        // Upstream omits an empty (unknown) reason.
+        if self.reason().is_empty() {
+            if let Some(map) = status.as_object_mut() {
+                map.remove("reason");
+            }
+        }
         if let Some(d) = details {
             status["details"] = d;
         }

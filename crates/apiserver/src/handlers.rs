@@ -529,6 +529,14 @@ async fn resource_request(
             subresources::evict(registry, ns, name, &eviction).await?;
             Ok(json_response(StatusCode::CREATED, &success_status()))
         }
+        (&Method::GET, Some(name), Some("log")) if resource.subresources.log => {
+            crate::logs::serve(registry, &state.kubelet, ns, name, &query).await
+        }
+        (_, Some(_), Some("log")) if resource.subresources.log => {
+            Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )))
+        }
         (_, _, Some(sub)) => Err(ApiError::NotFound {
             message: format!(
                 "the server could not find the requested resource ({}/{sub})",

@@ -5,7 +5,8 @@
 //! [`registry`] (generic create/get/list/update/patch/delete, with per-kind
 //! rules from [`strategy`], patches from [`patch`], subresources from
 //! [`subresources`]) → `storage` (the MVCC store). Lists and watches are
-//! served from the [`cache`]; watch streams live in [`watch`]. Discovery and
+//! served from the [`cache`]; watch streams live in [`watch`]. `pods/log` is
+//! proxied to the node's kubelet by [`logs`] over [`kubelet_client`]. Discovery and
 //! OpenAPI documents come from the resource table ([`discovery`],
 //! [`openapi_http`]); [`pki`] makes the cluster CA, certificates and
 //! `admin.kubeconfig` on first start.
@@ -22,6 +23,8 @@ pub mod discovery;
 pub mod error;
 pub mod fieldcheck;
 pub mod handlers;
+pub mod kubelet_client;
+pub mod logs;
 pub mod managed;
 pub mod openapi_http;
 pub mod patch;

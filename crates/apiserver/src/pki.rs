@@ -1,5 +1,6 @@
 //! First-start PKI: a cluster CA, the serving certificate, an admin client
-//! certificate and `admin.kubeconfig`, all under the data dir.
+//! certificate, the API server's own client certificate for kubelets and
+//! `admin.kubeconfig`, all under the data dir.
 //!
 //! Upstream clusters get these from kubeadm; a single `tug-apiserver` makes
 //! its own so the real kubectl works against it with no extra step. Files are
@@ -24,6 +25,10 @@ pub struct Pki {
     pub serving_key: PathBuf,
     pub admin_cert: PathBuf,
     pub admin_key: PathBuf,
+    /// What the API server shows kubelets (upstream's
+    /// `apiserver-kubelet-client`), for logs and the like.
+    pub kubelet_client_cert: PathBuf,
+    pub kubelet_client_key: PathBuf,
     pub kubeconfig: PathBuf,
 }
 
@@ -37,6 +42,8 @@ impl Pki {
             serving_key: pki.join("apiserver.key"),
             admin_cert: pki.join("admin.crt"),
             admin_key: pki.join("admin.key"),
+            kubelet_client_cert: pki.join("apiserver-kubelet-client.crt"),
+            kubelet_client_key: pki.join("apiserver-kubelet-client.key"),
             kubeconfig: data_dir.join("admin.kubeconfig"),
         }
     }
@@ -197,7 +204,14 @@ pub struct ServingMaterial {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// The client certificate and key the server presents to kubelets.
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
 }
+
+/// The kubelet client certificate's user and group, as kubeadm issues it.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+pub const KUBELET_CLIENT_GROUP: &str = "system:masters";
 
 /// Create what is missing under the data dir and return the serving material.
 /// `server_url` is written into `admin.kubeconfig`.
@@ -225,6 +239,12 @@ pub fn ensure(
         write(&pki.admin_key, &key, true)?;
         write(&pki.admin_cert, &cert, false)?;
     }
+    // Data dirs from before the log subresource get theirs on this start.
+    if !pki.kubelet_client_cert.exists() || !pki.kubelet_client_key.exists() {
+        let (cert, key) = ca.issue_client(KUBELET_CLIENT_USER, &[KUBELET_CLIENT_GROUP])?;
+        write(&pki.kubelet_client_key, &key, true)?;
+        write(&pki.kubelet_client_cert, &cert, false)?;
+    }
     let kubeconfig = kubeconfig(
         server_url,
         &ca.cert_pem,
@@ -236,6 +256,8 @@ pub fn ensure(
         ca_pem: ca.cert_pem.clone(),
         cert_pem: read(&pki.serving_cert)?,
         key_pem: read(&pki.serving_key)?,
+        kubelet_client_cert_pem: read(&pki.kubelet_client_cert)?,
+        kubelet_client_key_pem: read(&pki.kubelet_client_key)?,
     })
 }
 
@@ -291,5 +313,28 @@ mod tests {
             first.cert_pem, second.cert_pem,
             "new SAN re-issues the serving cert"
         );
+        assert_eq!(
+            first.kubelet_client_cert_pem, second.kubelet_client_cert_pem,
+            "the kubelet client certificate is kept"
+        );
+    }
+
+    #[test]
+    fn the_kubelet_client_certificate_names_the_apiserver_and_is_added_to_old_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure(dir.path(), &[], "https://127.0.0.1:6443").unwrap();
+        let pki = Pki::in_dir(dir.path());
+        // A data dir made before the certificate existed.
+        std::fs::remove_file(&pki.kubelet_client_cert).unwrap();
+        std::fs::remove_file(&pki.kubelet_client_key).unwrap();
+        let material = ensure(dir.path(), &[], "https://127.0.0.1:6443").unwrap();
+        assert!(pki.kubelet_client_cert.exists());
+        let der = rustls_pemfile::certs(&mut material.kubelet_client_cert_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        let user = crate::auth::user_from_certificate(der.as_ref()).unwrap();
+        assert_eq!(user.name, KUBELET_CLIENT_USER);
+        assert!(user.groups.iter().any(|g| g == KUBELET_CLIENT_GROUP));
     }
 }

@@ -65,6 +65,8 @@ pub struct AppState {
     pub tokens: TokenAuthenticator,
     pub authorizer: Box<dyn Authorizer>,
     pub server_address: String,
+    /// How `pods/log` reaches kubelets.
+    pub kubelet: crate::kubelet_client::KubeletClient,
     in_flight: Arc<Semaphore>,
 }
 
@@ -157,6 +159,10 @@ pub async fn start(
         tokens,
         authorizer: Box::new(AllowAll),
         server_address: format!("{host}:{}", address.port()),
+        kubelet: crate::kubelet_client::KubeletClient::new(
+            &material.kubelet_client_cert_pem,
+            &material.kubelet_client_key_pem,
+        )?,
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     });
     let app = router(state);
@@ -191,8 +197,15 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("an internal error occurred while serving the request").into_response()
 }
 
-/// Long-running requests (watches) are not counted, as upstream.
+/// Long-running requests (watches, followed logs) are not counted, as
+/// upstream's `BasicLongRunningRequestCheck` (watch verbs; the `log`
+/// subresource).
 fn is_long_running(req: &Request) -> bool {
+    if let crate::request::Target::Resource(rp) = crate::request::parse(req.uri().path()) {
+        if rp.subresource.as_deref() == Some("log") {
+            return true;
+        }
+    }
     crate::codec::Query::parse(req.uri().query()).flag("watch")
 }
 
