@@ -8,7 +8,8 @@
 //!   certificate may read (upstream asks a SubjectAccessReview instead);
 //! - `GET /healthz` and `GET /containerLogs/{namespace}/{pod}/{container}`
 //!   with upstream's query parameters (`follow`, `tailLines`,
-//!   `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`).
+//!   `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`,
+//!   `stream`).
 //!
 //! Logs are CRI log files (`<RFC3339Nano> <stream> <P|F> <content>`): the
 //! pure parsing and selection ([`parse_cri_line`], [`render_logs`]) is
@@ -170,6 +171,8 @@ pub struct LogQuery {
     since_seconds: Option<String>,
     since_time: Option<String>,
     limit_bytes: Option<String>,
+    /// `All`, `Stdout` or `Stderr` (1.32's `PodLogsQuerySplitStreams`).
+    stream: Option<String>,
 }
 
 /// What to select from a log, parsed from [`LogQuery`].
@@ -181,6 +184,8 @@ pub struct LogOptions {
     pub tail_lines: Option<usize>,
     pub since: Option<Timestamp>,
     pub limit_bytes: Option<u64>,
+    /// Only this CRI stream (`stdout` or `stderr`); `None`: both.
+    pub stream: Option<&'static str>,
 }
 
 fn parse_bool(name: &str, v: &Option<String>) -> Result<bool, String> {
@@ -226,6 +231,22 @@ pub fn log_options(q: &LogQuery, now: Timestamp) -> Result<LogOptions, String> {
     if since_seconds.is_some() && since_time.is_some() {
         return Err("at most one of sinceTime or sinceSeconds may be specified".into());
     }
+    let stream = match q.stream.as_deref() {
+        None | Some("") | Some("All") => None,
+        Some("Stdout") => Some("stdout"),
+        Some("Stderr") => Some("stderr"),
+        Some(other) => {
+            return Err(format!(
+                "stream: Unsupported value: {other:?}: supported values: \"All\", \"Stderr\", \"Stdout\""
+            ))
+        }
+    };
+    if stream.is_some() && tail.is_some() {
+        return Err(
+            "stream: Forbidden: `tailLines` and specific `stream` are mutually exclusive for now"
+                .into(),
+        );
+    }
     let since = match since_seconds {
         Some(s) => Some(
             now.checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(s))
@@ -240,6 +261,7 @@ pub fn log_options(q: &LogQuery, now: Timestamp) -> Result<LogOptions, String> {
         tail_lines: tail.map(|t| t as usize),
         since,
         limit_bytes: limit.map(|l| l as u64),
+        stream,
     })
 }
 
@@ -287,6 +309,8 @@ fn split_space(b: &[u8]) -> Option<(&[u8], &[u8])> {
 pub struct LogLine {
     /// The timestamp of its first part, as written (RFC3339Nano).
     pub timestamp: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
     pub content: Vec<u8>,
 }
 
@@ -308,6 +332,7 @@ impl Joiner {
             .entry(line.stream.to_string())
             .or_insert_with(|| LogLine {
                 timestamp: line.timestamp.to_string(),
+                stream: line.stream.to_string(),
                 content: Vec::new(),
             });
         entry.content.extend_from_slice(line.content);
@@ -320,12 +345,13 @@ impl Joiner {
     }
 }
 
-/// Whether the line is at or after `since`.
-fn after(line: &LogLine, since: Option<Timestamp>) -> bool {
-    match since {
-        None => true,
-        Some(s) => line.timestamp.parse::<Timestamp>().is_ok_and(|t| t >= s),
-    }
+/// Whether the line is of the wanted stream and at or after `since`.
+fn selected(line: &LogLine, opts: &LogOptions) -> bool {
+    opts.stream.is_none_or(|s| s == line.stream)
+        && match opts.since {
+            None => true,
+            Some(s) => line.timestamp.parse::<Timestamp>().is_ok_and(|t| t >= s),
+        }
 }
 
 /// Renders one line as the client gets it.
@@ -342,7 +368,7 @@ fn render(line: &LogLine, timestamps: bool, out: &mut Vec<u8>) {
 pub fn render_logs(lines: &[LogLine], opts: &LogOptions) -> Vec<u8> {
     let start = opts.tail_lines.map_or(0, |t| lines.len().saturating_sub(t));
     let mut out = Vec::new();
-    for line in lines[start..].iter().filter(|l| after(l, opts.since)) {
+    for line in lines[start..].iter().filter(|l| selected(l, opts)) {
         render(line, opts.timestamps, &mut out);
     }
     if let Some(limit) = opts.limit_bytes {
@@ -504,7 +530,7 @@ async fn container_logs(
             }
             buf.drain(..complete);
             let mut out = Vec::new();
-            for line in lines.iter().filter(|l| after(l, opts.since)) {
+            for line in lines.iter().filter(|l| selected(l, &opts)) {
                 render(line, opts.timestamps, &mut out);
             }
             if let Some(b) = budget.as_mut() {
@@ -646,6 +672,20 @@ mod tests {
             ),
             (
                 LogOptions {
+                    stream: Some("stderr"),
+                    ..Default::default()
+                },
+                "two\n",
+            ),
+            (
+                LogOptions {
+                    stream: Some("stdout"),
+                    ..Default::default()
+                },
+                "one\nthree\nfour\n",
+            ),
+            (
+                LogOptions {
                     timestamps: true,
                     tail_lines: Some(1),
                     ..Default::default()
@@ -685,6 +725,20 @@ mod tests {
         assert!(q(|q| q.limit_bytes = Some("0".into())).is_err());
         assert!(q(|q| q.follow = Some("maybe".into())).is_err());
         assert!(q(|q| q.since_time = Some("yesterday".into())).is_err());
+        assert_eq!(
+            q(|q| q.stream = Some("Stderr".into())).map(|o| o.stream),
+            Ok(Some("stderr"))
+        );
+        assert_eq!(
+            q(|q| q.stream = Some("All".into())).map(|o| o.stream),
+            Ok(None)
+        );
+        assert!(q(|q| q.stream = Some("stdout".into())).is_err());
+        assert!(q(|q| {
+            q.stream = Some("Stdout".into());
+            q.tail_lines = Some("1".into());
+        })
+        .is_err());
         assert!(q(|q| {
             q.since_time = Some("2026-01-01T00:00:00Z".into());
             q.since_seconds = Some("5".into());

@@ -266,6 +266,11 @@ async fn container_logs_over_https() {
 
     let tail = logs(addr, &admin, &format!("{base}?tailLines=1")).await;
     assert!(tail.contains("two\n") && !tail.contains("one"), "{tail}");
+    let stderr = logs(addr, &admin, &format!("{base}?stream=Stderr")).await;
+    assert!(
+        stderr.contains("two\n") && !stderr.contains("one"),
+        "{stderr}"
+    );
     let stamped = logs(addr, &admin, &format!("{base}?tailLines=1&timestamps=true")).await;
     let stamp = stamped
         .lines()
