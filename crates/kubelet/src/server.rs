@@ -56,6 +56,10 @@ pub async fn start(
         .await
         .with_context(|| format!("binding {} (--port 0 disables it)", config.address))?;
     let bound = listener.local_addr()?;
+    if config.client_ca.is_empty() {
+        tracing::warn!("no cluster CA in the kubeconfig: every kubelet API request gets 401");
+    }
+    tracing::info!(address = %bound, "kubelet API serving HTTPS");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let app = router(config.runtime.clone());
     Ok((bound, serve(listener, acceptor, app)))
