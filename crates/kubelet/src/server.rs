@@ -381,6 +381,63 @@ pub fn render_logs(lines: &[LogLine], opts: &LogOptions) -> Vec<u8> {
     out
 }
 
+/// Joins the complete lines of `data` (a trailing fragment is left for a
+/// later read): the whole lines, the joiner holding unfinished partial
+/// lines, and how many bytes were consumed.
+fn join_lines(data: &[u8]) -> (Vec<LogLine>, Joiner, usize) {
+    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut joiner = Joiner::default();
+    let mut lines = Vec::new();
+    for raw in data[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        joiner.push(raw, &mut lines);
+    }
+    (lines, joiner, complete)
+}
+
+/// The first window read from the end of a log for `tailLines`.
+const TAIL_WINDOW: u64 = 64 * 1024;
+
+/// Reads a log for serving: all of it, or with `tailLines` only a window at
+/// its end, doubled until it holds more than `tail` whole lines (the first
+/// one may be cut, and is dropped by the tail) or reaches the start. So
+/// `--tail` on a large log reads little of it, as upstream's kubelet seeks
+/// from the end. Returns where the read started, the joined lines, the
+/// joiner, and how many bytes from the start were consumed.
+async fn read_log(
+    file: &mut tokio::fs::File,
+    tail: Option<usize>,
+) -> std::io::Result<(u64, Vec<LogLine>, Joiner, usize)> {
+    let len = file.metadata().await?.len();
+    let mut window = TAIL_WINDOW;
+    loop {
+        let start = match tail {
+            Some(_) => len.saturating_sub(window),
+            None => 0,
+        };
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        let mut data = Vec::new();
+        // Bytes written since `len` was taken are read too: the follow
+        // continues from what was consumed.
+        file.read_to_end(&mut data).await?;
+        // A window starting mid-file starts after its first newline.
+        let skip = if start == 0 {
+            0
+        } else {
+            data.iter()
+                .position(|&b| b == b'\n')
+                .map_or(data.len(), |i| i + 1)
+        };
+        let (lines, joiner, complete) = join_lines(&data[skip..]);
+        if start == 0 || tail.is_some_and(|t| lines.len() > t) {
+            return Ok((start + skip as u64, lines, joiner, complete));
+        }
+        window = window.saturating_mul(2);
+    }
+}
+
 fn error(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
@@ -477,23 +534,15 @@ async fn container_logs(
             )
         }
     };
-    let mut data = Vec::new();
-    if let Err(e) = file.read_to_end(&mut data).await {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reading {}: {e}", path.display()),
-        );
-    }
-    // Only complete lines now; a trailing fragment is re-read when following.
-    let complete = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let mut joiner = Joiner::default();
-    let mut lines = Vec::new();
-    for raw in data[..complete]
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-    {
-        joiner.push(raw, &mut lines);
-    }
+    let (start, lines, mut joiner, complete) = match read_log(&mut file, opts.tail_lines).await {
+        Ok(read) => read,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading {}: {e}", path.display()),
+            )
+        }
+    };
     let first = render_logs(&lines, &opts);
     let text = || [("content-type", "text/plain")];
     if !opts.follow || opts.previous {
@@ -507,7 +556,7 @@ async fn container_logs(
     }
     let (tx, mut rx) = mpsc::channel::<Bytes>(16);
     let _ = tx.send(Bytes::from(first)).await;
-    let offset = complete as u64;
+    let offset = start + complete as u64;
     tokio::spawn(async move {
         let mut offset = offset;
         let mut buf = Vec::new();
@@ -704,6 +753,45 @@ mod tests {
                 "{opts:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn tail_reads_a_window_at_the_end() {
+        let path = std::env::temp_dir().join(format!("tugboat-tail-{}.log", std::process::id()));
+        let mut log = String::new();
+        for i in 0..10_000 {
+            log.push_str(&format!("2026-01-01T00:00:00Z stdout F line {i}\n"));
+        }
+        log.push_str("2026-01-01T00:00:00Z stdout P unfinished");
+        std::fs::write(&path, &log).unwrap();
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let cases: &[(Option<usize>, usize, &str)] = &[
+            (Some(3), 3, "line 9997\nline 9998\nline 9999\n"),
+            (Some(0), 0, ""),
+            (Some(20_000), 10_000, "line 0\n"),
+            (None, 10_000, "line 0\n"),
+        ];
+        for (tail, count, prefix) in cases {
+            let (start, lines, _, complete) = read_log(&mut file, *tail).await.unwrap();
+            let opts = LogOptions {
+                tail_lines: *tail,
+                ..Default::default()
+            };
+            let out = String::from_utf8(render_logs(&lines, &opts)).unwrap();
+            assert_eq!(out.lines().count(), *count, "{tail:?}");
+            assert!(
+                out.starts_with(prefix),
+                "{tail:?}: {}",
+                &out[..out.len().min(80)]
+            );
+            // Consumed up to the unfinished line, which a follow re-reads.
+            let unfinished = log.rfind('\n').unwrap() as u64 + 1;
+            assert_eq!(start + complete as u64, unfinished, "{tail:?}");
+            if tail == &Some(3) {
+                assert!(start > 0, "a small tail reads only the end");
+            }
+        }
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
