@@ -1,7 +1,7 @@
 //! The kubelet's HTTPS API with the process runtime against an in-process
-//! API server: `containerLogs` returns a pod's log (whole, tailed, followed)
-//! to a client certificate of the cluster CA, 401 without one, 404 for an
-//! unknown container or pod.
+//! API server: `containerLogs` returns a pod's log (whole, tailed, one
+//! stream, followed, the previous attempt's) to a client certificate of the
+//! cluster CA; 401 without one, 404 for an unknown container or pod.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -336,6 +336,39 @@ async fn container_logs_over_https() {
     let (status, _) = fetch(addr, &admin, &format!("{base}?tailLines=x")).await;
     assert_eq!(status, 400);
 
+    // previous: the log of the attempt before a restart.
+    let mark = root.0.join("ran-once");
+    let script = format!(
+        "if [ -e {m} ]; then echo second; sleep 30; else touch {m}; echo first; exit 1; fi",
+        m = mark.display()
+    );
+    let spec: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "crasher"},
+        "spec": {
+            "nodeName": "logs-a",
+            "containers": [{"name": "app", "image": "busybox", "command": ["sh", "-c", script]}],
+        },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &spec).await.unwrap();
+    let crasher = "/containerLogs/default/crasher/app";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = fetch(addr, &admin, crasher).await;
+        if status == 200 && body.contains("second\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no restart yet: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let previous = logs(addr, &admin, &format!("{crasher}?previous=true")).await;
+    assert!(
+        previous.contains("first\n") && !previous.contains("second"),
+        "{previous}"
+    );
+
+    pods.delete("crasher", &Default::default()).await.unwrap();
     pods.delete("talker", &Default::default()).await.unwrap();
     kubelet.shutdown().await;
     for c in runtime
