@@ -755,6 +755,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tls_config_self_signs_and_rejects_a_bad_ca() {
+        let config = |client_ca: Vec<Vec<u8>>| ServerConfig {
+            address: "127.0.0.1:0".parse().unwrap(),
+            node_name: "node-a".into(),
+            node_ips: vec!["10.0.0.1".into(), "fd00::1".into()],
+            client_ca,
+            runtime: Arc::new(crate::runtime::fake::FakeRuntime::new()),
+        };
+        assert!(tls_config(&config(Vec::new())).is_ok());
+        let err = tls_config(&config(vec![b"not a certificate".to_vec()])).unwrap_err();
+        assert!(format!("{err:#}").contains("client CA"), "{err:#}");
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".to_string()]).unwrap();
+        assert!(tls_config(&config(vec![ca.cert.der().to_vec()])).is_ok());
+    }
+
     #[tokio::test]
     async fn tail_reads_a_window_at_the_end() {
         let path = std::env::temp_dir().join(format!("tugboat-tail-{}.log", std::process::id()));
