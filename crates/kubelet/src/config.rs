@@ -168,6 +168,14 @@ pub struct KubeletConfig {
     pub record_events: bool,
     /// Concurrent pod status writers.
     pub status_writers: usize,
+    /// The HTTPS API's port (`--port`; [`crate::server`]); 0 disables it,
+    /// the default here so that tests and hollow nodes bind nothing.
+    pub port: u16,
+    /// The HTTPS API's address (`--address`).
+    pub address: IpAddr,
+    /// DER certificates of the CAs whose client certificates the HTTPS API
+    /// accepts: the cluster CA from the kubeconfig.
+    pub client_ca: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for KubeletConfig {
@@ -206,6 +214,9 @@ impl KubeletConfig {
             kube_api_burst: 100,
             record_events: true,
             status_writers: 2,
+            port: 0,
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            client_ca: Vec::new(),
         }
     }
 }

@@ -21,6 +21,8 @@
 //! - [`volumes`]: materializing emptyDir, hostPath, configMap, secret,
 //!   downwardAPI and projected volumes into the pod directory with atomic
 //!   updates (not yet mounted into containers by the workers);
+//! - [`server`]: the HTTPS API (`/healthz`, `/containerLogs/...` for
+//!   `kubectl logs`), client certificates from the cluster CA;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
 //!   upstream's kubemark hollow nodes.
 //!
@@ -35,7 +37,7 @@
 //! ```
 //!
 //! Not built yet (issue 5 adds them behind the same trait and workers): the
-//! CRI runtime, mounting volumes into containers, logs/exec/port-forward and
+//! CRI runtime, mounting volumes into containers, exec/port-forward on
 //! the kubelet's HTTPS API, resource metrics, resource reservations and
 //! eviction, static pods.
 
@@ -50,6 +52,7 @@ pub mod pods;
 pub mod probe;
 pub mod ratelimit;
 pub mod runtime;
+pub mod server;
 pub mod status;
 pub mod status_manager;
 pub mod volumes;
@@ -83,6 +86,7 @@ pub struct KubeletHandle {
     node_name: String,
     registered: watch::Receiver<bool>,
     node: watch::Receiver<Arc<k8s_openapi::api::core::v1::Node>>,
+    server_addr: Option<std::net::SocketAddr>,
     tasks: JoinSet<()>,
 }
 
@@ -114,6 +118,20 @@ impl Kubelet {
         let runtime_status = runtime.status().await.unwrap_or_default();
 
         let config = Arc::new(config);
+        let mut server_addr = None;
+        let mut server_task = None;
+        if config.port != 0 {
+            let (addr, serve) = server::start(server::ServerConfig {
+                address: std::net::SocketAddr::new(config.address, config.port),
+                node_name: config.node_name.clone(),
+                node_ips: vec![config.node_ip.to_string()],
+                client_ca: config.client_ca.clone(),
+                runtime: runtime.clone(),
+            })
+            .await?;
+            server_addr = Some(addr);
+            server_task = Some(serve);
+        }
         let limiter = Arc::new(RateLimiter::new(config.kube_api_qps, config.kube_api_burst));
         let recorder = config
             .record_events
@@ -123,6 +141,9 @@ impl Kubelet {
         let (registered_tx, registered_rx) = watch::channel(false);
         let poke = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
+        if let Some(serve) = server_task {
+            tasks.spawn(serve);
+        }
 
         let agent = NodeAgent {
             client: client.clone(),
@@ -171,6 +192,7 @@ impl Kubelet {
             node_name: config.node_name.clone(),
             registered: registered_rx,
             node: node_rx,
+            server_addr,
             tasks,
         })
     }
@@ -179,6 +201,11 @@ impl Kubelet {
 impl KubeletHandle {
     pub fn node_name(&self) -> &str {
         &self.node_name
+    }
+
+    /// Where the HTTPS API listens (`None` with `port` 0).
+    pub fn server_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server_addr
     }
 
     /// Whether the Node has been registered.

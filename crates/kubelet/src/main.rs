@@ -94,6 +94,12 @@ struct Flags {
     /// The /healthz port; 0 disables it.
     #[arg(long, default_value_t = 10248)]
     healthz_port: u16,
+    /// The HTTPS API's port (`kubectl logs`); 0 disables it.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// The HTTPS API's address.
+    #[arg(long, default_value = "0.0.0.0")]
+    address: IpAddr,
     /// Log filter (RUST_LOG syntax).
     #[arg(
         short = 'v',
@@ -189,6 +195,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             .await
             .unwrap_or(IpAddr::from([127, 0, 0, 1])),
     };
+    let client_ca = kube_config.root_cert.clone().unwrap_or_default();
     let client = kube::Client::try_from(kube_config)?;
     let node_name = flags.node_name.clone().unwrap_or_else(host_name);
 
@@ -230,6 +237,9 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     config.node_lease_renew_interval = flags.node_lease_renew_interval;
     config.kube_api_qps = flags.kube_api_qps;
     config.kube_api_burst = flags.kube_api_burst;
+    config.port = flags.port;
+    config.address = flags.address;
+    config.client_ca = client_ca;
 
     if flags.healthz_port != 0 {
         let address = SocketAddr::new(flags.healthz_bind_address, flags.healthz_port);

@@ -238,7 +238,13 @@ pub fn node_status(
         ]),
         conditions: Some(node_conditions(runtime, previous, now)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: KUBELET_PORT }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: if config.port == 0 {
+                    KUBELET_PORT
+                } else {
+                    i32::from(config.port)
+                },
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             machine_id: m.machine_id.clone(),

@@ -323,6 +323,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// CRI `PullImage`: returns the image reference (`imageID`).
     async fn pull_image(&self, image: &ImageSpec) -> Result<String>;
 
+    /// Where container `id`'s CRI-format log file is (CRI's
+    /// `ContainerStatus.log_path`, what the kubelet reads for
+    /// `containerLogs`). Runtimes that keep no logs say so.
+    async fn container_log_path(&self, id: &str) -> Result<std::path::PathBuf> {
+        Err(RuntimeError::Failed(format!(
+            "the runtime keeps no log for container {id}"
+        )))
+    }
+
     /// CRI `GetContainerEvents`: every container state change from now on.
     /// A receiver that lags must assume it missed events and re-list.
     fn container_events(&self) -> broadcast::Receiver<ContainerEvent>;

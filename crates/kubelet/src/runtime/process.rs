@@ -1526,6 +1526,11 @@ impl ContainerRuntime for ProcessRuntime {
         Ok(image_ref(&image.image))
     }
 
+    async fn container_log_path(&self, id: &str) -> Result<PathBuf> {
+        self.log_path(id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))
+    }
+
     fn container_events(&self) -> broadcast::Receiver<ContainerEvent> {
         self.inner.events.subscribe()
     }
