@@ -52,6 +52,8 @@ impl Cluster {
                         "1s",
                         "--healthz-port",
                         "0",
+                        "--port",
+                        "0",
                     ],
                 )
             })
