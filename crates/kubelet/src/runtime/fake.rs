@@ -461,10 +461,6 @@ impl FakeRuntime {
     }
 }
 
-fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
 /// Makes container `id` exit with its program's code after `after`, unless
 /// it was stopped meanwhile (the runtime may be gone too). The caller holds
 /// the state lock while spawning and stores the handle, so the task cannot
@@ -629,11 +625,7 @@ impl ContainerRuntime for FakeRuntime {
         Ok(state
             .sandboxes
             .iter()
-            .filter(|(id, s)| {
-                filter.id.as_ref().is_none_or(|f| f == *id)
-                    && filter.state.is_none_or(|f| f == s.state)
-                    && labels_match(&filter.label_selector, &s.labels)
-            })
+            .filter(|(id, s)| filter.matches(id, s.state, &s.labels))
             .map(|(id, s)| PodSandbox {
                 id: id.clone(),
                 metadata: s.metadata.clone(),
@@ -771,15 +763,7 @@ impl ContainerRuntime for FakeRuntime {
         Ok(state
             .containers
             .iter()
-            .filter(|(id, c)| {
-                filter.id.as_ref().is_none_or(|f| f == *id)
-                    && filter
-                        .pod_sandbox_id
-                        .as_ref()
-                        .is_none_or(|f| *f == c.sandbox_id)
-                    && filter.state.is_none_or(|f| f == c.state)
-                    && labels_match(&filter.label_selector, &c.labels)
-            })
+            .filter(|(id, c)| filter.matches(id, &c.sandbox_id, c.state, &c.labels))
             .map(|(id, c)| Container {
                 id: id.clone(),
                 pod_sandbox_id: c.sandbox_id.clone(),

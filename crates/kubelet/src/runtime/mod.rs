@@ -151,6 +151,25 @@ pub struct PodSandboxFilter {
     pub label_selector: BTreeMap<String, String>,
 }
 
+impl PodSandboxFilter {
+    /// Whether a sandbox passes every field set in the filter.
+    pub fn matches(
+        &self,
+        id: &str,
+        state: SandboxState,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        self.id.as_ref().is_none_or(|f| f == id)
+            && self.state.is_none_or(|f| f == state)
+            && labels_match(&self.label_selector, labels)
+    }
+}
+
+/// CRI's label selectors: every pair must be present.
+fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
 /// CRI `ImageSpec`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageSpec {
@@ -239,6 +258,22 @@ pub struct ContainerFilter {
     pub pod_sandbox_id: Option<String>,
     pub state: Option<ContainerState>,
     pub label_selector: BTreeMap<String, String>,
+}
+
+impl ContainerFilter {
+    /// Whether a container passes every field set in the filter.
+    pub fn matches(
+        &self,
+        id: &str,
+        sandbox_id: &str,
+        state: ContainerState,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        self.id.as_ref().is_none_or(|f| f == id)
+            && self.pod_sandbox_id.as_ref().is_none_or(|f| f == sandbox_id)
+            && self.state.is_none_or(|f| f == state)
+            && labels_match(&self.label_selector, labels)
+    }
 }
 
 /// CRI `ContainerEventType`.

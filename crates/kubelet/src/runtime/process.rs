@@ -1048,10 +1048,6 @@ async fn watch_exits(inner: Weak<Inner>) {
     }
 }
 
-fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
 fn image_ref(image: &str) -> String {
     let (repo, tag) = normalize_image(image);
     match tag.strip_prefix("sha256:") {
@@ -1197,11 +1193,7 @@ impl ContainerRuntime for ProcessRuntime {
         Ok(state
             .sandboxes
             .iter()
-            .filter(|(id, s)| {
-                filter.id.as_ref().is_none_or(|f| f == *id)
-                    && filter.state.is_none_or(|f| f == s.state)
-                    && labels_match(&filter.label_selector, &s.labels)
-            })
+            .filter(|(id, s)| filter.matches(id, s.state, &s.labels))
             .map(|(id, s)| PodSandbox {
                 id: id.clone(),
                 metadata: s.metadata.clone(),
@@ -1400,15 +1392,7 @@ impl ContainerRuntime for ProcessRuntime {
         Ok(state
             .containers
             .iter()
-            .filter(|(id, c)| {
-                filter.id.as_ref().is_none_or(|f| f == *id)
-                    && filter
-                        .pod_sandbox_id
-                        .as_ref()
-                        .is_none_or(|f| *f == c.sandbox_id)
-                    && filter.state.is_none_or(|f| f == c.state())
-                    && labels_match(&filter.label_selector, &c.labels)
-            })
+            .filter(|(id, c)| filter.matches(id, &c.sandbox_id, c.state(), &c.labels))
             .map(|(id, c)| Container {
                 id: id.clone(),
                 pod_sandbox_id: c.sandbox_id.clone(),
