@@ -169,6 +169,35 @@ pub fn release_patch(object_uid: &str, owner_uid: &str) -> serde_json::Value {
     })
 }
 
+/// Upstream's `RecheckDeletionTimestamp`: before adopting, re-read the
+/// owner from the server (not the cache) and refuse if it is gone, was
+/// replaced by a namesake, or is being deleted, so a stale cache never
+/// adopts for an owner that no longer wants its objects.
+pub async fn recheck_before_adopting<K>(client: &kube::Client, owner: &K) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let namespace = owner.meta().namespace.clone().unwrap_or_default();
+    let name = owner.meta().name.clone().unwrap_or_default();
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), &namespace);
+    let kind = K::kind(&());
+    match api.get_opt(&name).await? {
+        None => anyhow::bail!("original {kind} {namespace}/{name} is gone"),
+        Some(fresh) if fresh.meta().uid != owner.meta().uid => anyhow::bail!(
+            "original {kind} {namespace}/{name} is gone: got uid {}, wanted {}",
+            fresh.meta().uid.clone().unwrap_or_default(),
+            owner.meta().uid.clone().unwrap_or_default()
+        ),
+        Some(fresh) if fresh.meta().deletion_timestamp.is_some() => {
+            anyhow::bail!("{namespace}/{name} has just been deleted")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

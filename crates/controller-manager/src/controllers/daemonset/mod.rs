@@ -342,23 +342,6 @@ impl Controller {
         Api::namespaced(self.ctx.client.clone(), namespace(ds))
     }
 
-    /// Re-read the DaemonSet before adopting, so a stale cache never adopts
-    /// for one that is gone (upstream's `RecheckDeletionTimestamp`).
-    async fn can_adopt(&self, ds: &DaemonSet) -> anyhow::Result<()> {
-        let fresh = self.api::<DaemonSet>(ds).get_opt(name(ds)).await?;
-        match fresh {
-            Some(f)
-                if f.metadata.uid == ds.metadata.uid && f.metadata.deletion_timestamp.is_none() =>
-            {
-                Ok(())
-            }
-            _ => anyhow::bail!(
-                "DaemonSet {} is gone or being deleted; not adopting",
-                name(ds)
-            ),
-        }
-    }
-
     /// The DaemonSet's pods: orphans it selects adopted, pods it no longer
     /// selects released (upstream's `getDaemonPods`).
     async fn claim_pods(
@@ -376,7 +359,7 @@ impl Controller {
         let api = self.api::<Pod>(ds);
         let mut pods = claimed.owned;
         if !claimed.adopt.is_empty() {
-            self.can_adopt(ds).await?;
+            crate::pods::recheck_before_adopting(&self.ctx.client, ds).await?;
             for orphan in &claimed.adopt {
                 if let Some(adopted) = history::adopt(&api, &**orphan, &controller_ref(ds)).await? {
                     pods.push(Arc::new(adopted));
@@ -403,7 +386,7 @@ impl Controller {
         let claimed = history::claim_revisions(&self.revisions, namespace(ds), uid, selector);
         let mut revisions = claimed.owned;
         if !claimed.adopt.is_empty() {
-            self.can_adopt(ds).await?;
+            crate::pods::recheck_before_adopting(&self.ctx.client, ds).await?;
             for orphan in &claimed.adopt {
                 if let Some(adopted) = history::adopt(&api, &**orphan, &controller_ref(ds)).await? {
                     revisions.push(Arc::new(adopted));

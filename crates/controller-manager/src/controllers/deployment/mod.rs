@@ -227,7 +227,7 @@ impl Controller {
         let api = self.rs_api(&namespace);
         let mut owned: Vec<ReplicaSet> = claims.owned.iter().map(|rs| (**rs).clone()).collect();
         if !claims.adopt.is_empty() {
-            self.can_adopt(d).await?;
+            crate::pods::recheck_before_adopting(&self.ctx.client, d).await?;
             let reference = controller_ref(d);
             for rs in claims.adopt {
                 let patch = adopt_patch(rs.metadata.uid.as_deref().unwrap_or(""), &reference);
@@ -261,32 +261,6 @@ impl Controller {
             }
         }
         Ok(owned)
-    }
-
-    /// Before adopting, make sure with a live read that the Deployment is
-    /// still the same object and not being deleted.
-    async fn can_adopt(&self, d: &Deployment) -> anyhow::Result<()> {
-        let fresh = self
-            .deployment_api(&d.namespace().unwrap_or_default())
-            .get(&d.name_any())
-            .await?;
-        if fresh.metadata.uid != d.metadata.uid {
-            anyhow::bail!(
-                "original Deployment {}/{} is gone: got uid {}, wanted {}",
-                d.namespace().unwrap_or_default(),
-                d.name_any(),
-                fresh.metadata.uid.unwrap_or_default(),
-                d.metadata.uid.clone().unwrap_or_default()
-            );
-        }
-        if fresh.metadata.deletion_timestamp.is_some() {
-            anyhow::bail!(
-                "{}/{} has just been deleted",
-                d.namespace().unwrap_or_default(),
-                d.name_any()
-            );
-        }
-        Ok(())
     }
 
     async fn write_status(&self, d: &Deployment, status: DeploymentStatus) -> anyhow::Result<()> {

@@ -403,32 +403,6 @@ impl Controller {
         Ok(Outcome::Done)
     }
 
-    /// Upstream's `RecheckDeletionTimestamp`: before adopting, make sure
-    /// (with a live read, not the cache) that the ReplicaSet is still the
-    /// same object and not being deleted.
-    async fn can_adopt(&self, rs: &ReplicaSet) -> anyhow::Result<()> {
-        let api: Api<ReplicaSet> =
-            Api::namespaced(self.ctx.client.clone(), &rs.namespace().unwrap_or_default());
-        let fresh = api.get(&rs.name_any()).await?;
-        if fresh.metadata.uid != rs.metadata.uid {
-            anyhow::bail!(
-                "original ReplicaSet {}/{} is gone: got uid {}, wanted {}",
-                rs.namespace().unwrap_or_default(),
-                rs.name_any(),
-                fresh.metadata.uid.unwrap_or_default(),
-                rs.metadata.uid.clone().unwrap_or_default()
-            );
-        }
-        if fresh.metadata.deletion_timestamp.is_some() {
-            anyhow::bail!(
-                "{}/{} has just been deleted",
-                rs.namespace().unwrap_or_default(),
-                rs.name_any()
-            );
-        }
-        Ok(())
-    }
-
     async fn adopt(
         &self,
         rs: &ReplicaSet,
@@ -437,7 +411,7 @@ impl Controller {
         if orphans.is_empty() {
             return Ok(Vec::new());
         }
-        self.can_adopt(rs).await?;
+        crate::pods::recheck_before_adopting(&self.ctx.client, rs).await?;
         let owner = controller_ref(rs);
         let mut adopted = Vec::new();
         for pod in orphans {

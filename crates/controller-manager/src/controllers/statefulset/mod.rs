@@ -226,26 +226,6 @@ impl Controller {
         Api::namespaced(self.ctx.client.clone(), namespace(set))
     }
 
-    /// Whether `set` may adopt: re-read from the server, it is still the
-    /// same object and not being deleted (upstream's
-    /// `RecheckDeletionTimestamp`), so a stale cache never adopts for a
-    /// deleted set.
-    async fn can_adopt(&self, set: &StatefulSet) -> anyhow::Result<()> {
-        let fresh = self.sets_api(set).get_opt(name(set)).await?;
-        match fresh {
-            Some(f)
-                if f.metadata.uid == set.metadata.uid
-                    && f.metadata.deletion_timestamp.is_none() =>
-            {
-                Ok(())
-            }
-            _ => anyhow::bail!(
-                "StatefulSet {} is gone or being deleted; not adopting",
-                name(set)
-            ),
-        }
-    }
-
     /// The set's revisions, orphans that match adopted (upstream's
     /// `adoptOrphanRevisions` + `ListRevisions`).
     async fn claim_revisions(
@@ -257,7 +237,7 @@ impl Controller {
         let claimed = history::claim_revisions(&self.revisions, namespace(set), uid, selector);
         let mut revisions = claimed.owned;
         if !claimed.adopt.is_empty() && set.metadata.deletion_timestamp.is_none() {
-            self.can_adopt(set).await?;
+            crate::pods::recheck_before_adopting(&self.ctx.client, set).await?;
             let api = self.revisions_api(set);
             for orphan in &claimed.adopt {
                 if let Some(adopted) = history::adopt(&api, &**orphan, &controller_ref(set)).await?
@@ -289,7 +269,7 @@ impl Controller {
         let api = self.pods_api(set);
         let mut pods = claimed.owned;
         if !claimed.adopt.is_empty() && set.metadata.deletion_timestamp.is_none() {
-            self.can_adopt(set).await?;
+            crate::pods::recheck_before_adopting(&self.ctx.client, set).await?;
             for orphan in &claimed.adopt {
                 if let Some(adopted) = history::adopt(&api, &**orphan, &controller_ref(set)).await?
                 {
