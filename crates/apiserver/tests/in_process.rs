@@ -3,20 +3,7 @@
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use test_support::TestServer;
-
-async fn client(server: &TestServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-    // Answers such as an eviction's 429 are what the tests look at; the
-    // client's own retries would hide them.
-    config.default_retry = false;
-    kube::Client::try_from(config).unwrap()
-}
 
 fn config_map(name: &str) -> ConfigMap {
     serde_json::from_value(serde_json::json!({
@@ -30,7 +17,7 @@ fn config_map(name: &str) -> ConfigMap {
 #[tokio::test]
 async fn objects_are_created_read_patched_listed_and_deleted() {
     let server = TestServer::start().await.unwrap();
-    let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
     let created = cms
         .create(&PostParams::default(), &config_map("a"))
         .await
@@ -65,7 +52,7 @@ async fn objects_are_created_read_patched_listed_and_deleted() {
 #[tokio::test]
 async fn a_stale_resource_version_is_a_conflict() {
     let server = TestServer::start().await.unwrap();
-    let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
     let created = cms
         .create(&PostParams::default(), &config_map("b"))
         .await
@@ -90,7 +77,7 @@ async fn a_stale_resource_version_is_a_conflict() {
 #[tokio::test]
 async fn creating_in_a_missing_namespace_is_not_found() {
     let server = TestServer::start().await.unwrap();
-    let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "nowhere");
+    let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "nowhere");
     let err = cms
         .create(&PostParams::default(), &config_map("c"))
         .await
@@ -139,7 +126,7 @@ mod subresources {
     #[tokio::test]
     async fn binding_assigns_a_node_once_and_marks_the_pod_scheduled() {
         let server = TestServer::start().await.unwrap();
-        let client = client(&server).await;
+        let client = server.client().await.unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         pods.create(&PostParams::default(), &pod("p"))
             .await
@@ -161,7 +148,7 @@ mod subresources {
     #[tokio::test]
     async fn a_bound_pod_is_deleted_gracefully_and_a_forced_delete_finishes_it() {
         let server = TestServer::start().await.unwrap();
-        let client = client(&server).await;
+        let client = server.client().await.unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         pods.create(&PostParams::default(), &pod("g"))
             .await
@@ -186,7 +173,7 @@ mod subresources {
     #[tokio::test]
     async fn eviction_honours_a_disruption_budget_that_allows_nothing() {
         let server = TestServer::start().await.unwrap();
-        let client = client(&server).await;
+        let client = server.client().await.unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         pods.create(&PostParams::default(), &pod("e"))
             .await
@@ -236,7 +223,8 @@ mod subresources {
     #[tokio::test]
     async fn scale_reads_and_writes_replicas_of_the_parent() {
         let server = TestServer::start().await.unwrap();
-        let deployments: Api<Deployment> = Api::namespaced(client(&server).await, "default");
+        let deployments: Api<Deployment> =
+            Api::namespaced(server.client().await.unwrap(), "default");
         let d: Deployment = serde_json::from_value(serde_json::json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "d"},
@@ -280,7 +268,7 @@ mod history {
         let server = TestServer::start_configured(storage.clone(), |c| c.watch_cache_window = 2)
             .await
             .unwrap();
-        let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+        let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
         let first = cms
             .create(&PostParams::default(), &config_map("h0"))
             .await
@@ -325,7 +313,7 @@ async fn requests_past_the_in_flight_limit_get_429_while_watches_still_open() {
     let server = TestServer::start_configured(storage, |c| c.max_in_flight = 0)
         .await
         .unwrap();
-    let cms: Api<ConfigMap> = Api::namespaced(client(&server).await, "default");
+    let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
     let err = cms.list(&ListParams::default()).await.unwrap_err();
     assert!(
         matches!(err, kube::Error::Api(ref s) if s.code == 429 && s.reason == "TooManyRequests"),
@@ -340,7 +328,7 @@ async fn requests_past_the_in_flight_limit_get_429_while_watches_still_open() {
 async fn a_lease_is_created_by_put_and_never_overwritten_blindly() {
     use k8s_openapi::api::coordination::v1::Lease;
     let server = TestServer::start().await.unwrap();
-    let leases: Api<Lease> = Api::namespaced(client(&server).await, "kube-node-lease");
+    let leases: Api<Lease> = Api::namespaced(server.client().await.unwrap(), "kube-node-lease");
     let lease: Lease = serde_json::from_value(serde_json::json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": "n1"},
@@ -371,7 +359,7 @@ async fn a_lease_is_created_by_put_and_never_overwritten_blindly() {
 #[tokio::test]
 async fn an_apply_patch_without_a_field_manager_is_a_bad_request() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n".to_vec();
     let request = |query: &str| {
         http::Request::patch(format!("/api/v1/namespaces/default/configmaps/a{query}"))

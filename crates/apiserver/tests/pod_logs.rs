@@ -14,22 +14,11 @@ use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, LogParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use serde_json::json;
 use test_support::TestServer;
 use tokio::sync::{mpsc, Notify};
-
-async fn client(server: &TestServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-    config.default_retry = false;
-    kube::Client::try_from(config).unwrap()
-}
 
 /// The cluster CA, from the admin kubeconfig.
 fn cluster_ca(server: &TestServer) -> Vec<CertificateDer<'static>> {
@@ -225,7 +214,7 @@ async fn raw_get(client: &kube::Client, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn pod_logs_are_proxied_from_the_kubelet() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let kubelet = start_fake_kubelet(cluster_ca(&server)).await;
     add_node(&client, "n1", kubelet.port).await;
     add_pod(&client, "web", Some("n1"), &["app"]).await;
@@ -337,7 +326,7 @@ async fn pod_logs_are_proxied_from_the_kubelet() {
 #[tokio::test]
 async fn an_unreachable_kubelet_is_a_server_error_naming_the_dial() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -358,7 +347,7 @@ async fn an_unreachable_kubelet_is_a_server_error_naming_the_dial() {
 async fn kubectl_logs_prints_the_kubelet_answer() {
     let kubectl = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let kubelet = start_fake_kubelet(cluster_ca(&server)).await;
     add_node(&client, "n1", kubelet.port).await;
     add_pod(&client, "web", Some("n1"), &["app"]).await;

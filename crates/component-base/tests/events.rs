@@ -5,18 +5,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use kube::api::{Api, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use test_support::TestServer;
 use tugboat_component_base::events::EventRecorder;
 
 #[tokio::test]
 async fn repeated_events_are_counted_on_one_event() {
     let server = TestServer::start().await.unwrap();
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let client = server.client().await.unwrap();
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some("settings".into());

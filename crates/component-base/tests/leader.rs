@@ -6,17 +6,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use test_support::TestServer;
 use tugboat_component_base::leader::{LeaderElectionConfig, LeaderElector, Leadership};
-
-async fn client(server: &TestServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn config(identity: &str) -> LeaderElectionConfig {
     LeaderElectionConfig {
@@ -65,7 +56,7 @@ async fn first_leader(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_leads_and_the_other_takes_over_after_the_lease_expires() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let mut a = candidate(&client, "a");
     let mut b = candidate(&client, "b");
 
@@ -116,7 +107,7 @@ async fn exactly_one_leads_and_the_other_takes_over_after_the_lease_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_released_lease_is_taken_over_at_the_next_retry() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let mut a = candidate(&client, "a");
     let mut b = candidate(&client, "b");
     let (winner, leadership) = first_leader(&mut a, &mut b).await;
@@ -141,7 +132,7 @@ async fn a_released_lease_is_taken_over_at_the_next_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_notices_a_takeover_and_run_while_leader_stops() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let elector = LeaderElector::new(client.clone(), config("a"));
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let run = tokio::spawn(elector.run_while_leader(|| async move {

@@ -10,19 +10,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+
 use serde_json::json;
 use test_support::TestServer;
 use tugboat_kubelet::config::{parse_node_labels, parse_taints};
 use tugboat_kubelet::{HollowNodes, Kubelet, KubeletConfig};
-
-async fn client(server: &TestServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 /// A kubelet config with one-second heartbeats, so tests see them move.
 fn fast(node: &str) -> KubeletConfig {
@@ -102,7 +94,7 @@ async fn phase_is(pods: &Api<Pod>, name: &str, wanted: &str) -> Pod {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_registers_ready_and_its_lease_is_renewed() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let mut config = fast("node-a");
     config.node_labels = parse_node_labels("tier=web").unwrap();
     config.register_with_taints = parse_taints("dedicated=gpu:NoSchedule").unwrap();
@@ -210,7 +202,7 @@ async fn the_node_registers_ready_and_its_lease_is_renewed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_pods_run_finish_and_are_deleted_gracefully() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let kubelet = Kubelet::start(client.clone(), fast("node-a"))
         .await
         .unwrap();
@@ -337,7 +329,7 @@ async fn bound_pods_run_finish_and_are_deleted_gracefully() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_containers_back_off_init_containers_run_and_misfits_are_rejected() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let kubelet = Kubelet::start(client.clone(), fast("node-a"))
         .await
         .unwrap();
@@ -442,7 +434,7 @@ async fn crashing_containers_back_off_init_containers_run_and_misfits_are_reject
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hollow_nodes_share_a_client_and_run_pods() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let hollow = HollowNodes::start(client.clone(), "hollow", 3, &fast(""))
         .await
         .unwrap();

@@ -11,20 +11,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::api::{Api, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+
 use serde_json::json;
 use test_support::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tugboat_kubelet::{Kubelet, KubeletConfig};
-
-async fn client(server: &TestServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
@@ -43,7 +35,7 @@ where
 
 async fn start(node: &str) -> (TestServer, kube::Client, tugboat_kubelet::KubeletHandle) {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let mut config = KubeletConfig::new(node);
     config.pod_cidr = Some("10.244.7.0/24".into());
     let kubelet = Kubelet::start(client.clone(), config).await.unwrap();

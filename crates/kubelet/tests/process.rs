@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+
 use serde_json::json;
 use test_support::TestServer;
 use tugboat_kubelet::runtime::process::{
@@ -22,14 +22,6 @@ use tugboat_kubelet::runtime::{
     ContainerState, ImageSpec, PodSandboxConfig, PodSandboxMetadata, LABEL_POD_UID,
 };
 use tugboat_kubelet::{Kubelet, KubeletConfig};
-
-async fn client(server: &TestServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 /// A root directory removed at the end, with every container of the
 /// runtimes opened on it killed first.
@@ -157,7 +149,7 @@ fn is_cri_line(line: &str, stream: &str, content: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_runs_logs_and_stops_on_a_graceful_delete() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let root = Root::new("run");
     let runtime = root.runtime();
     let kubelet = Kubelet::start(client.clone(), config("proc-a", &runtime))
@@ -231,7 +223,7 @@ async fn a_pod_runs_logs_and_stops_on_a_graceful_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_and_missing_commands_are_reported() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let root = Root::new("exit");
     let runtime = root.runtime();
     let kubelet = Kubelet::start(client.clone(), config("proc-b", &runtime))
@@ -285,7 +277,7 @@ async fn exit_codes_and_missing_commands_are_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_kubelet_readopts_running_containers() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let root = Root::new("adopt");
     let first = root.runtime();
     let kubelet = Kubelet::start(client.clone(), config("proc-c", &first))
@@ -577,7 +569,7 @@ async fn limits_go_into_the_container_cgroup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_comes_from_configmaps_and_fields_and_exec_probes_gate_readiness() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let root = Root::new("env");
     let runtime = root.runtime();
     let kubelet = Kubelet::start(client.clone(), config("proc-env", &runtime))

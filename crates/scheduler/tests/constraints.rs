@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+
 use serde_json::{json, Value};
 use test_support::TestServer;
 use tokio::sync::oneshot;
@@ -25,12 +25,7 @@ impl Cluster {
     /// Starts the server, creates `nodes`, then starts the scheduler.
     async fn start(nodes: Vec<Node>) -> Cluster {
         let server = TestServer::start().await.unwrap();
-        let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = server.client().await.unwrap();
         let api: Api<Node> = Api::all(client.clone());
         for n in nodes {
             api.create(&PostParams::default(), &n).await.unwrap();

@@ -6,17 +6,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+
 use serde_json::json;
 use test_support::TestServer;
-
-async fn client(server: &TestServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn node(name: &str, cpu: &str, taints: serde_json::Value) -> Node {
     serde_json::from_value(json!({
@@ -51,7 +43,7 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_are_bound_to_a_node_that_fits_and_the_rest_are_reported_unschedulable() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
         .create(&PostParams::default(), &node("small", "1", json!([])))
@@ -151,7 +143,7 @@ async fn pods_are_bound_to_a_node_that_fits_and_the_rest_are_reported_unschedula
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_higher_priority_pod_preempts_a_lower_priority_one_and_takes_its_place() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
         .create(&PostParams::default(), &node("only", "1", json!([])))

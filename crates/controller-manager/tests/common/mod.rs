@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use test_support::TestServer;
 use tugboat_controller_manager::context::{Context, Settings};
 use tugboat_controller_manager::controllers::CONTROLLERS;
@@ -17,14 +16,6 @@ pub struct Cluster {
     pub ctx: Context,
 }
 
-pub async fn client(server: &TestServer) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
 /// An API server with `controllers` (upstream names) running against it.
 pub async fn start(controllers: &[&str]) -> Cluster {
     start_with(controllers, Settings::default()).await
@@ -32,7 +23,7 @@ pub async fn start(controllers: &[&str]) -> Cluster {
 
 pub async fn start_with(controllers: &[&str], settings: Settings) -> Cluster {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
+    let client = server.client().await.unwrap();
     let ctx = Context::new(client.clone(), settings, "controller-manager");
     for name in controllers {
         let (_, start) = CONTROLLERS
