@@ -98,6 +98,9 @@ async fn route(state: Arc<AppState>, req: Request) -> ApiResult<Response> {
         groups: vec!["system:unauthenticated".into()],
     };
     let user = user.unwrap_or(anonymous);
+    if let Some((node, kubelet_path)) = crate::kubelet_proxy::node_proxy_target(&path) {
+        return node_proxy(&state, &user, &node, &kubelet_path, req).await;
+    }
     let target = request::parse(&path);
     let method = req.method().clone();
     match target {
@@ -148,6 +151,42 @@ async fn route(state: Arc<AppState>, req: Request) -> ApiResult<Response> {
             non_resource(&state, other, &path, &query, req.headers())
         }
     }
+}
+
+/// `nodes/{name}/proxy/...`, authorized as the `nodes/proxy` subresource.
+async fn node_proxy(
+    state: &Arc<AppState>,
+    user: &UserInfo,
+    node: &str,
+    kubelet_path: &str,
+    req: Request,
+) -> ApiResult<Response> {
+    let verb = match req.method().as_str() {
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        _ => "get",
+    };
+    state
+        .authorizer
+        .authorize(&Attributes {
+            user,
+            verb,
+            group: "",
+            resource: "nodes",
+            subresource: Some("proxy"),
+            namespace: None,
+            name: Some(node),
+            path: None,
+        })
+        .map_err(|reason| ApiError::Forbidden {
+            message: format!(
+                "nodes \"{node}\" is forbidden: User \"{}\" cannot {verb} resource \"nodes/proxy\": {reason}",
+                user.name
+            ),
+        })?;
+    crate::kubelet_proxy::node_proxy(&state.registry, &state.kubelet, node, kubelet_path, req).await
 }
 
 fn verb_of(method: &Method, rp: &ResourcePath, query: &Query) -> &'static str {
@@ -531,6 +570,21 @@ async fn resource_request(
         }
         (&Method::GET, Some(name), Some("log")) if resource.subresources.log => {
             crate::logs::serve(registry, &state.kubelet, ns, name, &query).await
+        }
+        (
+            &Method::GET | &Method::POST,
+            Some(name),
+            Some(sub @ ("exec" | "attach" | "portforward")),
+        ) if resource.subresources.log => {
+            crate::kubelet_proxy::pod_subresource(
+                registry,
+                &state.kubelet,
+                ns.unwrap_or(""),
+                name,
+                sub,
+                req,
+            )
+            .await
         }
         (_, Some(_), Some("log")) if resource.subresources.log => {
             Err(ApiError::method_not_allowed(format!(

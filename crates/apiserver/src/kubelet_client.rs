@@ -184,11 +184,53 @@ impl KubeletClient {
         port: u16,
         path_and_query: &str,
     ) -> Result<KubeletResponse, String> {
+        let (tls, authority) = self.connect(hosts, port, "GET", path_and_query).await?;
+        let url = format!("https://{authority}{path_and_query}");
+        let fail = |why: String| format!("Get \"{url}\": {why}");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let connection = AbortOnDrop(tokio::spawn(async move {
+            let _ = connection.await;
+        }));
+        let request = hyper::Request::get(path_and_query)
+            .header(hyper::header::HOST, authority.as_str())
+            .header(hyper::header::USER_AGENT, "tug-apiserver")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| fail(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(KubeletResponse {
+            status: response.status().as_u16(),
+            body: response.into_body(),
+            connection,
+        })
+    }
+
+    /// A TLS connection (HTTP/1.1) to the first of `hosts` whose name
+    /// resolves, and the `host:port` it reached; `method` and
+    /// `path_and_query` only word the error (Go's `Get "https://...": ...`).
+    pub async fn connect(
+        &self,
+        hosts: &[String],
+        port: u16,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, String), String> {
+        let go_method = {
+            let lower = method.to_ascii_lowercase();
+            let mut c = lower.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        };
         let mut last_error = String::new();
         for (i, host) in hosts.iter().enumerate() {
             let authority = join_host_port(host, port);
             let url = format!("https://{authority}{path_and_query}");
-            let fail = |why: String| format!("Get \"{url}\": {why}");
+            let fail = |why: String| format!("{go_method} \"{url}\": {why}");
             let resolved: Vec<std::net::SocketAddr> =
                 match tokio::net::lookup_host((host.as_str(), port)).await {
                     Ok(addrs) => addrs.collect(),
@@ -225,26 +267,7 @@ impl KubeletClient {
                     .await
                     .map_err(|_| fail("net/http: TLS handshake timeout".into()))?
                     .map_err(|e| fail(e.to_string()))?;
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            let connection = AbortOnDrop(tokio::spawn(async move {
-                let _ = connection.await;
-            }));
-            let request = hyper::Request::get(path_and_query)
-                .header(hyper::header::HOST, authority.as_str())
-                .header(hyper::header::USER_AGENT, "tug-apiserver")
-                .body(http_body_util::Empty::<Bytes>::new())
-                .map_err(|e| fail(e.to_string()))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            return Ok(KubeletResponse {
-                status: response.status().as_u16(),
-                body: response.into_body(),
-                connection,
-            });
+            return Ok((tls, authority));
         }
         Err(last_error)
     }

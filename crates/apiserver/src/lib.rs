@@ -24,6 +24,7 @@ pub mod error;
 pub mod fieldcheck;
 pub mod handlers;
 pub mod kubelet_client;
+pub mod kubelet_proxy;
 pub mod logs;
 pub mod managed;
 pub mod openapi_http;

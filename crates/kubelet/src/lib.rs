@@ -55,6 +55,7 @@ pub mod runtime;
 pub mod server;
 pub mod status;
 pub mod status_manager;
+pub mod streaming;
 pub mod volumes;
 pub mod worker;
 

@@ -146,7 +146,7 @@ async fn serve(
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let service = hyper_util::service::TowerToHyperService::new(service);
-            if let Err(e) = builder.serve_connection(io, service).await {
+            if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
                 tracing::debug!(%peer, error = %e, "kubelet API connection");
             }
         });
@@ -160,7 +160,8 @@ fn router(runtime: Arc<dyn ContainerRuntime>) -> axum::Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .with_state(runtime)
+        .with_state(runtime.clone())
+        .merge(crate::streaming::routes(runtime))
 }
 
 /// Upstream's `v1.PodLogOptions` query parameters, as strings so that a bad

@@ -22,6 +22,7 @@
 
 pub mod fake;
 pub mod process;
+pub mod streaming;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -364,6 +365,27 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn container_log_path(&self, id: &str) -> Result<std::path::PathBuf> {
         Err(RuntimeError::Failed(format!(
             "the runtime keeps no log for container {id}"
+        )))
+    }
+
+    /// CRI `Exec` (streaming): runs `req.cmd` in a running container with
+    /// the requested pipes, for `kubectl exec`.
+    async fn exec_stream(&self, req: &streaming::StreamRequest) -> Result<streaming::StreamTarget> {
+        Err(RuntimeError::Failed(format!(
+            "the runtime does not support exec into container {}",
+            req.container_id
+        )))
+    }
+
+    /// CRI `Attach`: the running container's own output (and stdin), for
+    /// `kubectl attach`.
+    async fn attach_stream(
+        &self,
+        req: &streaming::StreamRequest,
+    ) -> Result<streaming::StreamTarget> {
+        Err(RuntimeError::Failed(format!(
+            "the runtime does not support attaching to container {}",
+            req.container_id
         )))
     }
 

@@ -1510,6 +1510,75 @@ impl ContainerRuntime for ProcessRuntime {
         Ok(image_ref(&image.image))
     }
 
+    async fn exec_stream(
+        &self,
+        req: &super::streaming::StreamRequest,
+    ) -> Result<super::streaming::StreamTarget> {
+        let id = &req.container_id;
+        let (env, cwd) = {
+            let mut state = self.inner.lock();
+            self.inner.refresh(&mut state, id);
+            let c = state
+                .containers
+                .get(id)
+                .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))?;
+            if c.state() != ContainerState::Running {
+                return Err(failed(format!("container {id} is not running")));
+            }
+            (c.env.clone(), c.cwd.clone())
+        };
+        super::streaming::spawn_local(&req.cmd, &env, &cwd, req)
+            .map(super::streaming::StreamTarget::Local)
+            .map_err(failed)
+    }
+
+    async fn attach_stream(
+        &self,
+        req: &super::streaming::StreamRequest,
+    ) -> Result<super::streaming::StreamTarget> {
+        let id = req.container_id.clone();
+        if req.stdin {
+            return Err(failed(format!(
+                "container {id}: the process runtime cannot attach to a container's stdin"
+            )));
+        }
+        let log = {
+            let mut state = self.inner.lock();
+            self.inner.refresh(&mut state, &id);
+            let c = state
+                .containers
+                .get(&id)
+                .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))?;
+            if c.state() != ContainerState::Running {
+                return Err(failed(format!("container {id} is not running")));
+            }
+            c.log_path.clone()
+        };
+        // The exit: the runtime's record of it, polled (the shim writes it).
+        let inner = Arc::downgrade(&self.inner);
+        let exit = Box::pin(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let Some(inner) = inner.upgrade() else {
+                    return Err("the runtime stopped".to_string());
+                };
+                let mut state = inner.lock();
+                inner.refresh(&mut state, &id);
+                match state.containers.get(&id) {
+                    Some(c) => {
+                        if let Some(e) = &c.exit {
+                            return Ok(e.code);
+                        }
+                    }
+                    None => return Err(format!("container {id} was removed")),
+                }
+            }
+        });
+        super::streaming::follow_log(log, req, exit)
+            .map(super::streaming::StreamTarget::Local)
+            .map_err(failed)
+    }
+
     async fn container_log_path(&self, id: &str) -> Result<PathBuf> {
         self.log_path(id)
             .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))
