@@ -23,6 +23,8 @@
 //!   updates (not yet mounted into containers by the workers);
 //! - [`server`]: the HTTPS API (`/healthz`, `/containerLogs/...` for
 //!   `kubectl logs`), client certificates from the cluster CA;
+//!   [`streaming`]: its `/exec`, `/attach` and `/portForward` upgrades
+//!   (WebSocket and SPDY/3.1) for `kubectl exec`, `attach`, `port-forward`;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
 //!   upstream's kubemark hollow nodes.
 //!
@@ -37,9 +39,8 @@
 //! ```
 //!
 //! Not built yet (issue 5 adds them behind the same trait and workers): the
-//! CRI runtime, mounting volumes into containers, exec/port-forward on
-//! the kubelet's HTTPS API, resource metrics, resource reservations and
-//! eviction, static pods.
+//! CRI runtime, mounting volumes into containers, resource metrics,
+//! resource reservations and eviction, static pods.
 
 pub mod admission;
 pub mod backoff;

@@ -28,7 +28,11 @@
 //!   is no signal crate in it). A process killed by a signal exits with
 //!   128 + the signal: 143 for SIGTERM, 137 for SIGKILL.
 //! - `exec_sync` runs a command with the container's env and working
-//!   directory, in a process group of its own that a timeout kills.
+//!   directory, in a process group of its own that a timeout kills;
+//!   `exec_stream` (`kubectl exec`) does the same with live pipes, or a
+//!   pseudo-terminal for `-t` ([`super::streaming::spawn_local`]);
+//!   `attach_stream` follows the container's log (the shim gives the
+//!   container no stdin, so attach is output only).
 //! - Limits use cgroup v2 where the host has a writable hierarchy: each
 //!   container gets `tugboat.slice/pod-<uid>/<id>` with `cpu.max` and
 //!   `memory.max` from the container config's annotations

@@ -268,3 +268,122 @@ pub fn follow_log(
         exit,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn req(tty: bool, stdin: bool) -> StreamRequest {
+        StreamRequest {
+            container_id: "c".into(),
+            cmd: vec![],
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        }
+    }
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    async fn read_all(r: Option<Reader>) -> String {
+        let mut out = Vec::new();
+        r.expect("a pipe").read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn pipes_carry_stdin_stdout_stderr_env_and_the_exit_code() {
+        let env = [("GREETING".to_string(), "hi".to_string())];
+        let dir = std::env::temp_dir();
+        let mut p = spawn_local(
+            &sh("cat; echo $GREETING; pwd >&2; exit 7"),
+            &env,
+            &dir,
+            &req(false, true),
+        )
+        .unwrap();
+        let mut stdin = p.stdin.take().unwrap();
+        stdin.write_all(b"in\n").await.unwrap();
+        drop(stdin);
+        let (out, err) = tokio::join!(read_all(p.stdout.take()), read_all(p.stderr.take()));
+        assert_eq!(out, "in\nhi\n");
+        assert_eq!(err.trim(), dir.canonicalize().unwrap().to_str().unwrap());
+        assert_eq!(p.exit.await, Ok(7));
+        assert!(p.resize.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_terminal_is_a_pseudo_terminal_that_resizes() {
+        let mut p = spawn_local(
+            &sh("read line; tty; stty size; echo $TERM"),
+            &[],
+            &std::env::temp_dir(),
+            &req(true, true),
+        )
+        .unwrap();
+        p.resize
+            .as_ref()
+            .unwrap()
+            .send(TerminalSize {
+                width: 99,
+                height: 33,
+            })
+            .unwrap();
+        // Let the resize land before the command asks.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut stdin = p.stdin.take().unwrap();
+        stdin.write_all(b"go\n").await.unwrap();
+        stdin.flush().await.unwrap();
+        let out = read_all(p.stdout.take()).await;
+        assert!(out.contains("/dev/pts/"), "{out:?}");
+        assert!(out.contains("33 99"), "{out:?}");
+        assert!(out.contains("xterm"), "{out:?}");
+        assert!(p.stderr.is_none());
+        assert_eq!(p.exit.await, Ok(0));
+    }
+
+    #[tokio::test]
+    async fn a_command_that_cannot_start_is_an_error() {
+        let err = spawn_local(
+            &["/no/such/program".to_string()],
+            &[],
+            &std::env::temp_dir(),
+            &req(false, false),
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("/no/such/program"), "{err}");
+        assert!(spawn_local(&[], &[], &std::env::temp_dir(), &req(false, false)).is_err());
+    }
+
+    #[tokio::test]
+    async fn attach_follows_the_cri_log_until_the_exit() {
+        let dir = std::env::temp_dir().join(format!("tug-attach-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("0.log");
+        std::fs::write(&log, "2024-01-01T00:00:00Z stdout F old\n").unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<i32>();
+        let exit = Box::pin(async move { rx.await.map_err(|e| e.to_string()) });
+        let mut p = follow_log(log.clone(), &req(false, false), exit).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(
+            &mut f,
+            b"2024-01-01T00:00:01Z stdout P new \n2024-01-01T00:00:01Z stdout F line\n2024-01-01T00:00:02Z stderr F oops\n",
+        )
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        tx.send(4).unwrap();
+        let (out, err, code) =
+            tokio::join!(read_all(p.stdout.take()), read_all(p.stderr.take()), p.exit);
+        // Only what was written after attaching; partial lines joined.
+        assert_eq!(out, "new line\n");
+        assert_eq!(err, "oops\n");
+        assert_eq!(code, Ok(4));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

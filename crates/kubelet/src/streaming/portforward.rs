@@ -111,7 +111,12 @@ async fn forward(error: Stream, data: Stream, host: String, pod: String) {
         }
         writer.close().await;
     };
-    tokio::join!(to_pod, from_pod);
+    // The pod's side ending ends the pair (as CRI runtimes return at the
+    // first copy to end): kubectl waits for the error stream to close
+    // before it closes its local connection. The client's side ending only
+    // half-closes the pod's connection.
+    tokio::spawn(to_pod);
+    from_pod.await;
     error.writer.close().await;
 }
 
