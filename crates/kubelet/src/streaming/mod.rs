@@ -441,6 +441,59 @@ mod tests {
     }
 
     #[test]
+    fn upgrades_answer_101_with_the_negotiated_protocol_or_403() {
+        fn request(pairs: &[(&'static str, &str)]) -> Request {
+            let mut r = Request::new(Body::empty());
+            for (k, v) in pairs {
+                r.headers_mut()
+                    .append(*k, HeaderValue::from_str(v).unwrap());
+            }
+            r
+        }
+        let spdy = request(&[
+            ("upgrade", "SPDY/3.1"),
+            ("x-stream-protocol-version", "v4.channel.k8s.io"),
+            ("x-stream-protocol-version", "v3.channel.k8s.io"),
+        ]);
+        let r = switching(&spdy, Upgrade::Spdy, SPDY_EXEC_PROTOCOLS).unwrap();
+        assert_eq!(r.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(r.headers()["upgrade"], "SPDY/3.1");
+        assert_eq!(
+            r.headers()["x-stream-protocol-version"],
+            "v4.channel.k8s.io"
+        );
+
+        let ws = request(&[
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-protocol", "v5.channel.k8s.io"),
+        ]);
+        let r = switching(&ws, Upgrade::WebSocket, WS_EXEC_PROTOCOLS).unwrap();
+        assert_eq!(r.headers()["sec-websocket-protocol"], "v5.channel.k8s.io");
+        assert_eq!(
+            r.headers()["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+
+        let old = request(&[
+            ("upgrade", "SPDY/3.1"),
+            ("x-stream-protocol-version", "v2.channel.k8s.io"),
+        ]);
+        let (status, message) = switching(&old, Upgrade::Spdy, SPDY_EXEC_PROTOCOLS).unwrap_err();
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            message.contains("unable to negotiate protocol"),
+            "{message}"
+        );
+        let keyless = request(&[
+            ("upgrade", "websocket"),
+            ("sec-websocket-protocol", "v5.channel.k8s.io"),
+        ]);
+        let (status, _) = switching(&keyless, Upgrade::WebSocket, WS_EXEC_PROTOCOLS).unwrap_err();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
     fn upgrades_are_recognized() {
         let h = |v: &str| {
             let mut m = HeaderMap::new();
