@@ -174,6 +174,19 @@ fn exercise(c: &Cluster, v: &str) {
         "{stderr}"
     );
 
+    // A background process holding the output open does not hold kubectl.
+    let started = Instant::now();
+    assert_eq!(
+        c.server
+            .kubectl_ok(v, &["exec", "box", "--", "sh", "-c", "sleep 5 & echo bg"]),
+        "bg\n"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
     // stdin reaches the command and its end ends `cat`.
     let (code, stdout, stderr) =
         kubectl_with_input(c, v, &["exec", "-i", "box", "--", "cat"], "one\ntwo\n");

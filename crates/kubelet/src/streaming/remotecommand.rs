@@ -93,6 +93,28 @@ where
     }
 }
 
+/// How long output may still flow after the command exited: a background
+/// process it left may hold its pipes or terminal open for good (the shim
+/// gives containers the same grace).
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits for the command to exit and its output to be copied; output still
+/// open [`OUTPUT_GRACE`] after the exit is abandoned.
+async fn exit_and_output<E, P>(exit: E, pumps: P) -> Result<i32, String>
+where
+    E: Future<Output = Result<i32, String>>,
+    P: Future<Output = ()>,
+{
+    tokio::pin!(exit, pumps);
+    tokio::select! {
+        code = &mut exit => {
+            let _ = tokio::time::timeout(OUTPUT_GRACE, &mut pumps).await;
+            code
+        }
+        _ = &mut pumps => exit.await,
+    }
+}
+
 async fn write_stdin(stdin: &mut Option<Writer>, data: &[u8]) {
     if let Some(w) = stdin.as_mut() {
         if w.write_all(data).await.is_err() || w.flush().await.is_err() {
@@ -177,7 +199,10 @@ where
                 pump(r, out(ws::STDERR)).await;
             }
         };
-        let (code, _, _) = tokio::join!(exit, out_pump, err_pump);
+        let code = exit_and_output(exit, async {
+            tokio::join!(out_pump, err_pump);
+        })
+        .await;
         let status = exit_status(&code).to_string();
         let _ = tx.send(ws::frame(ws::ERROR, status.as_bytes())).await;
     };
@@ -306,19 +331,20 @@ pub async fn serve_spdy<S>(
             if let Some(r) = stdout {
                 pump(r, &mut out_sink).await;
             }
-            if let Some(w) = &out_w {
-                w.close().await;
-            }
         };
         let err_pump = async {
             if let Some(r) = stderr {
                 pump(r, &mut err_sink).await;
             }
-            if let Some(w) = &err_w {
-                w.close().await;
-            }
         };
-        let (code, _, _) = tokio::join!(exit, out_pump, err_pump);
+        let code = exit_and_output(exit, async {
+            tokio::join!(out_pump, err_pump);
+        })
+        .await;
+        // kubectl reads the error stream once stdout and stderr ended.
+        for w in [&out_w, &err_w].into_iter().flatten() {
+            w.close().await;
+        }
         let status = exit_status(&code).to_string();
         let _ = error.writer.write(status.as_bytes()).await;
         error.writer.close().await;
@@ -351,6 +377,24 @@ mod tests {
         let err = exit_status(&Err("exec \"nope\": No such file".into()));
         assert_eq!(err["status"], "Failure");
         assert_eq!(err["message"], "exec \"nope\": No such file");
+    }
+
+    #[tokio::test]
+    async fn output_held_open_after_the_exit_is_abandoned_after_a_grace() {
+        let start = std::time::Instant::now();
+        let code = exit_and_output(async { Ok(5) }, std::future::pending()).await;
+        assert_eq!(code, Ok(5));
+        assert!(start.elapsed() >= OUTPUT_GRACE);
+        // Output that ends first is waited for, then the exit.
+        let code = exit_and_output(
+            async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(0)
+            },
+            async {},
+        )
+        .await;
+        assert_eq!(code, Ok(0));
     }
 
     #[test]
