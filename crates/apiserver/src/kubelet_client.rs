@@ -1,4 +1,5 @@
-//! The API server's HTTPS client for kubelets (logs today).
+//! The API server's HTTPS client for kubelets: [`KubeletClient::get`] for
+//! logs, [`KubeletClient::connect`] for the proxied subresources.
 //!
 //! It authenticates with the server's own client certificate
 //! (`apiserver-kubelet-client`, made by [`crate::pki`]) and, like upstream

@@ -6,7 +6,9 @@
 //! rules from [`strategy`], patches from [`patch`], subresources from
 //! [`subresources`]) → `storage` (the MVCC store). Lists and watches are
 //! served from the [`cache`]; watch streams live in [`watch`]. `pods/log` is
-//! proxied to the node's kubelet by [`logs`] over [`kubelet_client`]. Discovery and
+//! proxied to the node's kubelet by [`logs`] over [`kubelet_client`];
+//! `pods/exec`, `pods/attach`, `pods/portforward` and `nodes/proxy` by
+//! [`kubelet_proxy`], which splices upgraded connections. Discovery and
 //! OpenAPI documents come from the resource table ([`discovery`],
 //! [`openapi_http`]); [`pki`] makes the cluster CA, certificates and
 //! `admin.kubeconfig` on first start.
