@@ -48,8 +48,28 @@ fn subresources(r: &ResourceInfo) -> Vec<Sub> {
         });
     }
     if r.subresources.log {
-        // Upstream lists the log as a Pod-kind subresource, `get` only.
+        // The subresources the API server proxies to the pod's kubelet.
+        // Upstream lists the log as a Pod-kind subresource, `get` only;
+        // the streaming ones by their options kinds, `create` and `get`.
+        out.push(Sub {
+            kind: "PodAttachOptions",
+            ..same("attach", &["create", "get"])
+        });
+        out.push(Sub {
+            kind: "PodExecOptions",
+            ..same("exec", &["create", "get"])
+        });
         out.push(same("log", &["get"]));
+        out.push(Sub {
+            kind: "PodPortForwardOptions",
+            ..same("portforward", &["create", "get"])
+        });
+    }
+    if r.kind == "Node" {
+        out.push(Sub {
+            kind: "NodeProxyOptions",
+            ..same("proxy", &["create", "delete", "get", "patch", "update"])
+        });
     }
     if r.subresources.scale {
         out.push(Sub {
@@ -287,6 +307,10 @@ mod tests {
             "pods/binding",
             "pods/eviction",
             "pods/log",
+            "pods/exec",
+            "pods/attach",
+            "pods/portforward",
+            "nodes/proxy",
             "namespaces/finalize",
         ] {
             assert!(names.contains(&n), "{n}");
