@@ -282,6 +282,9 @@ pub struct PodWorker {
     last_status: Option<PodStatus>,
     /// Until when a container's `BackOff` event was last recorded.
     backoff_events: HashMap<String, Timestamp>,
+    /// When each `<container>/<image>` last failed to pull: its image
+    /// back-off (in `backoff`) runs from then (`ImagePullBackOff`).
+    pull_failed: HashMap<String, Timestamp>,
     deleted: bool,
     /// The pod's probe workers. Exec probes error until the runtime
     /// trait has `ExecSync`.
@@ -326,6 +329,7 @@ impl PodWorker {
             start_time,
             last_status: api_status,
             backoff_events: HashMap::new(),
+            pull_failed: HashMap::new(),
             deleted: false,
             probes,
         };
@@ -844,6 +848,18 @@ impl PodWorker {
             );
             return Err(("ErrImageNeverPull".into(), message));
         }
+        // Upstream's image puller: after a failed pull, none until the
+        // back-off (10 s, doubling to 5 min) has passed. A `/` cannot be in
+        // a container name, so these keys never meet the crash-loop ones.
+        let key = format!("{}/{image}", c.name);
+        let now = Timestamp::now();
+        if let Some(failed) = self.pull_failed.get(&key) {
+            if self.backoff.waiting_until(&key, *failed, now).is_some() {
+                let message = format!("Back-off pulling image \"{image}\"");
+                self.event(Some(which), EventType::Normal, "BackOff", message.clone());
+                return Err(("ImagePullBackOff".into(), message));
+            }
+        }
         self.event(
             Some(which),
             EventType::Normal,
@@ -871,6 +887,8 @@ impl PodWorker {
                 Ok(())
             }
             Err(e) => {
+                self.backoff.next(&key, now);
+                self.pull_failed.insert(key, now);
                 let message = format!("Failed to pull image \"{image}\": {e}");
                 self.event(Some(which), EventType::Warning, "Failed", message.clone());
                 Err(("ErrImagePull".into(), message))
