@@ -263,6 +263,10 @@ enum Started {
 const RETRY: Duration = Duration::from_secs(1);
 /// How long a container that failed to be created waits.
 const CREATE_RETRY: Duration = Duration::from_secs(10);
+/// How long a failed pull shows `ErrImagePull` before `ImagePullBackOff`:
+/// upstream's next sync comes seconds later, while a worker here also
+/// wakes on its own status write and would replace the error at once.
+const PULL_ERROR_SHOWN: Duration = Duration::from_secs(2);
 
 pub struct PodWorker {
     ctx: Arc<WorkerContext>,
@@ -853,8 +857,18 @@ impl PodWorker {
         // a container name, so these keys never meet the crash-loop ones.
         let key = format!("{}/{image}", c.name);
         let now = Timestamp::now();
-        if let Some(failed) = self.pull_failed.get(&key) {
-            if self.backoff.waiting_until(&key, *failed, now).is_some() {
+        if let Some(failed) = self.pull_failed.get(&key).copied() {
+            if self.backoff.waiting_until(&key, failed, now).is_some() {
+                let shown = self
+                    .waiting
+                    .get(&c.name)
+                    .filter(|(r, _)| r == "ErrImagePull");
+                if let Some(error) = shown.filter(|_| {
+                    now.duration_since(failed)
+                        < SignedDuration::try_from(PULL_ERROR_SHOWN).unwrap_or_default()
+                }) {
+                    return Err(error.clone());
+                }
                 let message = format!("Back-off pulling image \"{image}\"");
                 self.event(Some(which), EventType::Normal, "BackOff", message.clone());
                 return Err(("ImagePullBackOff".into(), message));
@@ -940,8 +954,13 @@ impl PodWorker {
             Some(l) => l.id.clone(),
             None => {
                 if let Err((reason, message)) = self.ensure_image(which, &c).await {
+                    let retry = if reason == "ErrImagePull" {
+                        PULL_ERROR_SHOWN
+                    } else {
+                        CREATE_RETRY
+                    };
                     self.waiting.insert(c.name.clone(), (reason, message));
-                    return Started::Later(Instant::now() + CREATE_RETRY);
+                    return Started::Later(Instant::now() + retry);
                 }
                 let attempt = latest.map_or(0, |l| l.metadata.attempt.saturating_add(1));
                 let envs = match self.container_env(&c, rt.sandbox.as_ref()).await {
