@@ -381,3 +381,167 @@ fn pods_run_on_containerd_with_cni_networking() {
     }
     eprintln!("web: deleted in {took:?}");
 }
+
+/// The kubelet's CRI client against containerd directly, without an API
+/// server: a sandbox with an IP, a container in it with its config,
+/// `ExecSync` output and exit codes, the streaming `Exec` URL, stop and
+/// removal.
+#[test]
+fn the_cri_client_drives_containerd() {
+    use kubelet::runtime::cri::{CriRuntime, StreamCall};
+    use kubelet::runtime::{
+        ContainerConfig, ContainerFilter, ContainerMetadata, ContainerRuntime, ContainerState,
+        ImageSpec, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, SandboxState,
+        LABEL_POD_UID,
+    };
+
+    require_containerd();
+    let uid = format!("cri-client-{}", free_port());
+    let logs = tempfile::tempdir().expect("log dir");
+    tokio::runtime::Runtime::new()
+        .expect("tokio")
+        .block_on(async {
+            let rt = CriRuntime::connect(&format!("unix://{SOCKET}"))
+                .await
+                .expect("containerd answers");
+            let version = rt.version().await.expect("version");
+            assert_eq!(
+                (
+                    version.runtime_name.as_str(),
+                    version.runtime_api_version.as_str()
+                ),
+                ("containerd", "v1")
+            );
+            let labels: std::collections::BTreeMap<String, String> =
+                [(LABEL_POD_UID.to_string(), uid.clone())].into();
+            let sandbox_config = PodSandboxConfig {
+                metadata: PodSandboxMetadata {
+                    name: "direct".into(),
+                    namespace: "default".into(),
+                    uid: uid.clone(),
+                    attempt: 0,
+                },
+                hostname: "direct".into(),
+                log_directory: logs.path().to_string_lossy().into_owned(),
+                labels: labels.clone(),
+                ..Default::default()
+            };
+            let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+            let status = rt
+                .pod_sandbox_status(&sandbox)
+                .await
+                .expect("sandbox status");
+            assert_eq!(status.state, SandboxState::Ready);
+            let ip = status.ip.clone().unwrap_or_default();
+            assert!(ip.starts_with("10.88."), "sandbox IP {ip:?}");
+            let listed = rt
+                .list_pod_sandbox(&PodSandboxFilter {
+                    label_selector: labels.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("list sandboxes");
+            assert_eq!(listed.len(), 1);
+
+            let config = ContainerConfig {
+                metadata: ContainerMetadata {
+                    name: "app".into(),
+                    attempt: 0,
+                },
+                image: ImageSpec {
+                    image: "busybox".into(),
+                },
+                command: vec!["sh".into(), "-c".into()],
+                args: vec!["echo started; exec sleep 3600".into()],
+                working_dir: "/tmp".into(),
+                envs: vec![("GREETING".into(), "ahoy".into())],
+                labels: labels.clone(),
+                log_path: "app/0.log".into(),
+                ..Default::default()
+            };
+            let id = rt
+                .create_container(&sandbox, &config, &sandbox_config)
+                .await
+                .expect("create");
+            rt.start_container(&id).await.expect("start");
+            let status = rt.container_status(&id).await.expect("status");
+            assert_eq!(status.state, ContainerState::Running);
+            assert_eq!(status.image.image, "busybox");
+            assert!(
+                status.image_ref.starts_with("sha256:"),
+                "{}",
+                status.image_ref
+            );
+
+            let exec = rt
+                .exec_sync(
+                    &id,
+                    &[
+                        "sh".into(),
+                        "-c".into(),
+                        "echo $GREETING from $(pwd); exit 3".into(),
+                    ],
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("exec");
+            assert_eq!(exec.exit_code, 3);
+            assert_eq!(String::from_utf8_lossy(&exec.stdout), "ahoy from /tmp\n");
+
+            let url = rt
+                .exec_url(&StreamCall {
+                    container_id: id.clone(),
+                    cmd: vec!["sh".into()],
+                    stdin: true,
+                    stdout: true,
+                    tty: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("exec url");
+            assert!(
+                url.starts_with("http://127.0.0.1:") && url.contains("/exec/"),
+                "{url}"
+            );
+
+            let log = rt.container_log_path(&id).await.expect("log path");
+            assert_eq!(log, logs.path().join("app/0.log"));
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(text.contains(" stdout F started"), "{text:?}");
+
+            // `sleep` as PID 1 ignores SIGTERM: it is killed once the
+            // timeout runs out. A missing container is no error.
+            let asked = Instant::now();
+            rt.stop_container(&id, Duration::from_secs(1))
+                .await
+                .expect("stop");
+            let took = asked.elapsed();
+            assert!(
+                took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+                "stop took {took:?}"
+            );
+            assert_eq!(
+                rt.container_status(&id).await.expect("status").state,
+                ContainerState::Exited
+            );
+            rt.stop_container("no-such-container", Duration::ZERO)
+                .await
+                .expect("stopping nothing");
+            rt.stop_pod_sandbox(&sandbox).await.expect("stop sandbox");
+            rt.remove_pod_sandbox(&sandbox)
+                .await
+                .expect("remove sandbox");
+            let left = rt
+                .list_containers(&ContainerFilter {
+                    label_selector: labels,
+                    ..Default::default()
+                })
+                .await
+                .expect("list containers");
+            assert!(left.is_empty(), "{left:?}");
+            assert!(matches!(
+                rt.container_status(&id).await,
+                Err(kubelet::runtime::RuntimeError::NotFound(_))
+            ));
+        });
+}

@@ -574,13 +574,16 @@ impl PodWorker {
         }
         let mut wake = deadline.and_then(|d| instant_of(d, now));
         let mut progressed = false;
+        let waiting = self.waiting.clone();
         for which in actions.start {
             match self.start_container(which, &rt).await {
                 Started::Yes => progressed = true,
                 Started::Later(at) => wake = Some(wake.map_or(at, |w| w.min(at))),
             }
         }
-        if progressed {
+        // A new waiting reason (ImagePullBackOff after ErrImagePull, ...)
+        // is published by the next pass, now rather than at the next wake.
+        if progressed || self.waiting != waiting {
             Next::Again
         } else {
             Next::Wait(wake)
@@ -800,6 +803,21 @@ impl PodWorker {
         for resource in ["cpu", "memory"] {
             if let Some(q) = limits.and_then(|l| l.get(resource)) {
                 annotations.insert(format!("tugboat.dev/limits.{resource}"), q.0.clone());
+            }
+        }
+        // The cri runtime's cpu shares come from the request; it also
+        // passes tty and stdin on to CRI.
+        let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+        if let Some(q) = requests.and_then(|r| r.get("cpu")) {
+            annotations.insert("tugboat.dev/requests.cpu".into(), q.0.clone());
+        }
+        for (flag, on) in [
+            ("tty", c.tty),
+            ("stdin", c.stdin),
+            ("stdin-once", c.stdin_once),
+        ] {
+            if on == Some(true) {
+                annotations.insert(format!("tugboat.dev/{flag}"), "true".into());
             }
         }
         ContainerConfig {

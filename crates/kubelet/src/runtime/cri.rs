@@ -66,6 +66,13 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// from the spec's, so the kubelet reads back what it asked for (upstream
 /// compares a hash of the container spec, kept in an annotation too).
 pub const ANNOTATION_IMAGE: &str = "tugboat.dev/image";
+/// The container annotation with the cpu request (`250m`): the shares.
+pub const ANNOTATION_REQUEST_CPU: &str = "tugboat.dev/requests.cpu";
+/// Container annotations set to `true` for the spec's `tty`, `stdin` and
+/// `stdinOnce`.
+pub const ANNOTATION_TTY: &str = "tugboat.dev/tty";
+pub const ANNOTATION_STDIN: &str = "tugboat.dev/stdin";
+pub const ANNOTATION_STDIN_ONCE: &str = "tugboat.dev/stdin-once";
 /// The CFS period quotas are computed for (upstream's `QuotaPeriod`).
 const CPU_PERIOD_US: i64 = 100_000;
 /// The smallest CFS quota (upstream's `MinQuotaPeriod`, 1 ms).
@@ -154,6 +161,79 @@ impl CriRuntime {
     fn rt(&self) -> RuntimeServiceClient<Channel> {
         self.runtime.clone()
     }
+
+    /// CRI `Exec`: the URL of the runtime's streaming server that runs
+    /// `call.cmd` in the container with the asked streams, what the
+    /// kubelet proxies `kubectl exec` to.
+    pub async fn exec_url(&self, call: &StreamCall) -> Result<String> {
+        check_streams(call)?;
+        let response = self
+            .rt()
+            .exec(request(
+                cri::ExecRequest {
+                    container_id: call.container_id.clone(),
+                    cmd: call.cmd.clone(),
+                    tty: call.tty,
+                    stdin: call.stdin,
+                    stdout: call.stdout,
+                    stderr: call.stderr,
+                },
+                REQUEST_TIMEOUT,
+            ))
+            .await
+            .map_err(|s| grpc_error(&s))?;
+        Ok(response.into_inner().url)
+    }
+
+    /// CRI `Attach`: the URL of the runtime's streaming server attached to
+    /// the container's own streams (`kubectl attach`).
+    pub async fn attach_url(&self, call: &StreamCall) -> Result<String> {
+        check_streams(call)?;
+        let response = self
+            .rt()
+            .attach(request(
+                cri::AttachRequest {
+                    container_id: call.container_id.clone(),
+                    stdin: call.stdin,
+                    tty: call.tty,
+                    stdout: call.stdout,
+                    stderr: call.stderr,
+                },
+                REQUEST_TIMEOUT,
+            ))
+            .await
+            .map_err(|s| grpc_error(&s))?;
+        Ok(response.into_inner().url)
+    }
+}
+
+/// A streaming `Exec` or `Attach` (the fields of CRI's requests).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamCall {
+    pub container_id: String,
+    /// The command (exec); ignored by attach.
+    pub cmd: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// CRI's rules for streaming requests (upstream's `validateExecRequest`):
+/// some stream, and no separate stderr with a terminal (a terminal merges
+/// the output streams).
+fn check_streams(call: &StreamCall) -> Result<()> {
+    if !(call.stdin || call.stdout || call.stderr) {
+        return Err(RuntimeError::Failed(
+            "one of stdin, stdout, or stderr must be set".into(),
+        ));
+    }
+    if call.tty && call.stderr {
+        return Err(RuntimeError::Failed(
+            "tty and stderr cannot both be true".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A request with a deadline.
@@ -344,11 +424,12 @@ fn milli_cpu_to_quota(milli: i64) -> i64 {
     (milli.saturating_mul(CPU_PERIOD_US) / 1000).max(MIN_QUOTA_US)
 }
 
-/// The Linux resources of a container from the limit annotations the
-/// worker sets. The API server defaults a request to its limit, so the
-/// limit also gives the shares; no limit gets the minimum shares, as a
-/// best-effort container upstream. A limit that is not a quantity is the
-/// `CreateContainerError` message.
+/// The Linux resources of a container from the resource annotations the
+/// worker sets: the cpu limit is the CFS quota, the cpu request the shares
+/// (the limit's when there is no request: the API server defaults one to
+/// the other), no cpu at all the minimum shares as for a best-effort
+/// container upstream; the memory limit in bytes. A value that is not a
+/// quantity is the `CreateContainerError` message.
 pub fn linux_resources(
     annotations: &BTreeMap<String, String>,
 ) -> std::result::Result<cri::LinuxContainerResources, String> {
@@ -358,20 +439,20 @@ pub fn linux_resources(
             .map(|q| {
                 crate::admission::parse_quantity_milli(q)
                     .filter(|m| *m > 0)
-                    .ok_or_else(|| format!("{what} limit {q:?} is not a positive quantity"))
+                    .ok_or_else(|| format!("{what} {q:?} is not a positive quantity"))
             })
             .transpose()
     };
-    let cpu = quantity(ANNOTATION_LIMIT_CPU, "cpu")?
-        .map(|m| i64::try_from(m).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    let memory = quantity(ANNOTATION_LIMIT_MEMORY, "memory")?
+    let milli = |m: i128| i64::try_from(m).unwrap_or(i64::MAX);
+    let cpu = quantity(ANNOTATION_LIMIT_CPU, "cpu limit")?.map_or(0, milli);
+    let request = quantity(ANNOTATION_REQUEST_CPU, "cpu request")?.map_or(cpu, milli);
+    let memory = quantity(ANNOTATION_LIMIT_MEMORY, "memory limit")?
         .map(|m| i64::try_from((m + 999) / 1000).unwrap_or(i64::MAX))
         .unwrap_or(0);
     Ok(cri::LinuxContainerResources {
         cpu_period: CPU_PERIOD_US,
         cpu_quota: milli_cpu_to_quota(cpu),
-        cpu_shares: milli_cpu_to_shares(cpu),
+        cpu_shares: milli_cpu_to_shares(request),
         memory_limit_in_bytes: memory,
         ..Default::default()
     })
@@ -382,6 +463,7 @@ pub fn container_config(
     config: &ContainerConfig,
     host_network: bool,
 ) -> std::result::Result<cri::ContainerConfig, String> {
+    let flag = |key: &str| config.annotations.get(key).is_some_and(|v| v == "true");
     Ok(cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata {
             name: config.metadata.name.clone(),
@@ -406,6 +488,9 @@ pub fn container_config(
             annotations
         },
         log_path: config.log_path.clone(),
+        tty: flag(ANNOTATION_TTY),
+        stdin: flag(ANNOTATION_STDIN),
+        stdin_once: flag(ANNOTATION_STDIN_ONCE),
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(&config.annotations)?),
             security_context: Some(cri::LinuxContainerSecurityContext {
@@ -1054,6 +1139,17 @@ mod tests {
                 128 << 20,
             ),
             (&[(ANNOTATION_LIMIT_CPU, "2")], 200_000, 2048, 0),
+            // Burstable: shares from the request, quota from the limit.
+            (
+                &[
+                    (ANNOTATION_REQUEST_CPU, "250m"),
+                    (ANNOTATION_LIMIT_CPU, "1"),
+                ],
+                100_000,
+                256,
+                0,
+            ),
+            (&[(ANNOTATION_REQUEST_CPU, "100m")], 0, 102, 0),
             // Under 1 ms of quota is raised to 1 ms; under 2 shares to 2.
             (&[(ANNOTATION_LIMIT_CPU, "1m")], MIN_QUOTA_US, MIN_SHARES, 0),
             (
@@ -1139,6 +1235,8 @@ mod tests {
     }
 
     #[test]
+    // `..Default::default()`: other branches add fields (mounts).
+    #[allow(clippy::needless_update)]
     fn a_container_config_carries_the_pod_spec() {
         let config = ContainerConfig {
             metadata: ContainerMetadata {
@@ -1153,8 +1251,14 @@ mod tests {
             working_dir: "/tmp".into(),
             envs: vec![("A".into(), "1".into())],
             labels: [(LABEL_POD_UID.to_string(), "u1".to_string())].into(),
-            annotations: [(ANNOTATION_LIMIT_MEMORY.to_string(), "64Mi".to_string())].into(),
+            annotations: [
+                (ANNOTATION_LIMIT_MEMORY.to_string(), "64Mi".to_string()),
+                (ANNOTATION_TTY.to_string(), "true".to_string()),
+                (ANNOTATION_STDIN.to_string(), "true".to_string()),
+            ]
+            .into(),
             log_path: "app/3.log".into(),
+            ..Default::default()
         };
         let c = container_config(&config, false).unwrap();
         assert_eq!(c.metadata.as_ref().unwrap().attempt, 3);
@@ -1170,6 +1274,7 @@ mod tests {
             }]
         );
         assert_eq!(c.log_path, "app/3.log");
+        assert_eq!((c.tty, c.stdin, c.stdin_once), (true, true, false));
         // The image as named in the spec comes back from the runtime.
         assert_eq!(
             c.annotations.get(ANNOTATION_IMAGE).map(String::as_str),
@@ -1266,6 +1371,32 @@ mod tests {
                 want.iter().map(|(id, k)| (id.to_string(), *k)).collect();
             assert_eq!(got, want, "{before:?} -> {now:?}");
         }
+    }
+
+    #[test]
+    fn streaming_calls_need_a_stream_and_no_stderr_with_a_tty() {
+        let call = |tty, stdin, stdout, stderr| StreamCall {
+            container_id: "c".into(),
+            cmd: vec!["sh".into()],
+            tty,
+            stdin,
+            stdout,
+            stderr,
+        };
+        assert!(check_streams(&call(false, false, true, true)).is_ok());
+        assert!(check_streams(&call(true, true, true, false)).is_ok());
+        assert_eq!(
+            check_streams(&call(false, false, false, false)),
+            Err(RuntimeError::Failed(
+                "one of stdin, stdout, or stderr must be set".into()
+            ))
+        );
+        assert_eq!(
+            check_streams(&call(true, false, true, true)),
+            Err(RuntimeError::Failed(
+                "tty and stderr cannot both be true".into()
+            ))
+        );
     }
 
     #[test]
