@@ -195,7 +195,7 @@ spec:
   - name: app
     image: busybox
     imagePullPolicy: IfNotPresent
-    command: [sh, -c, 'touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 3600']
+    command: [sh, -c, 'echo feeling fine; touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 3600']
     livenessProbe:
       exec: {command: [cat, /tmp/healthy]}
       periodSeconds: 1
@@ -322,6 +322,11 @@ fn pods_run_on_containerd_with_cni_networking() {
     assert!(
         events.contains("Container app failed liveness probe, will be restarted"),
         "{events}"
+    );
+    // The killed container's log is still there for `--previous`.
+    assert_eq!(
+        server.kubectl_ok(V, &["logs", "sick", "--previous"]),
+        "feeling fine\n"
     );
 
     // The other pods ran on, untouched.
