@@ -15,8 +15,8 @@
 //! - a failing exec liveness probe (CRI `ExecSync`) restarts its container;
 //! - a restarted kubelet adopts the running containers (same IDs, same
 //!   restart counts);
-//! - `kubectl delete pod` ends within the grace period and its sandbox and
-//!   containers leave containerd.
+//! - `kubectl delete pod` ends within the grace period and its sandbox,
+//!   containers and logs leave the node.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -380,8 +380,13 @@ fn pods_run_on_containerd_with_cni_networking() {
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(3 + 5), "delete took {took:?}");
     let deadline = Instant::now() + PATIENCE;
-    while !pod_containers(&uid).trim().is_empty() {
-        assert!(Instant::now() < deadline, "pod web left in containerd");
+    let logs = std::path::PathBuf::from(format!("/var/log/pods/default_web_{uid}"));
+    while !pod_containers(&uid).trim().is_empty() || logs.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "pod web left in containerd or its logs in {}",
+            logs.display()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("web: deleted in {took:?}");

@@ -66,6 +66,10 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// from the spec's, so the kubelet reads back what it asked for (upstream
 /// compares a hash of the container spec, kept in an annotation too).
 pub const ANNOTATION_IMAGE: &str = "tugboat.dev/image";
+/// The sandbox annotation with the pod's log directory, which
+/// `RemovePodSandbox` removes too (upstream's container GC removes the log
+/// directories of removed pods; runtimes leave them).
+pub const ANNOTATION_LOG_DIRECTORY: &str = "tugboat.dev/log-directory";
 /// The container annotation with the cpu request (`250m`): the shares.
 pub const ANNOTATION_REQUEST_CPU: &str = "tugboat.dev/requests.cpu";
 /// Container annotations set to `true` for the spec's `tty`, `stdin` and
@@ -395,7 +399,16 @@ pub fn sandbox_config(config: &PodSandboxConfig) -> cri::PodSandboxConfig {
         hostname: config.hostname.clone(),
         log_directory: config.log_directory.clone(),
         labels: to_hash(&config.labels),
-        annotations: to_hash(&config.annotations),
+        annotations: {
+            let mut annotations = to_hash(&config.annotations);
+            if !config.log_directory.is_empty() {
+                annotations.insert(
+                    ANNOTATION_LOG_DIRECTORY.into(),
+                    config.log_directory.clone(),
+                );
+            }
+            annotations
+        },
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(config.host_network)),
@@ -616,6 +629,17 @@ async fn relist(
     }
 }
 
+/// The log directory to remove with a sandbox: the one its annotation
+/// names, only if it is the pod's own (`…/<namespace>_<name>_<uid>`), so
+/// that an annotation can never point the kubelet at another directory.
+fn pod_log_directory(status: &PodSandboxStatus) -> Option<PathBuf> {
+    let dir = Path::new(status.annotations.get(ANNOTATION_LOG_DIRECTORY)?);
+    let m = &status.metadata;
+    let own = format!("{}_{}_{}", m.namespace, m.name, m.uid);
+    let named = dir.file_name().and_then(|n| n.to_str()) == Some(own.as_str());
+    (dir.is_absolute() && named && !m.uid.is_empty()).then(|| dir.to_path_buf())
+}
+
 /// `ExecSync`'s deadline: the command's timeout and some slack for the
 /// call; no timeout means no deadline but the request timeout's.
 fn exec_deadline(timeout: Duration) -> Duration {
@@ -735,6 +759,11 @@ impl ContainerRuntime for CriRuntime {
     }
 
     async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
+        let logs = match self.pod_sandbox_status(id).await {
+            Ok(status) => pod_log_directory(&status),
+            Err(RuntimeError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let result = self
             .rt()
             .remove_pod_sandbox(request(
@@ -744,7 +773,17 @@ impl ContainerRuntime for CriRuntime {
                 REQUEST_TIMEOUT,
             ))
             .await;
-        ignore_not_found(result.map(|_| ()))
+        ignore_not_found(result.map(|_| ()))?;
+        if let Some(dir) = logs {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "removing a pod's logs failed")
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn pod_sandbox_status(&self, id: &str) -> Result<PodSandboxStatus> {
@@ -1219,6 +1258,12 @@ mod tests {
         assert_eq!(c.log_directory, "/var/log/pods/default_web_u1");
         assert_eq!(c.labels.get(LABEL_POD_UID).map(String::as_str), Some("u1"));
         assert_eq!(c.annotations.get("a").map(String::as_str), Some("b"));
+        assert_eq!(
+            c.annotations
+                .get(ANNOTATION_LOG_DIRECTORY)
+                .map(String::as_str),
+            Some("/var/log/pods/default_web_u1")
+        );
         let ns = |c: &cri::PodSandboxConfig| {
             c.linux
                 .clone()
@@ -1397,6 +1442,45 @@ mod tests {
                 "tty and stderr cannot both be true".into()
             ))
         );
+    }
+
+    #[test]
+    fn only_the_pods_own_log_directory_is_removed() {
+        let status = |dir: Option<&str>| PodSandboxStatus {
+            id: "s".into(),
+            metadata: PodSandboxMetadata {
+                name: "web".into(),
+                namespace: "default".into(),
+                uid: "u1".into(),
+                attempt: 0,
+            },
+            state: SandboxState::NotReady,
+            created_at: Timestamp::default(),
+            ip: None,
+            labels: BTreeMap::new(),
+            annotations: dir
+                .map(|d| (ANNOTATION_LOG_DIRECTORY.to_string(), d.to_string()))
+                .into_iter()
+                .collect(),
+        };
+        let cases = [
+            (
+                Some("/var/log/pods/default_web_u1"),
+                Some("/var/log/pods/default_web_u1"),
+            ),
+            (None, None),
+            (Some("/var/log/pods"), None),
+            (Some("/"), None),
+            (Some("/var/log/pods/default_other_u2"), None),
+            (Some("default_web_u1"), None),
+        ];
+        for (dir, want) in cases {
+            assert_eq!(
+                pod_log_directory(&status(dir)),
+                want.map(PathBuf::from),
+                "{dir:?}"
+            );
+        }
     }
 
     #[test]
