@@ -135,7 +135,11 @@ impl CriRuntime {
                 }
             }))
             .await
-            .map_err(|e| anyhow::anyhow!("connecting to the CRI runtime at {endpoint}: {e}"))?;
+            .map_err(|e| {
+                // The cause (no such socket, refused) is in the source chain.
+                anyhow::Error::new(e)
+                    .context(format!("connecting to the CRI runtime at {endpoint}"))
+            })?;
         let runtime = RuntimeServiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
