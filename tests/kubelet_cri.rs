@@ -13,6 +13,7 @@
 //!   (`ErrImageNeverPull` with `imagePullPolicy: Never`), while the other
 //!   pods keep running;
 //! - a failing exec liveness probe (CRI `ExecSync`) restarts its container;
+//! - a pod whose sandbox dies gets a new one (new IP, container restarted);
 //! - a restarted kubelet adopts the running containers (same IDs, same
 //!   restart counts);
 //! - `kubectl delete pod` ends within the grace period and its sandbox,
@@ -202,6 +203,20 @@ spec:
       failureThreshold: 1
 "#;
 
+const PHOENIX: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: phoenix}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+"#;
+
 #[test]
 fn pods_run_on_containerd_with_cni_networking() {
     require_containerd();
@@ -327,6 +342,60 @@ fn pods_run_on_containerd_with_cni_networking() {
     assert_eq!(
         server.kubectl_ok(V, &["logs", "sick", "--previous"]),
         "feeling fine\n"
+    );
+
+    // A sandbox that dies (its pause process killed) is replaced: a new
+    // IP, the container restarted in it.
+    server.kubectl_stdin(V, &["apply", "-f", "-"], &PHOENIX.replace("NODE", &node));
+    wait_phase(&server, "phoenix", "Running");
+    let old_ip = jsonpath(&server, "phoenix", "{.status.podIP}");
+    let phoenix = jsonpath(&server, "phoenix", "{.metadata.uid}");
+    let sandbox = pod_containers(&phoenix)
+        .lines()
+        .find(|id| {
+            let out = Command::new("ctr")
+                .args([
+                    "--address",
+                    SOCKET,
+                    "-n",
+                    "k8s.io",
+                    "containers",
+                    "info",
+                    id,
+                ])
+                .output()
+                .expect("ctr");
+            String::from_utf8_lossy(&out.stdout).contains("localhost/tugboat/pause:1")
+        })
+        .expect("phoenix's sandbox")
+        .to_string();
+    let killed = Command::new("ctr")
+        .args([
+            "--address",
+            SOCKET,
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "-s",
+            "KILL",
+            &sandbox,
+        ])
+        .status()
+        .expect("ctr");
+    assert!(killed.success());
+    server.kubectl_until(
+        V,
+        &[
+            "get",
+            "pod",
+            "phoenix",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready} {.status.podIP}",
+        ],
+        PATIENCE,
+        "phoenix running again in a new sandbox",
+        |out| out.starts_with("1 true ") && !out.ends_with(&format!(" {old_ip}")),
     );
 
     // The other pods ran on, untouched.

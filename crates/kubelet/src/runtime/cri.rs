@@ -20,9 +20,9 @@
 //!   directory (`/var/log/pods/<ns>_<name>_<uid>/<container>/<n>.log`); the
 //!   kubelet creates the directories first, as upstream does, and reads
 //!   the file back for `kubectl logs` ([`ContainerStatus.log_path`]).
-//! - Events: containerd 1.6 has no `GetContainerEvents`, so container state
-//!   changes are found by relisting every [`RELIST_PERIOD`] (upstream's
-//!   generic PLEG) and diffing ([`diff_containers`]).
+//! - Events: containerd 1.6 has no `GetContainerEvents`, so container and
+//!   sandbox state changes are found by relisting every [`RELIST_PERIOD`]
+//!   (upstream's generic PLEG) and diffing ([`diff_containers`]).
 //!
 //! [`ContainerStatus.log_path`]: cri::ContainerStatus::log_path
 
@@ -588,6 +588,54 @@ pub fn diff_containers(
     events
 }
 
+/// One relist: every container, and every sandbox as a container that
+/// runs while it is ready (a sandbox that dies must wake its pod's worker,
+/// which then makes a new one, as upstream's PLEG reports it).
+async fn list_all(client: &mut RuntimeServiceClient<Channel>) -> Result<HashMap<String, Seen>> {
+    let containers = client
+        .list_containers(request(
+            cri::ListContainersRequest { filter: None },
+            REQUEST_TIMEOUT,
+        ))
+        .await
+        .map_err(|s| grpc_error(&s))?
+        .into_inner()
+        .containers;
+    let sandboxes = client
+        .list_pod_sandbox(request(
+            cri::ListPodSandboxRequest { filter: None },
+            REQUEST_TIMEOUT,
+        ))
+        .await
+        .map_err(|s| grpc_error(&s))?
+        .into_inner()
+        .items;
+    let mut all: HashMap<String, Seen> = containers
+        .into_iter()
+        .map(|mut c| {
+            let seen = Seen {
+                state: container_state(c.state),
+                pod_sandbox_id: c.pod_sandbox_id,
+                pod_uid: c.labels.remove(LABEL_POD_UID).unwrap_or_default(),
+            };
+            (c.id, seen)
+        })
+        .collect();
+    for mut s in sandboxes {
+        let state = match sandbox_state(s.state) {
+            SandboxState::Ready => ContainerState::Running,
+            SandboxState::NotReady => ContainerState::Exited,
+        };
+        let seen = Seen {
+            state,
+            pod_sandbox_id: s.id.clone(),
+            pod_uid: s.labels.remove(LABEL_POD_UID).unwrap_or_default(),
+        };
+        all.insert(s.id, seen);
+    }
+    Ok(all)
+}
+
 /// The relist loop behind [`ContainerRuntime::container_events`].
 async fn relist(
     mut client: RuntimeServiceClient<Channel>,
@@ -598,30 +646,13 @@ async fn relist(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let listed = client
-            .list_containers(request(
-                cri::ListContainersRequest { filter: None },
-                REQUEST_TIMEOUT,
-            ))
-            .await;
-        let containers = match listed {
-            Ok(r) => r.into_inner().containers,
-            Err(status) => {
-                tracing::warn!(error = %grpc_error(&status), "relisting CRI containers failed");
+        let now = match list_all(&mut client).await {
+            Ok(now) => now,
+            Err(error) => {
+                tracing::warn!(%error, "relisting the CRI runtime failed");
                 continue;
             }
         };
-        let now: HashMap<String, Seen> = containers
-            .into_iter()
-            .map(|mut c| {
-                let seen = Seen {
-                    state: container_state(c.state),
-                    pod_sandbox_id: c.pod_sandbox_id,
-                    pod_uid: c.labels.remove(LABEL_POD_UID).unwrap_or_default(),
-                };
-                (c.id, seen)
-            })
-            .collect();
         // The first list is the baseline: workers observe the runtime
         // themselves when they start.
         if let Some(before) = &before {
