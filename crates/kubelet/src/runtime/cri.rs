@@ -12,14 +12,20 @@
 //! - Everything about a pod lives in the runtime, found by the labels the
 //!   workers put on sandboxes and containers: a restarted kubelet re-adopts
 //!   the same containers through `ListPodSandbox` / `ListContainers`.
-//! - Resources: the cpu and memory limits the worker passes as annotations
-//!   ([`ANNOTATION_LIMIT_CPU`], [`ANNOTATION_LIMIT_MEMORY`]) become CRI
+//! - Resources: the cpu and memory limits and the cpu request the worker
+//!   passes as annotations ([`ANNOTATION_LIMIT_CPU`],
+//!   [`ANNOTATION_LIMIT_MEMORY`], [`ANNOTATION_REQUEST_CPU`]) become CRI
 //!   `LinuxContainerResources` the way upstream computes them (CFS quota
-//!   per 100 ms period, shares, bytes).
+//!   per 100 ms period, shares, bytes); `tty`/`stdin`/`stdinOnce` come as
+//!   annotations too.
 //! - Logs: the runtime writes the CRI log file under the sandbox's log
 //!   directory (`/var/log/pods/<ns>_<name>_<uid>/<container>/<n>.log`); the
-//!   kubelet creates the directories first, as upstream does, and reads
-//!   the file back for `kubectl logs` ([`ContainerStatus.log_path`]).
+//!   kubelet creates the directories first, as upstream does, reads the
+//!   file back for `kubectl logs` ([`ContainerStatus.log_path`]) and
+//!   removes the directory with the pod's sandbox.
+//! - Streaming: [`CriRuntime::exec_url`] / [`CriRuntime::attach_url`] get
+//!   the URL of the runtime's own streaming server (CRI `Exec`/`Attach`),
+//!   which the kubelet's exec server is to proxy `kubectl exec` to.
 //! - Events: containerd 1.6 has no `GetContainerEvents`, so container and
 //!   sandbox state changes are found by relisting every [`RELIST_PERIOD`]
 //!   (upstream's generic PLEG) and diffing ([`diff_containers`]).
