@@ -525,6 +525,20 @@ pub fn container_config(
     })
 }
 
+/// A CRI mount of host path `host_path` (a prepared volume, or a path in
+/// one) at `container_path`, private propagation as upstream's default
+/// `MountPropagationNone`. What [`container_config`] is to give for the
+/// worker's volume mounts once [`ContainerConfig`] carries them.
+pub fn cri_mount(container_path: &str, host_path: &Path, readonly: bool) -> cri::Mount {
+    cri::Mount {
+        container_path: container_path.to_string(),
+        host_path: host_path.to_string_lossy().into_owned(),
+        readonly,
+        propagation: cri::MountPropagation::PropagationPrivate as i32,
+        ..Default::default()
+    }
+}
+
 fn sandbox_filter(filter: &PodSandboxFilter) -> cri::PodSandboxFilter {
     cri::PodSandboxFilter {
         id: filter.id.clone().unwrap_or_default(),
@@ -1385,6 +1399,18 @@ mod tests {
                 .unwrap()
                 .network,
             cri::NamespaceMode::Pod as i32
+        );
+    }
+
+    #[test]
+    fn mounts_are_private_host_paths() {
+        let m = cri_mount("/data", Path::new("/var/lib/pods/u1/volumes/data"), true);
+        assert_eq!(m.container_path, "/data");
+        assert_eq!(m.host_path, "/var/lib/pods/u1/volumes/data");
+        assert!(m.readonly && !m.selinux_relabel);
+        assert_eq!(
+            m.propagation,
+            cri::MountPropagation::PropagationPrivate as i32
         );
     }
 
