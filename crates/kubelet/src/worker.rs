@@ -263,10 +263,6 @@ enum Started {
 const RETRY: Duration = Duration::from_secs(1);
 /// How long a container that failed to be created waits.
 const CREATE_RETRY: Duration = Duration::from_secs(10);
-/// How long a failed pull shows `ErrImagePull` before `ImagePullBackOff`:
-/// upstream's next sync comes seconds later, while a worker here also
-/// wakes on its own status write and would replace the error at once.
-const PULL_ERROR_SHOWN: Duration = Duration::from_secs(2);
 
 pub struct PodWorker {
     ctx: Arc<WorkerContext>,
@@ -1157,6 +1153,11 @@ impl PodWorker {
         }
     }
 }
+
+/// How long a failed pull shows `ErrImagePull` before `ImagePullBackOff`:
+/// upstream's next sync comes seconds later, while a worker here also
+/// wakes on its own status write and would replace the error at once.
+const PULL_ERROR_SHOWN: Duration = Duration::from_secs(2);
 
 /// The `Instant` at which wall-clock `at` arrives, seen from `now`.
 fn instant_of(at: Timestamp, now: Timestamp) -> Option<Instant> {
