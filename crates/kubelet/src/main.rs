@@ -44,12 +44,12 @@ struct Flags {
     /// The container runtime.
     #[arg(long, value_enum, default_value_t = Runtime::Process)]
     runtime: Runtime,
-    /// Cri runtime: the CRI runtime's gRPC socket.
-    #[arg(long, default_value = tugboat_kubelet::runtime::cri::DEFAULT_ENDPOINT)]
-    container_runtime_endpoint: String,
     /// Process runtime: where pod directories, container state and logs live.
     #[arg(long, default_value = tugboat_kubelet::runtime::process::DEFAULT_ROOT_DIR)]
     root_dir: PathBuf,
+    /// Cri runtime: the CRI runtime's gRPC socket.
+    #[arg(long, default_value = tugboat_kubelet::runtime::cri::DEFAULT_ENDPOINT)]
+    container_runtime_endpoint: String,
     /// Fake runtime: the node's cpu capacity (the process runtime reports the host's).
     #[arg(long, default_value = "8", value_parser = parse_quantity_flag)]
     fake_cpu: String,
