@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::Taint;
 use tugboat_kubelet::config::{
     parse_duration, parse_node_labels, parse_quantity_flag, parse_taints,
 };
+use tugboat_kubelet::runtime::cri::CriRuntime;
 use tugboat_kubelet::runtime::fake::FakeRuntime;
 use tugboat_kubelet::runtime::process::{ProcessOptions, ProcessRuntime, SHIM_SUBCOMMAND};
 use tugboat_kubelet::runtime::ContainerRuntime;
@@ -26,7 +27,7 @@ enum Runtime {
     Fake,
     /// Containers as host processes, state under --root-dir.
     Process,
-    /// A CRI runtime such as containerd (not built yet).
+    /// A CRI runtime such as containerd, at --container-runtime-endpoint.
     Cri,
 }
 
@@ -46,6 +47,9 @@ struct Flags {
     /// Process runtime: where pod directories, container state and logs live.
     #[arg(long, default_value = tugboat_kubelet::runtime::process::DEFAULT_ROOT_DIR)]
     root_dir: PathBuf,
+    /// Cri runtime: the CRI runtime's gRPC socket.
+    #[arg(long, default_value = tugboat_kubelet::runtime::cri::DEFAULT_ENDPOINT)]
+    container_runtime_endpoint: String,
     /// Fake runtime: the node's cpu capacity (the process runtime reports the host's).
     #[arg(long, default_value = "8", value_parser = parse_quantity_flag)]
     fake_cpu: String,
@@ -167,9 +171,6 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
         .init();
-    if flags.runtime == Runtime::Cri {
-        anyhow::bail!("--runtime cri: not built yet; use --runtime process or --runtime fake");
-    }
     anyhow::ensure!(flags.max_pods > 0, "--max-pods must be at least 1");
     anyhow::ensure!(
         flags.node_lease_duration_seconds > 0,
@@ -222,7 +223,16 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             }
             Arc::new(runtime) as Arc<dyn ContainerRuntime>
         }
-        _ => Arc::new(FakeRuntime::new()),
+        Runtime::Cri => {
+            config.machine = MachineInfo::host(&node_name, &flags.fake_ephemeral_storage);
+            let runtime = CriRuntime::connect(&flags.container_runtime_endpoint)
+                .await
+                .context(
+                    "--container-runtime-endpoint (scripts/setup-containerd starts containerd)",
+                )?;
+            Arc::new(runtime) as Arc<dyn ContainerRuntime>
+        }
+        Runtime::Fake => Arc::new(FakeRuntime::new()),
     };
     config.node_ip = node_ip;
     config.pod_cidr = flags.pod_cidr.clone();

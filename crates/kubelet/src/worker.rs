@@ -282,6 +282,9 @@ pub struct PodWorker {
     last_status: Option<PodStatus>,
     /// Until when a container's `BackOff` event was last recorded.
     backoff_events: HashMap<String, Timestamp>,
+    /// When each `<container>/<image>` last failed to pull: its image
+    /// back-off (in `backoff`) runs from then (`ImagePullBackOff`).
+    pull_failed: HashMap<String, Timestamp>,
     deleted: bool,
     /// The pod's probe workers. Exec probes error until the runtime
     /// trait has `ExecSync`.
@@ -326,6 +329,7 @@ impl PodWorker {
             start_time,
             last_status: api_status,
             backoff_events: HashMap::new(),
+            pull_failed: HashMap::new(),
             deleted: false,
             probes,
         };
@@ -566,13 +570,16 @@ impl PodWorker {
         }
         let mut wake = deadline.and_then(|d| instant_of(d, now));
         let mut progressed = false;
+        let waiting = self.waiting.clone();
         for which in actions.start {
             match self.start_container(which, &rt).await {
                 Started::Yes => progressed = true,
                 Started::Later(at) => wake = Some(wake.map_or(at, |w| w.min(at))),
             }
         }
-        if progressed {
+        // A new waiting reason (ImagePullBackOff after ErrImagePull, ...)
+        // is published by the next pass, now rather than at the next wake.
+        if progressed || self.waiting != waiting {
             Next::Again
         } else {
             Next::Wait(wake)
@@ -794,6 +801,21 @@ impl PodWorker {
                 annotations.insert(format!("tugboat.dev/limits.{resource}"), q.0.clone());
             }
         }
+        // The cri runtime's cpu shares come from the request; it also
+        // passes tty and stdin on to CRI.
+        let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+        if let Some(q) = requests.and_then(|r| r.get("cpu")) {
+            annotations.insert("tugboat.dev/requests.cpu".into(), q.0.clone());
+        }
+        for (flag, on) in [
+            ("tty", c.tty),
+            ("stdin", c.stdin),
+            ("stdin-once", c.stdin_once),
+        ] {
+            if on == Some(true) {
+                annotations.insert(format!("tugboat.dev/{flag}"), "true".into());
+            }
+        }
         ContainerConfig {
             metadata: ContainerMetadata {
                 name: c.name.clone(),
@@ -844,6 +866,28 @@ impl PodWorker {
             );
             return Err(("ErrImageNeverPull".into(), message));
         }
+        // Upstream's image puller: after a failed pull, none until the
+        // back-off (10 s, doubling to 5 min) has passed. A `/` cannot be in
+        // a container name, so these keys never meet the crash-loop ones.
+        let key = format!("{}/{image}", c.name);
+        let now = Timestamp::now();
+        if let Some(failed) = self.pull_failed.get(&key).copied() {
+            if self.backoff.waiting_until(&key, failed, now).is_some() {
+                let shown = self
+                    .waiting
+                    .get(&c.name)
+                    .filter(|(r, _)| r == "ErrImagePull");
+                if let Some(error) = shown.filter(|_| {
+                    now.duration_since(failed)
+                        < SignedDuration::try_from(PULL_ERROR_SHOWN).unwrap_or_default()
+                }) {
+                    return Err(error.clone());
+                }
+                let message = format!("Back-off pulling image \"{image}\"");
+                self.event(Some(which), EventType::Normal, "BackOff", message.clone());
+                return Err(("ImagePullBackOff".into(), message));
+            }
+        }
         self.event(
             Some(which),
             EventType::Normal,
@@ -871,6 +915,8 @@ impl PodWorker {
                 Ok(())
             }
             Err(e) => {
+                self.backoff.next(&key, now);
+                self.pull_failed.insert(key, now);
                 let message = format!("Failed to pull image \"{image}\": {e}");
                 self.event(Some(which), EventType::Warning, "Failed", message.clone());
                 Err(("ErrImagePull".into(), message))
@@ -922,8 +968,13 @@ impl PodWorker {
             Some(l) => l.id.clone(),
             None => {
                 if let Err((reason, message)) = self.ensure_image(which, &c).await {
+                    let retry = if reason == "ErrImagePull" {
+                        PULL_ERROR_SHOWN
+                    } else {
+                        CREATE_RETRY
+                    };
                     self.waiting.insert(c.name.clone(), (reason, message));
-                    return Started::Later(Instant::now() + CREATE_RETRY);
+                    return Started::Later(Instant::now() + retry);
                 }
                 let attempt = latest.map_or(0, |l| l.metadata.attempt.saturating_add(1));
                 let envs = match self.container_env(&c, rt.sandbox.as_ref()).await {
@@ -1102,6 +1153,11 @@ impl PodWorker {
         }
     }
 }
+
+/// How long a failed pull shows `ErrImagePull` before `ImagePullBackOff`:
+/// upstream's next sync comes seconds later, while a worker here also
+/// wakes on its own status write and would replace the error at once.
+const PULL_ERROR_SHOWN: Duration = Duration::from_secs(2);
 
 /// The `Instant` at which wall-clock `at` arrives, seen from `now`.
 fn instant_of(at: Timestamp, now: Timestamp) -> Option<Instant> {

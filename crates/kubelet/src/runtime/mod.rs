@@ -20,6 +20,7 @@
 //! Only [`fake`] exists for now: containers "run" in memory, which is what
 //! hollow nodes (upstream's kubemark) need to exercise the control plane.
 
+pub mod cri;
 pub mod fake;
 pub mod process;
 pub mod streaming;

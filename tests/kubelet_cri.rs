@@ -1,0 +1,626 @@
+//! End to end: the real `tug-apiserver` and `tug-kubelet --runtime cri` on
+//! containerd (CRI v1 over its socket, CNI bridge networking), driven by
+//! kubectl 1.33. Needs containerd answering with the local busybox and
+//! pause images: `scripts/setup-containerd` (as root) prepares all of it,
+//! and this test fails, not skips, when it has not run.
+//!
+//! One pod's story after another, on one node:
+//! - a busybox pod runs, `kubectl logs` shows its output (read from the
+//!   CRI log file containerd writes), its memory limit is the container's
+//!   cgroup limit, and it gets an IP on the bridge;
+//! - a second pod fetches a page from the first at that IP;
+//! - an absent image shows `ErrImagePull`, then `ImagePullBackOff`
+//!   (`ErrImageNeverPull` with `imagePullPolicy: Never`), while the other
+//!   pods keep running;
+//! - a failing exec liveness probe (CRI `ExecSync`) restarts its container;
+//! - a pod whose sandbox dies gets a new one (new IP, container restarted);
+//! - a restarted kubelet adopts the running containers (same IDs, same
+//!   restart counts);
+//! - `kubectl delete pod` ends within the grace period and its sandbox,
+//!   containers and logs leave the node.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tugboat_e2e::{free_port, ApiServer, Component};
+
+const V: &str = "1.33";
+const PATIENCE: Duration = Duration::from_secs(60);
+const SOCKET: &str = "/run/containerd/containerd.sock";
+
+/// Fails with what to do when containerd or its images are missing.
+fn require_containerd() {
+    let images = Command::new("ctr")
+        .args(["--address", SOCKET, "-n", "k8s.io", "images", "ls", "-q"])
+        .output();
+    let listed = match images {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => panic!(
+            "containerd is not answering on {SOCKET} ({}): run scripts/setup-containerd as root",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!("ctr not runnable ({e}): run scripts/setup-containerd as root"),
+    };
+    assert!(
+        listed
+            .lines()
+            .any(|l| l == "docker.io/library/busybox:latest"),
+        "containerd has no busybox image: run scripts/setup-containerd as root"
+    );
+}
+
+fn start_kubelet(server: &ApiServer, node: &str, port: &str) -> Component {
+    Component::start(
+        server,
+        "tug-kubelet",
+        &[
+            "--node-name",
+            node,
+            "--runtime",
+            "cri",
+            "--container-runtime-endpoint",
+            &format!("unix://{SOCKET}"),
+            "--port",
+            port,
+            "--healthz-port",
+            "0",
+        ],
+    )
+}
+
+/// Deletes the test's pods while a kubelet still runs and waits until
+/// their containers have left containerd, so that a failed test leaves
+/// nothing behind in the machine's containerd.
+struct DeletePods<'a>(&'a ApiServer);
+
+impl Drop for DeletePods<'_> {
+    fn drop(&mut self) {
+        let out = self.0.kubectl(
+            V,
+            &["get", "pods", "-o", "jsonpath={.items[*].metadata.uid}"],
+        );
+        let uids = String::from_utf8_lossy(&out.stdout).into_owned();
+        let _ = self.0.kubectl(
+            V,
+            &["delete", "pods", "--all", "--wait=true", "--timeout=60s"],
+        );
+        let deadline = Instant::now() + PATIENCE;
+        for uid in uids.split_whitespace() {
+            while !pod_containers(uid).trim().is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// The ids of containerd's containers (sandboxes included) of pod `uid`.
+fn pod_containers(uid: &str) -> String {
+    let filter = format!("labels.\"io.kubernetes.pod.uid\"=={uid}");
+    let out = Command::new("ctr")
+        .args([
+            "--address",
+            SOCKET,
+            "-n",
+            "k8s.io",
+            "containers",
+            "ls",
+            "-q",
+            &filter,
+        ])
+        .output()
+        .expect("ctr");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn jsonpath(server: &ApiServer, pod: &str, path: &str) -> String {
+    let out = server.kubectl(V, &["get", "pod", pod, "-o", &format!("jsonpath={path}")]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_phase(server: &ApiServer, pod: &str, phase: &str) {
+    server.kubectl_until(
+        V,
+        &["get", "pod", pod, "-o", "jsonpath={.status.phase}"],
+        PATIENCE,
+        &format!("pod {pod} {phase}"),
+        |out| out == phase,
+    );
+}
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command:
+    - sh
+    - -c
+    - |
+      echo hello from busybox
+      echo "memory limit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
+      mkdir -p /www && echo served-by-web > /www/index.html
+      exec httpd -f -p 8080 -h /www
+    resources:
+      limits: {cpu: 200m, memory: 64Mi}
+"#;
+
+const FETCH: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: fetch}
+spec:
+  nodeName: NODE
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [wget, -qO-, "http://IP:8080/"]
+"#;
+
+const GHOSTS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ghost}
+spec:
+  nodeName: NODE
+  containers:
+  - name: app
+    image: registry.invalid/ghost:1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: never}
+spec:
+  nodeName: NODE
+  containers:
+  - name: app
+    image: registry.invalid/ghost:1
+    imagePullPolicy: Never
+"#;
+
+const SICK: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sick}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'echo feeling fine; touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 3600']
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      periodSeconds: 1
+      failureThreshold: 1
+"#;
+
+const PHOENIX: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: phoenix}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+"#;
+
+#[test]
+fn pods_run_on_containerd_with_cni_networking() {
+    require_containerd();
+    let server = ApiServer::start();
+    let node = format!("cri-{}", free_port());
+    let port = free_port().to_string();
+    let mut kubelet = start_kubelet(&server, &node, &port);
+    let _cleanup = DeletePods(&server);
+    server.kubectl_until(
+        V,
+        &[
+            "get",
+            "node",
+            &node,
+            "-o",
+            "jsonpath={.status.nodeInfo.containerRuntimeVersion}",
+        ],
+        PATIENCE,
+        "the node registered with containerd as its runtime",
+        |out| out.starts_with("containerd://"),
+    );
+
+    // A pod runs, its output is in `kubectl logs`, its limit is enforced.
+    let created = Instant::now();
+    server.kubectl_stdin(V, &["apply", "-f", "-"], &WEB.replace("NODE", &node));
+    wait_phase(&server, "web", "Running");
+    eprintln!("web: created to Running in {:?}", created.elapsed());
+    let logs = server.kubectl_until(V, &["logs", "web"], PATIENCE, "web's output", |out| {
+        out.contains("memory limit")
+    });
+    assert!(logs.starts_with("hello from busybox\n"), "{logs}");
+    assert!(
+        logs.contains(&format!("memory limit {}", 64 << 20)),
+        "{logs}\n{}",
+        kubelet.log()
+    );
+
+    // It has an IP on the bridge, and another pod reaches it there.
+    let ip = jsonpath(&server, "web", "{.status.podIP}");
+    assert!(ip.starts_with("10.88."), "pod IP {ip:?}");
+    assert_eq!(jsonpath(&server, "web", "{.status.podIPs[0].ip}"), ip);
+    server.kubectl_stdin(
+        V,
+        &["apply", "-f", "-"],
+        &FETCH.replace("NODE", &node).replace("IP", &ip),
+    );
+    wait_phase(&server, "fetch", "Succeeded");
+    assert_eq!(server.kubectl_ok(V, &["logs", "fetch"]), "served-by-web\n");
+    let fetch_ip = jsonpath(&server, "fetch", "{.status.podIP}");
+    assert!(
+        fetch_ip.starts_with("10.88.") && fetch_ip != ip,
+        "{fetch_ip}"
+    );
+
+    // An image no registry has: ErrImagePull, then ImagePullBackOff.
+    server.kubectl_stdin(V, &["apply", "-f", "-"], &GHOSTS.replace("NODE", &node));
+    let reason = |pod: &str| {
+        jsonpath(
+            &server,
+            pod,
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        )
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while !(seen.iter().any(|r| r == "ErrImagePull")
+        && seen.last().is_some_and(|r| r == "ImagePullBackOff"))
+    {
+        assert!(Instant::now() < deadline, "waiting reasons seen: {seen:?}");
+        let r = reason("ghost");
+        if !r.is_empty() && seen.last() != Some(&r) {
+            seen.push(r);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let message = jsonpath(
+        &server,
+        "ghost",
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert_eq!(
+        message,
+        "Back-off pulling image \"registry.invalid/ghost:1\""
+    );
+    server.kubectl_until(
+        V,
+        &["get", "pod", "never"],
+        PATIENCE,
+        "ErrImageNeverPull",
+        |out| out.contains("ErrImageNeverPull"),
+    );
+    assert_eq!(jsonpath(&server, "ghost", "{.status.phase}"), "Pending");
+
+    // A failing exec liveness probe restarts its container.
+    server.kubectl_stdin(V, &["apply", "-f", "-"], &SICK.replace("NODE", &node));
+    server.kubectl_until(
+        V,
+        &[
+            "get",
+            "pod",
+            "sick",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        PATIENCE,
+        "the unhealthy container restarted",
+        |out| out.parse::<u32>().is_ok_and(|n| n >= 1),
+    );
+    let events = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=sick",
+        ],
+    );
+    assert!(
+        events.contains("Container app failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    // The killed container's log is still there for `--previous`.
+    assert_eq!(
+        server.kubectl_ok(V, &["logs", "sick", "--previous"]),
+        "feeling fine\n"
+    );
+
+    // A sandbox that dies (its pause process killed) is replaced: a new
+    // IP, the container restarted in it.
+    server.kubectl_stdin(V, &["apply", "-f", "-"], &PHOENIX.replace("NODE", &node));
+    wait_phase(&server, "phoenix", "Running");
+    let old_ip = jsonpath(&server, "phoenix", "{.status.podIP}");
+    let phoenix = jsonpath(&server, "phoenix", "{.metadata.uid}");
+    let sandbox = pod_containers(&phoenix)
+        .lines()
+        .find(|id| {
+            let out = Command::new("ctr")
+                .args([
+                    "--address",
+                    SOCKET,
+                    "-n",
+                    "k8s.io",
+                    "containers",
+                    "info",
+                    id,
+                ])
+                .output()
+                .expect("ctr");
+            String::from_utf8_lossy(&out.stdout).contains("localhost/tugboat/pause:1")
+        })
+        .expect("phoenix's sandbox")
+        .to_string();
+    let killed = Command::new("ctr")
+        .args([
+            "--address",
+            SOCKET,
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "-s",
+            "KILL",
+            &sandbox,
+        ])
+        .status()
+        .expect("ctr");
+    assert!(killed.success());
+    server.kubectl_until(
+        V,
+        &[
+            "get",
+            "pod",
+            "phoenix",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready} {.status.podIP}",
+        ],
+        PATIENCE,
+        "phoenix running again in a new sandbox",
+        |out| out.starts_with("1 true ") && !out.ends_with(&format!(" {old_ip}")),
+    );
+
+    // The other pods ran on, untouched.
+    let web_container = jsonpath(&server, "web", "{.status.containerStatuses[0].containerID}");
+    assert!(
+        web_container.starts_with("containerd://"),
+        "{web_container}"
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            "web",
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+
+    // A restarted kubelet adopts what runs: same container, no restart.
+    drop(kubelet);
+    kubelet = start_kubelet(&server, &node, &port);
+    std::thread::sleep(Duration::from_secs(3));
+    wait_phase(&server, "web", "Running");
+    assert_eq!(
+        jsonpath(&server, "web", "{.status.containerStatuses[0].containerID}"),
+        web_container,
+        "{}",
+        kubelet.log()
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            "web",
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    assert!(server
+        .kubectl_ok(V, &["logs", "web"])
+        .starts_with("hello from busybox\n"));
+
+    // Delete: httpd ignores SIGTERM as PID 1, so the grace period (3 s)
+    // runs out and the container is killed; then the container and the
+    // sandbox leave containerd.
+    let id = web_container
+        .trim_start_matches("containerd://")
+        .to_string();
+    let uid = jsonpath(&server, "web", "{.metadata.uid}");
+    assert!(pod_containers(&uid).contains(&id));
+    let asked = Instant::now();
+    server.kubectl_ok(V, &["delete", "pod", "web", "--wait=true"]);
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(3 + 5), "delete took {took:?}");
+    let deadline = Instant::now() + PATIENCE;
+    let logs = std::path::PathBuf::from(format!("/var/log/pods/default_web_{uid}"));
+    while !pod_containers(&uid).trim().is_empty() || logs.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "pod web left in containerd or its logs in {}",
+            logs.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("web: deleted in {took:?}");
+}
+
+/// The kubelet's CRI client against containerd directly, without an API
+/// server: a sandbox with an IP, a container in it with its config,
+/// `ExecSync` output and exit codes, the streaming `Exec` URL, stop and
+/// removal.
+#[test]
+fn the_cri_client_drives_containerd() {
+    use kubelet::runtime::cri::{CriRuntime, StreamCall};
+    use kubelet::runtime::{
+        ContainerConfig, ContainerFilter, ContainerMetadata, ContainerRuntime, ContainerState,
+        ImageSpec, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, SandboxState,
+        LABEL_POD_UID,
+    };
+
+    require_containerd();
+    let uid = format!("cri-client-{}", free_port());
+    let logs = tempfile::tempdir().expect("log dir");
+    tokio::runtime::Runtime::new()
+        .expect("tokio")
+        .block_on(async {
+            let rt = CriRuntime::connect(&format!("unix://{SOCKET}"))
+                .await
+                .expect("containerd answers");
+            let version = rt.version().await.expect("version");
+            assert_eq!(
+                (
+                    version.runtime_name.as_str(),
+                    version.runtime_api_version.as_str()
+                ),
+                ("containerd", "v1")
+            );
+            let labels: std::collections::BTreeMap<String, String> =
+                [(LABEL_POD_UID.to_string(), uid.clone())].into();
+            let sandbox_config = PodSandboxConfig {
+                metadata: PodSandboxMetadata {
+                    name: "direct".into(),
+                    namespace: "default".into(),
+                    uid: uid.clone(),
+                    attempt: 0,
+                },
+                hostname: "direct".into(),
+                log_directory: logs.path().to_string_lossy().into_owned(),
+                labels: labels.clone(),
+                ..Default::default()
+            };
+            let sandbox = rt.run_pod_sandbox(&sandbox_config).await.expect("sandbox");
+            let status = rt
+                .pod_sandbox_status(&sandbox)
+                .await
+                .expect("sandbox status");
+            assert_eq!(status.state, SandboxState::Ready);
+            let ip = status.ip.clone().unwrap_or_default();
+            assert!(ip.starts_with("10.88."), "sandbox IP {ip:?}");
+            let listed = rt
+                .list_pod_sandbox(&PodSandboxFilter {
+                    label_selector: labels.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("list sandboxes");
+            assert_eq!(listed.len(), 1);
+
+            let config = ContainerConfig {
+                metadata: ContainerMetadata {
+                    name: "app".into(),
+                    attempt: 0,
+                },
+                image: ImageSpec {
+                    image: "busybox".into(),
+                },
+                command: vec!["sh".into(), "-c".into()],
+                args: vec!["echo started; exec sleep 3600".into()],
+                working_dir: "/tmp".into(),
+                envs: vec![("GREETING".into(), "ahoy".into())],
+                labels: labels.clone(),
+                log_path: "app/0.log".into(),
+                ..Default::default()
+            };
+            let id = rt
+                .create_container(&sandbox, &config, &sandbox_config)
+                .await
+                .expect("create");
+            rt.start_container(&id).await.expect("start");
+            let status = rt.container_status(&id).await.expect("status");
+            assert_eq!(status.state, ContainerState::Running);
+            assert_eq!(status.image.image, "busybox");
+            assert!(
+                status.image_ref.starts_with("sha256:"),
+                "{}",
+                status.image_ref
+            );
+
+            let exec = rt
+                .exec_sync(
+                    &id,
+                    &[
+                        "sh".into(),
+                        "-c".into(),
+                        "echo $GREETING from $(pwd); exit 3".into(),
+                    ],
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("exec");
+            assert_eq!(exec.exit_code, 3);
+            assert_eq!(String::from_utf8_lossy(&exec.stdout), "ahoy from /tmp\n");
+
+            let url = rt
+                .exec_url(&StreamCall {
+                    container_id: id.clone(),
+                    cmd: vec!["sh".into()],
+                    stdin: true,
+                    stdout: true,
+                    tty: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("exec url");
+            assert!(
+                url.starts_with("http://127.0.0.1:") && url.contains("/exec/"),
+                "{url}"
+            );
+
+            let log = rt.container_log_path(&id).await.expect("log path");
+            assert_eq!(log, logs.path().join("app/0.log"));
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(text.contains(" stdout F started"), "{text:?}");
+
+            // `sleep` as PID 1 ignores SIGTERM: it is killed once the
+            // timeout runs out. A missing container is no error.
+            let asked = Instant::now();
+            rt.stop_container(&id, Duration::from_secs(1))
+                .await
+                .expect("stop");
+            let took = asked.elapsed();
+            assert!(
+                took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+                "stop took {took:?}"
+            );
+            assert_eq!(
+                rt.container_status(&id).await.expect("status").state,
+                ContainerState::Exited
+            );
+            rt.stop_container("no-such-container", Duration::ZERO)
+                .await
+                .expect("stopping nothing");
+            rt.stop_pod_sandbox(&sandbox).await.expect("stop sandbox");
+            rt.remove_pod_sandbox(&sandbox)
+                .await
+                .expect("remove sandbox");
+            let left = rt
+                .list_containers(&ContainerFilter {
+                    label_selector: labels,
+                    ..Default::default()
+                })
+                .await
+                .expect("list containers");
+            assert!(left.is_empty(), "{left:?}");
+            assert!(matches!(
+                rt.container_status(&id).await,
+                Err(kubelet::runtime::RuntimeError::NotFound(_))
+            ));
+        });
+}
