@@ -23,6 +23,8 @@
 //!   updates (not yet mounted into containers by the workers);
 //! - [`server`]: the HTTPS API (`/healthz`, `/containerLogs/...` for
 //!   `kubectl logs`), client certificates from the cluster CA;
+//! - [`stats`]: resource usage sampling and `/stats/summary`;
+//!   [`metrics`]: `/metrics` and `/metrics/resource`;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
 //!   upstream's kubemark hollow nodes.
 //!
@@ -38,7 +40,7 @@
 //!
 //! Not built yet (issue 5 adds them behind the same trait and workers): the
 //! CRI runtime, mounting volumes into containers, exec/port-forward on
-//! the kubelet's HTTPS API, resource metrics, resource reservations and
+//! the kubelet's HTTPS API, resource reservations and
 //! eviction, static pods.
 
 pub mod admission;
@@ -47,12 +49,14 @@ pub mod config;
 pub mod env;
 pub mod hollow;
 pub mod lease;
+pub mod metrics;
 pub mod node;
 pub mod pods;
 pub mod probe;
 pub mod ratelimit;
 pub mod runtime;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod status_manager;
 pub mod volumes;
