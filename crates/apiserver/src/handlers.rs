@@ -98,8 +98,11 @@ async fn route(state: Arc<AppState>, req: Request) -> ApiResult<Response> {
         groups: vec!["system:unauthenticated".into()],
     };
     let user = user.unwrap_or(anonymous);
-    let target = request::parse(&path);
     let method = req.method().clone();
+    if let Some(target) = crate::metrics_api::parse_path(&path) {
+        return crate::metrics_api::handle(&state, &user, target, &method, &query).await;
+    }
+    let target = request::parse(&path);
     match target {
         Target::Resource(rp) => {
             let verb = verb_of(&method, &rp, &query);

@@ -6,7 +6,8 @@
 //! rules from [`strategy`], patches from [`patch`], subresources from
 //! [`subresources`]) → `storage` (the MVCC store). Lists and watches are
 //! served from the [`cache`]; watch streams live in [`watch`]. `pods/log` is
-//! proxied to the node's kubelet by [`logs`] over [`kubelet_client`]. Discovery and
+//! proxied to the node's kubelet by [`logs`] over [`kubelet_client`], which
+//! [`metrics_api`] also uses to serve `metrics.k8s.io` from kubelet summaries. Discovery and
 //! OpenAPI documents come from the resource table ([`discovery`],
 //! [`openapi_http`]); [`pki`] makes the cluster CA, certificates and
 //! `admin.kubeconfig` on first start.
@@ -26,6 +27,7 @@ pub mod handlers;
 pub mod kubelet_client;
 pub mod logs;
 pub mod managed;
+pub mod metrics_api;
 pub mod openapi_http;
 pub mod patch;
 pub mod pki;
