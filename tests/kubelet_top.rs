@@ -1,0 +1,219 @@
+//! End to end: resource usage from a real `tug-kubelet` on the process
+//! runtime, through the API server's built-in `metrics.k8s.io`, as
+//! `kubectl top` (1.33) shows it: a pod spinning a shell loop uses most of
+//! a core, a sleeping one next to nothing, and the node is listed. The
+//! kubelet's own `/stats/summary`, `/metrics` and `/metrics/resource` are
+//! read with the cluster's admin certificate.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tugboat_e2e::{free_port, ApiServer, Component};
+
+const V: &str = "1.33";
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn pod(name: &str, command: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: {name}}}}}
+spec:
+  nodeName: worker
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, '{command}']
+"#
+    )
+}
+
+/// `kubectl top pod` columns of one pod: millicores and MiB.
+fn top_row(out: &str, name: &str) -> Option<(u64, u64)> {
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))?;
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    let cpu = cols.get(1)?.strip_suffix('m')?.parse().ok()?;
+    let mem = cols.get(2)?.strip_suffix("Mi")?.parse().ok()?;
+    Some((cpu, mem))
+}
+
+/// `curl` the kubelet's HTTPS API with a certificate of the cluster CA.
+fn kubelet_get(server: &ApiServer, port: &str, path: &str) -> String {
+    let pki = server.data_dir.join("pki");
+    let out = Command::new("curl")
+        .args(["-sSfk", "--max-time", "10", "--cert"])
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "GET {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn kubectl_top_shows_a_busy_and_an_idle_process_pod_and_the_node() {
+    let server = ApiServer::start();
+    let root = server.data_dir.with_extension("kubelet-root");
+    let port = free_port().to_string();
+    let kubelet = Component::start(
+        &server,
+        "tug-kubelet",
+        &[
+            "--node-name",
+            "worker",
+            "--runtime",
+            "process",
+            "--root-dir",
+            root.to_str().unwrap(),
+            "--port",
+            &port,
+            "--healthz-port",
+            "0",
+        ],
+    );
+    server.kubectl_stdin(
+        V,
+        &["apply", "-f", "-"],
+        &pod("busy", "while :; do :; done"),
+    );
+    server.kubectl_stdin(V, &["apply", "-f", "-"], &pod("idle", "exec sleep 3600"));
+    for name in ["busy", "idle"] {
+        server.kubectl_until(
+            V,
+            &["get", "pod", name, "-o", "jsonpath={.status.phase}"],
+            PATIENCE,
+            "the pod Running",
+            |out| out == "Running",
+        );
+    }
+
+    // Discovery lists the group kubectl top looks for.
+    let groups = server.kubectl_ok(V, &["api-versions"]);
+    assert!(
+        groups.lines().any(|l| l == "metrics.k8s.io/v1beta1"),
+        "{groups}"
+    );
+
+    let top = server.kubectl_until(
+        V,
+        &["top", "pod"],
+        PATIENCE,
+        "both pods in kubectl top",
+        |out| {
+            matches!(
+                (top_row(out, "busy"), top_row(out, "idle")),
+                (Some((busy, _)), Some((idle, _))) if busy > 100 && idle <= 10
+            )
+        },
+    );
+    assert!(top.starts_with("NAME"), "{top}");
+
+    // The sleeping pod's memory is there, in the raw PodMetrics.
+    let raw = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "--raw",
+            "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/idle",
+        ],
+    );
+    let idle: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(idle["kind"], "PodMetrics", "{raw}");
+    assert_eq!(idle["metadata"]["labels"]["app"], "idle");
+    assert_eq!(idle["containers"][0]["name"], "main");
+    let memory = idle["containers"][0]["usage"]["memory"].as_str().unwrap();
+    assert!(memory != "0" && memory.ends_with("Ki"), "{raw}");
+
+    // A label selector narrows the list, and pods by name work too.
+    let selected = server.kubectl_ok(V, &["top", "pod", "-l", "app=busy", "--no-headers"]);
+    assert_eq!(selected.lines().count(), 1, "{selected}");
+    assert!(selected.starts_with("busy "), "{selected}");
+    let missing = server.kubectl(V, &["top", "pod", "nope"]);
+    assert!(!missing.status.success());
+
+    let nodes = server.kubectl_ok(V, &["top", "node"]);
+    let row = nodes
+        .lines()
+        .find(|l| l.starts_with("worker "))
+        .unwrap_or_else(|| panic!("no worker in\n{nodes}\n{}", kubelet.log()));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    let node_cpu: u64 = cols[1].trim_end_matches('m').parse().unwrap();
+    assert!(node_cpu >= 100, "the busy loop runs on this node: {row}");
+    assert!(cols[3].ends_with("Mi"), "{row}");
+
+    let raw = server.kubectl_ok(V, &["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"]);
+    let list: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(list["kind"], "NodeMetricsList", "{raw}");
+    assert_eq!(list["apiVersion"], "metrics.k8s.io/v1beta1");
+    assert_eq!(list["items"][0]["metadata"]["name"], "worker");
+    assert_eq!(list["items"][0]["window"], "10s");
+
+    // Read-only, as upstream's metrics-server.
+    let delete = server.kubectl(
+        V,
+        &[
+            "delete",
+            "--raw",
+            "/apis/metrics.k8s.io/v1beta1/nodes/worker",
+        ],
+    );
+    assert!(!delete.status.success());
+    assert!(
+        String::from_utf8_lossy(&delete.stderr).contains("MethodNotAllowed")
+            || String::from_utf8_lossy(&delete.stderr).contains("405"),
+        "{}",
+        String::from_utf8_lossy(&delete.stderr)
+    );
+
+    // The kubelet's endpoints behind it.
+    let summary: Value =
+        serde_json::from_str(&kubelet_get(&server, &port, "/stats/summary")).unwrap();
+    assert_eq!(summary["node"]["nodeName"], "worker");
+    assert!(
+        summary["node"]["memory"]["availableBytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let busy = summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["name"] == "busy")
+        .expect("the busy pod in the summary");
+    assert!(
+        busy["containers"][0]["cpu"]["usageCoreNanoSeconds"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let metrics = kubelet_get(&server, &port, "/metrics");
+    assert!(
+        metrics.lines().any(|l| l == "kubelet_running_pods 2"),
+        "{metrics}"
+    );
+    let resource = kubelet_get(&server, &port, "/metrics/resource");
+    assert!(
+        resource.lines().any(|l| l.starts_with(
+            "container_cpu_usage_seconds_total{container=\"main\",namespace=\"default\",pod=\"busy\"}"
+        )),
+        "{resource}"
+    );
+    assert!(
+        resource.contains("node_memory_working_set_bytes "),
+        "{resource}"
+    );
+
+    server.kubectl_ok(V, &["delete", "pod", "busy", "idle", "--wait=true"]);
+}
