@@ -42,6 +42,41 @@ fn top_row(out: &str, name: &str) -> Option<(u64, u64)> {
     Some((cpu, mem))
 }
 
+/// Deletes the test's workloads and waits until the kubelet has stopped
+/// every pod, also when the test fails: process-runtime containers are host
+/// processes that outlive the kubelet, and busy loops must not linger.
+/// Declared after the kubelet, so it runs while the kubelet still does.
+struct Cleanup<'a> {
+    server: &'a ApiServer,
+    delete: &'a [&'a str],
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let mut args = vec!["delete", "--ignore-not-found", "--wait=false"];
+        args.extend(self.delete);
+        let _ = self.server.kubectl(V, &args);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::time::Instant::now() < deadline {
+            let pods = self.server.kubectl(V, &["get", "pods", "-o", "name"]);
+            if pods.status.success() && pods.stdout.is_empty() {
+                return;
+            }
+            let _ = self.server.kubectl(
+                V,
+                &[
+                    "delete",
+                    "pods",
+                    "--all",
+                    "--grace-period=1",
+                    "--wait=false",
+                ],
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
 /// `curl` the kubelet's HTTPS API with a certificate of the cluster CA.
 fn kubelet_get(server: &ApiServer, port: &str, path: &str) -> String {
     let pki = server.data_dir.join("pki");
@@ -82,6 +117,10 @@ fn kubectl_top_shows_a_busy_and_an_idle_process_pod_and_the_node() {
             "0",
         ],
     );
+    let _cleanup = Cleanup {
+        server: &server,
+        delete: &["pod", "busy", "idle"],
+    };
     server.kubectl_stdin(
         V,
         &["apply", "-f", "-"],
@@ -214,6 +253,99 @@ fn kubectl_top_shows_a_busy_and_an_idle_process_pod_and_the_node() {
         resource.contains("node_memory_working_set_bytes "),
         "{resource}"
     );
+}
 
-    server.kubectl_ok(V, &["delete", "pod", "busy", "idle", "--wait=true"]);
+const BUSY_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spinner}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: spinner}}
+  template:
+    metadata: {labels: {app: spinner}}
+    spec:
+      nodeName: worker
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: [sh, -c, 'while :; do :; done']
+        resources: {requests: {cpu: 100m}}
+"#;
+
+const HPA: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: spinner}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: spinner}
+  minReplicas: 1
+  maxReplicas: 2
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+"#;
+
+#[test]
+fn the_autoscaler_scales_a_busy_deployment_from_pod_metrics() {
+    let server = ApiServer::start();
+    let root = server.data_dir.with_extension("kubelet-root");
+    let port = free_port().to_string();
+    let _kubelet = Component::start(
+        &server,
+        "tug-kubelet",
+        &[
+            "--node-name",
+            "worker",
+            "--runtime",
+            "process",
+            "--root-dir",
+            root.to_str().unwrap(),
+            "--port",
+            &port,
+            "--healthz-port",
+            "0",
+        ],
+    );
+    let controllers = Component::start(
+        &server,
+        "tug-controller-manager",
+        &["--horizontal-pod-autoscaler-sync-period", "2s"],
+    );
+    let _cleanup = Cleanup {
+        server: &server,
+        delete: &["hpa/spinner", "deployment/spinner"],
+    };
+    server.kubectl_stdin(V, &["apply", "-f", "-"], BUSY_DEPLOYMENT);
+    server.kubectl_stdin(V, &["apply", "-f", "-"], HPA);
+    // One spinning pod uses about ten times its 100m request: the
+    // autoscaler goes to its maximum.
+    server.kubectl_until(
+        V,
+        &[
+            "get",
+            "deployment",
+            "spinner",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+        Duration::from_secs(90),
+        "the autoscaler to scale the deployment to 2",
+        |out| out == "2",
+    );
+    let status = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "hpa",
+            "spinner",
+            "-o",
+            "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}",
+        ],
+    );
+    let utilization: u64 = status
+        .parse()
+        .unwrap_or_else(|_| panic!("utilization {status:?}\n{}", controllers.log()));
+    assert!(utilization > 100, "{utilization}%");
 }

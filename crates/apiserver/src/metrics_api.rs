@@ -449,7 +449,6 @@ pub async fn serve(
     let labels = selector(query)?;
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     if target.resource == "nodes" {
-        // Check the selector before scraping anything.
         let (nodes, summaries) = cache.summaries(registry, kubelet).await?;
         let metrics = |node: &Value| {
             let name = node.pointer("/metadata/name").and_then(Value::as_str)?;
