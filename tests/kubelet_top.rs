@@ -181,6 +181,12 @@ fn kubectl_top_shows_a_busy_and_an_idle_process_pod_and_the_node() {
     let missing = server.kubectl(V, &["top", "pod", "nope"]);
     assert!(!missing.status.success());
 
+    // Older kubectls find the group through the older discovery forms.
+    for old in ["1.27", "1.30"] {
+        let out = server.kubectl_ok(old, &["top", "pod", "--no-headers"]);
+        assert!(top_row(&out, "busy").is_some(), "kubectl {old}:\n{out}");
+    }
+
     let nodes = server.kubectl_ok(V, &["top", "node"]);
     let row = nodes
         .lines()

@@ -10,6 +10,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::runtime::{CpuUsage, MemoryUsage};
 
@@ -237,10 +239,29 @@ pub fn read_all_processes() -> Vec<ProcStat> {
         .collect()
 }
 
+/// How long one walk of `/proc` serves: a summary measures every
+/// container in a row, and each needs the whole process table. Short, so
+/// the CPU counters are hardly older than the time they are stamped with.
+const SNAPSHOT_TTL: Duration = Duration::from_millis(200);
+
+/// The process table, read at most every [`SNAPSHOT_TTL`].
+fn process_snapshot() -> Arc<Vec<ProcStat>> {
+    static SNAPSHOT: Mutex<Option<(Instant, Arc<Vec<ProcStat>>)>> = Mutex::new(None);
+    let mut snapshot = SNAPSHOT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, procs)) = snapshot.as_ref() {
+        if at.elapsed() < SNAPSHOT_TTL {
+            return procs.clone();
+        }
+    }
+    let procs = Arc::new(read_all_processes());
+    *snapshot = Some((Instant::now(), procs.clone()));
+    procs
+}
+
 /// The usage of the container whose main process is `root`, summed over
 /// its processes; `None` if the process is gone.
 pub fn read_process_tree(root: u32) -> Option<(CpuUsage, MemoryUsage)> {
-    let all = read_all_processes();
+    let all = process_snapshot();
     let pids = container_pids(root, &all);
     if pids.is_empty() {
         return None;
