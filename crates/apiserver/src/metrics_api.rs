@@ -10,8 +10,8 @@
 //! - A request scrapes the summary of every Ready node's kubelet at once,
 //!   each with [`SCRAPE_TIMEOUT`]; the answers are kept for [`CACHE_TTL`]
 //!   so `kubectl top` twice in a row costs one round. A kubelet that does
-//!   not answer leaves its node and pods out (metrics-server does the
-//!   same), never failing the whole list.
+//!   not answer (or answers for another node) leaves its node and pods out
+//!   (metrics-server does the same), never failing the whole list.
 //! - The values are the kubelet's: `usageNanoCores` (its rate over its
 //!   housekeeping window, reported as [`WINDOW`]) as a nano-core quantity
 //!   and the working set as a binary quantity ([`cpu_quantity`],
@@ -235,6 +235,11 @@ pub fn pod_metrics(pod: &Value, stats: &Value, now: &str) -> Option<Value> {
     }))
 }
 
+/// Whether a summary is the named node's own.
+pub fn summary_is_for(summary: &Value, node_name: &str) -> bool {
+    summary.pointer("/node/nodeName").and_then(Value::as_str) == Some(node_name)
+}
+
 /// Whether a node's Ready condition is True.
 pub fn node_ready(node: &Value) -> bool {
     node.pointer("/status/conditions")
@@ -332,6 +337,13 @@ impl MetricsCache {
         let mut summaries = HashMap::new();
         for (name, result) in answers {
             match result {
+                // A node whose address leads to another node's kubelet
+                // (a shared host, a hollow node on the default port) must
+                // not get that node's figures.
+                Ok(summary) if !summary_is_for(&summary, &name) => {
+                    let answered = summary.pointer("/node/nodeName").cloned();
+                    tracing::warn!(node = %name, ?answered, "a kubelet for another node answered");
+                }
                 Ok(summary) => {
                     summaries.insert(name, Arc::new(summary));
                 }
@@ -640,6 +652,13 @@ mod tests {
         let mut bare = summary();
         bare["node"].as_object_mut().unwrap().remove("memory");
         assert!(node_metrics(&node, &bare, "NOW").is_none());
+    }
+
+    #[test]
+    fn a_summary_counts_only_for_its_own_node() {
+        assert!(summary_is_for(&summary(), "n1"));
+        assert!(!summary_is_for(&summary(), "hollow-7"));
+        assert!(!summary_is_for(&json!({}), "n1"));
     }
 
     #[test]
