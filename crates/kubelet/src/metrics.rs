@@ -262,6 +262,7 @@ mod tests {
                 start_time: None,
                 cpu: cpu(2_500_000_000),
                 memory: mem(1024),
+                network: None,
             },
             pods: vec![PodStats {
                 pod_ref: PodReference {

@@ -3,8 +3,8 @@
 //! API turns into `metrics.k8s.io` NodeMetrics and PodMetrics for
 //! `kubectl top` and the HorizontalPodAutoscaler.
 //!
-//! - The node's numbers come from `/proc/stat` and `/proc/meminfo`
-//!   ([`procfs`]); each running container's from the runtime's CRI-shaped
+//! - The node's numbers come from `/proc/stat`, `/proc/meminfo` and
+//!   `/proc/net/dev` ([`procfs`]); each running container's from the runtime's CRI-shaped
 //!   [`ContainerRuntime::container_stats`] (cumulative CPU time, memory).
 //! - A CPU *rate* (`usageNanoCores`) needs two samples of the cumulative
 //!   counter. Like cadvisor's housekeeping, a [`StatsProvider`] samples
@@ -69,6 +69,51 @@ pub struct NodeStats {
     pub cpu: Option<CpuStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStats>,
+}
+
+/// `stats/v1alpha1.InterfaceStats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InterfaceStats {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_errors: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+}
+
+/// `stats/v1alpha1.NetworkStats`: the default interface's counters inline
+/// plus every interface's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkStats {
+    pub time: String,
+    #[serde(flatten)]
+    pub default: InterfaceStats,
+    pub interfaces: Vec<InterfaceStats>,
+}
+
+/// The interface upstream's kubelet reports as the node's own
+/// (`eth0`), else the first that is not loopback.
+pub fn network_stats(interfaces: &[procfs::Interface], time: &str) -> Option<NetworkStats> {
+    let convert = |i: &procfs::Interface| InterfaceStats {
+        name: i.name.clone(),
+        rx_bytes: i.rx_bytes,
+        rx_errors: i.rx_errors,
+        tx_bytes: i.tx_bytes,
+        tx_errors: i.tx_errors,
+    };
+    let default = interfaces
+        .iter()
+        .find(|i| i.name == "eth0")
+        .or_else(|| interfaces.iter().find(|i| i.name != "lo"))?;
+    Some(NetworkStats {
+        time: time.to_string(),
+        default: convert(default),
+        interfaces: interfaces.iter().map(convert).collect(),
+    })
 }
 
 /// `stats/v1alpha1.CPUStats`.
@@ -199,6 +244,7 @@ pub struct ObservedNode {
     pub cpu_ns: Option<u64>,
     pub memory: Option<procfs::NodeMemory>,
     pub boot_time: Option<Timestamp>,
+    pub interfaces: Vec<procfs::Interface>,
 }
 
 /// A running container's figures.
@@ -390,6 +436,7 @@ pub fn assemble(node_name: &str, observed: &Observed, history: &History) -> Summ
             start_time: node.boot_time.map(rfc3339),
             cpu,
             memory,
+            network: network_stats(&node.interfaces, &time),
         },
         pods,
     }
@@ -407,6 +454,9 @@ pub fn observe_node() -> ObservedNode {
         cpu_ns: procfs::parse_proc_stat_cpu(&stat),
         memory: procfs::parse_meminfo(&meminfo),
         boot_time: procfs::parse_boot_time(&stat).and_then(|s| Timestamp::from_second(s).ok()),
+        interfaces: procfs::parse_net_dev(
+            &std::fs::read_to_string("/proc/net/dev").unwrap_or_default(),
+        ),
     }
 }
 
@@ -633,6 +683,19 @@ mod tests {
                     rss_bytes: 300,
                 }),
                 boot_time: Some(t(-1000)),
+                interfaces: vec![
+                    procfs::Interface {
+                        name: "lo".into(),
+                        rx_bytes: 1,
+                        ..Default::default()
+                    },
+                    procfs::Interface {
+                        name: "ens4".into(),
+                        rx_bytes: 7,
+                        tx_bytes: 9,
+                        ..Default::default()
+                    },
+                ],
             },
             pods: vec![ObservedPod {
                 name: "web".into(),
@@ -732,6 +795,10 @@ mod tests {
         );
         assert!(json["pods"][0].get("cpu").is_none());
         assert_eq!(json["node"]["nodeName"], "n");
+        // The first non-loopback interface stands for the node's network.
+        assert_eq!(json["node"]["network"]["name"], "ens4");
+        assert_eq!(json["node"]["network"]["rxBytes"], 7);
+        assert_eq!(json["node"]["network"]["interfaces"][0]["name"], "lo");
     }
 
     #[tokio::test]

@@ -87,6 +87,39 @@ pub fn parse_meminfo(meminfo: &str) -> Option<NodeMemory> {
     })
 }
 
+/// One network interface's counters from `/proc/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_errors: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+}
+
+/// Parses `/proc/net/dev` (two header lines, then `name: 16 counters`).
+pub fn parse_net_dev(text: &str) -> Vec<Interface> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, counters) = line.split_once(':')?;
+            let c: Vec<u64> = counters
+                .split_whitespace()
+                .map(|v| v.parse().ok())
+                .collect::<Option<_>>()?;
+            if c.len() < 11 {
+                return None;
+            }
+            Some(Interface {
+                name: name.trim().to_string(),
+                rx_bytes: c[0],
+                rx_errors: c[2],
+                tx_bytes: c[8],
+                tx_errors: c[10],
+            })
+        })
+        .collect()
+}
+
 /// The fields of `/proc/<pid>/stat` that usage needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcStat {
@@ -307,6 +340,29 @@ mod tests {
             Some(1_700_000_000)
         );
         assert_eq!(parse_boot_time("cpu 1 2\n"), None);
+    }
+
+    #[test]
+    fn net_dev_lists_interfaces_with_their_counters() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:  1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0
+  eth0: 52000     400    2    0    0     0          0         0    31000     300    1    0    0     0       0          0
+  bad0: 1 2 3
+";
+        let got = parse_net_dev(text);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[1],
+            Interface {
+                name: "eth0".into(),
+                rx_bytes: 52000,
+                rx_errors: 2,
+                tx_bytes: 31000,
+                tx_errors: 1,
+            }
+        );
+        assert!(parse_net_dev("").is_empty());
     }
 
     #[test]
