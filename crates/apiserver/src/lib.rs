@@ -7,10 +7,10 @@
 //! [`subresources`]) → `storage` (the MVCC store). Lists and watches are
 //! served from the [`cache`]; watch streams live in [`watch`]. `pods/log` is
 //! proxied to the node's kubelet by [`logs`] over [`kubelet_client`], which
-//! [`metrics_api`] also uses to serve `metrics.k8s.io` from kubelet summaries. Discovery and
-//! OpenAPI documents come from the resource table ([`discovery`],
-//! [`openapi_http`]); [`pki`] makes the cluster CA, certificates and
-//! `admin.kubeconfig` on first start.
+//! [`metrics_api`] also uses to serve `metrics.k8s.io` from kubelet
+//! summaries. Discovery and OpenAPI documents come from the resource table
+//! ([`discovery`], [`openapi_http`]); [`pki`] makes the cluster CA,
+//! certificates and `admin.kubeconfig` on first start.
 
 // `ApiError` carries what a `Status` body needs (subject, causes); it is
 // returned on cold paths only, so its size is not worth boxing everywhere.
