@@ -181,6 +181,19 @@ fn kubectl_top_shows_a_busy_and_an_idle_process_pod_and_the_node() {
     let missing = server.kubectl(V, &["top", "pod", "nope"]);
     assert!(!missing.status.success());
 
+    // Every namespace, and per container.
+    let all = server.kubectl_ok(V, &["top", "pod", "-A", "--no-headers"]);
+    assert!(
+        all.lines()
+            .any(|l| l.split_whitespace().take(2).eq(["default", "busy"])),
+        "{all}"
+    );
+    let containers = server.kubectl_ok(V, &["top", "pod", "idle", "--containers", "--no-headers"]);
+    assert!(
+        containers.split_whitespace().take(2).eq(["idle", "main"]),
+        "{containers}"
+    );
+
     // Older kubectls find the group through the older discovery forms.
     for old in ["1.27", "1.30"] {
         let out = server.kubectl_ok(old, &["top", "pod", "--no-headers"]);
