@@ -115,12 +115,19 @@ pub fn groups() -> Value {
         .into_iter()
         .filter(|g| !g.is_empty())
         .map(group_json)
+        .chain([crate::metrics_api::group_json()])
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/{group}`.
 pub fn group(group: &str) -> Option<Value> {
+    if group == crate::metrics_api::GROUP {
+        let mut g = crate::metrics_api::group_json();
+        g["kind"] = json!("APIGroup");
+        g["apiVersion"] = json!("v1");
+        return Some(g);
+    }
     if group.is_empty() || !RESOURCES.iter().any(|r| r.group == group) {
         return None;
     }
@@ -132,6 +139,9 @@ pub fn group(group: &str) -> Option<Value> {
 
 /// `/api/v1` or `/apis/{group}/{version}`: the resource list.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (crate::metrics_api::GROUP, crate::metrics_api::VERSION) {
+        return Some(crate::metrics_api::resource_list());
+    }
     let mut list = Vec::new();
     for r in resources::in_group_version(group, version) {
         let mut entry = json!({
@@ -205,7 +215,7 @@ pub fn aggregated_content_type(version: &str) -> String {
 
 /// The aggregated document for `/api` (core) or `/apis` (named groups).
 pub fn aggregated(core: bool, version: &str) -> Value {
-    let items: Vec<Value> = resources::groups()
+    let mut items: Vec<Value> = resources::groups()
         .into_iter()
         .filter(|g| g.is_empty() == core)
         .map(|group| {
@@ -255,6 +265,9 @@ pub fn aggregated(core: bool, version: &str) -> Value {
             })
         })
         .collect();
+    if !core {
+        items.push(crate::metrics_api::aggregated_item());
+    }
     json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": format!("apidiscovery.k8s.io/{version}"),

@@ -101,8 +101,11 @@ async fn route(state: Arc<AppState>, req: Request) -> ApiResult<Response> {
     if let Some((node, kubelet_path)) = crate::kubelet_proxy::node_proxy_target(&path) {
         return node_proxy(&state, &user, &node, &kubelet_path, req).await;
     }
-    let target = request::parse(&path);
     let method = req.method().clone();
+    if let Some(target) = crate::metrics_api::parse_path(&path) {
+        return crate::metrics_api::handle(&state, &user, target, &method, &query).await;
+    }
+    let target = request::parse(&path);
     match target {
         Target::Resource(rp) => {
             let verb = verb_of(&method, &rp, &query);

@@ -6,12 +6,13 @@
 //! rules from [`strategy`], patches from [`patch`], subresources from
 //! [`subresources`]) → `storage` (the MVCC store). Lists and watches are
 //! served from the [`cache`]; watch streams live in [`watch`]. `pods/log` is
-//! proxied to the node's kubelet by [`logs`] over [`kubelet_client`];
-//! `pods/exec`, `pods/attach`, `pods/portforward` and `nodes/proxy` by
-//! [`kubelet_proxy`], which splices upgraded connections. Discovery and
-//! OpenAPI documents come from the resource table ([`discovery`],
-//! [`openapi_http`]); [`pki`] makes the cluster CA, certificates and
-//! `admin.kubeconfig` on first start.
+//! proxied to the node's kubelet by [`logs`] over [`kubelet_client`], which
+//! [`metrics_api`] also uses to serve `metrics.k8s.io` from kubelet
+//! summaries; `pods/exec`, `pods/attach`, `pods/portforward` and
+//! `nodes/proxy` by [`kubelet_proxy`], which splices upgraded connections.
+//! Discovery and OpenAPI documents come from the resource table
+//! ([`discovery`], [`openapi_http`]); [`pki`] makes the cluster CA,
+//! certificates and `admin.kubeconfig` on first start.
 
 // `ApiError` carries what a `Status` body needs (subject, causes); it is
 // returned on cold paths only, so its size is not worth boxing everywhere.
@@ -29,6 +30,7 @@ pub mod kubelet_client;
 pub mod kubelet_proxy;
 pub mod logs;
 pub mod managed;
+pub mod metrics_api;
 pub mod openapi_http;
 pub mod patch;
 pub mod pki;

@@ -67,6 +67,8 @@ pub struct AppState {
     pub server_address: String,
     /// How `pods/log` reaches kubelets.
     pub kubelet: crate::kubelet_client::KubeletClient,
+    /// The built-in metrics API's last round of kubelet summaries.
+    pub metrics: crate::metrics_api::MetricsCache,
     in_flight: Arc<Semaphore>,
 }
 
@@ -163,6 +165,7 @@ pub async fn start(
             &material.kubelet_client_cert_pem,
             &material.kubelet_client_key_pem,
         )?,
+        metrics: Default::default(),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     });
     let app = router(state);

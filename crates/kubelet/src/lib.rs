@@ -25,6 +25,8 @@
 //!   `kubectl logs`), client certificates from the cluster CA;
 //!   [`streaming`]: its `/exec`, `/attach` and `/portForward` upgrades
 //!   (WebSocket and SPDY/3.1) for `kubectl exec`, `attach`, `port-forward`;
+//! - [`stats`]: resource usage sampling and `/stats/summary`;
+//!   [`metrics`]: `/metrics` and `/metrics/resource`;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
 //!   upstream's kubemark hollow nodes.
 //!
@@ -38,9 +40,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not built yet (issue 5 adds them behind the same trait and workers): the
-//! CRI runtime, mounting volumes into containers, resource metrics,
-//! resource reservations and eviction, static pods.
+//! Not built yet: mounting volumes into containers, resource reservations
+//! and eviction, static pods.
 
 pub mod admission;
 pub mod backoff;
@@ -48,12 +49,14 @@ pub mod config;
 pub mod env;
 pub mod hollow;
 pub mod lease;
+pub mod metrics;
 pub mod node;
 pub mod pods;
 pub mod probe;
 pub mod ratelimit;
 pub mod runtime;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod status_manager;
 pub mod streaming;

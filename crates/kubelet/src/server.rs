@@ -9,7 +9,9 @@
 //! - `GET /healthz` and `GET /containerLogs/{namespace}/{pod}/{container}`
 //!   with upstream's query parameters (`follow`, `tailLines`,
 //!   `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`,
-//!   `stream`).
+//!   `stream`);
+//! - `GET /stats/summary` ([`crate::stats`]), `GET /metrics` and
+//!   `GET /metrics/resource` ([`crate::metrics`]).
 //!
 //! Logs are CRI log files (`<RFC3339Nano> <stream> <P|F> <content>`): the
 //! pure parsing and selection ([`parse_cri_line`], [`render_logs`]) is
@@ -61,7 +63,10 @@ pub async fn start(
     }
     tracing::info!(address = %bound, "kubelet API serving HTTPS");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let app = router(config.runtime.clone());
+    let stats = crate::stats::StatsProvider::start(config.runtime.clone(), &config.node_name);
+    let app = router(config.runtime.clone())
+        .merge(crate::stats::routes(stats.clone()))
+        .merge(crate::metrics::routes(stats, &config.node_name));
     Ok((bound, serve(listener, acceptor, app)))
 }
 

@@ -426,6 +426,11 @@ impl Inner {
     }
 }
 
+/// The CPU a running fake container uses, in millicores.
+pub const FAKE_MILLICORES: u64 = 1;
+/// The memory a running fake container uses.
+pub const FAKE_MEMORY_BYTES: u64 = 4 * 1024 * 1024;
+
 /// The in-memory runtime. Cheap to clone; clones share state.
 #[derive(Clone)]
 pub struct FakeRuntime {
@@ -784,6 +789,37 @@ impl ContainerRuntime for FakeRuntime {
             .get(id)
             .map(|c| c.status(id))
             .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))
+    }
+
+    /// Hollow containers use a steady [`FAKE_MILLICORES`] of CPU since they
+    /// started and [`FAKE_MEMORY_BYTES`] of memory, so hollow nodes report
+    /// plausible, non-zero usage to `kubectl top` and the autoscaler.
+    async fn container_stats(&self, id: &str) -> Result<super::ContainerStats> {
+        let state = self.inner.lock();
+        let c = state
+            .containers
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))?;
+        let (ContainerState::Running, Some(started)) = (c.state, c.started_at) else {
+            return Err(RuntimeError::Failed(format!(
+                "container {id} is not running"
+            )));
+        };
+        let now = Timestamp::now();
+        let ran = now.duration_since(started).as_nanos().max(0) as u64;
+        Ok(super::ContainerStats {
+            timestamp: now,
+            cpu: Some(super::CpuUsage {
+                usage_core_nano_seconds: ran / 1000 * FAKE_MILLICORES,
+            }),
+            memory: Some(super::MemoryUsage {
+                working_set_bytes: FAKE_MEMORY_BYTES,
+                usage_bytes: FAKE_MEMORY_BYTES,
+                rss_bytes: FAKE_MEMORY_BYTES,
+                page_faults: 0,
+                major_page_faults: 0,
+            }),
+        })
     }
 
     async fn exec_sync(

@@ -305,6 +305,33 @@ pub struct ExecSyncResult {
     pub stderr: Vec<u8>,
 }
 
+/// CRI `CpuUsage`: cumulative CPU time since the container started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuUsage {
+    pub usage_core_nano_seconds: u64,
+}
+
+/// CRI `MemoryUsage` (cgroup or process-tree figures, in bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// What the OOM killer and eviction look at: usage minus reclaimable
+    /// (inactive file) pages.
+    pub working_set_bytes: u64,
+    pub usage_bytes: u64,
+    pub rss_bytes: u64,
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+}
+
+/// CRI `ContainerStats`, the parts the kubelet's `/stats/summary` needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// When the figures were read.
+    pub timestamp: Timestamp,
+    pub cpu: Option<CpuUsage>,
+    pub memory: Option<MemoryUsage>,
+}
+
 /// A container runtime, as CRI's `RuntimeService` and `ImageService`.
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync + 'static {
@@ -387,6 +414,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         Err(RuntimeError::Failed(format!(
             "the runtime does not support attaching to container {}",
             req.container_id
+        )))
+    }
+
+    /// CRI `ContainerStats`: the resource usage of running container `id`.
+    /// Runtimes that measure nothing say so; the summary then leaves the
+    /// container's cpu and memory out.
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        Err(RuntimeError::Failed(format!(
+            "the runtime reports no stats for container {id}"
         )))
     }
 

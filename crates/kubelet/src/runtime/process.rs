@@ -1583,6 +1583,38 @@ impl ContainerRuntime for ProcessRuntime {
             .map_err(failed)
     }
 
+    /// From the container's cgroup when it has one (it holds the shim too,
+    /// a few hundred KiB), else summed over its process tree (see
+    /// [`crate::stats::procfs`]).
+    async fn container_stats(&self, id: &str) -> Result<super::ContainerStats> {
+        let (cgroup, pid) = {
+            let mut state = self.inner.lock();
+            self.inner.refresh(&mut state, id);
+            let c = state
+                .containers
+                .get(id)
+                .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))?;
+            match (c.state(), &c.started) {
+                (ContainerState::Running, Some(s)) => (c.cgroup.clone(), s.pid),
+                _ => return Err(failed(format!("container {id} is not running"))),
+            }
+        };
+        let usage = tokio::task::spawn_blocking(move || {
+            cgroup
+                .as_deref()
+                .and_then(crate::stats::procfs::read_cgroup)
+                .or_else(|| crate::stats::procfs::read_process_tree(pid))
+        })
+        .await
+        .map_err(|e| failed(format!("reading the stats of container {id}: {e}")))?
+        .ok_or_else(|| failed(format!("container {id} has no process to measure")))?;
+        Ok(super::ContainerStats {
+            timestamp: Timestamp::now(),
+            cpu: Some(usage.0),
+            memory: Some(usage.1),
+        })
+    }
+
     async fn container_log_path(&self, id: &str) -> Result<PathBuf> {
         self.log_path(id)
             .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))
