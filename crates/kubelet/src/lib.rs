@@ -20,7 +20,8 @@
 //!   `envFrom`, `$(VAR)` expansion);
 //! - [`volumes`]: materializing emptyDir, hostPath, configMap, secret,
 //!   downwardAPI and projected volumes into the pod directory with atomic
-//!   updates (not yet mounted into containers by the workers);
+//!   updates, which the workers set up before a pod's containers start
+//!   and hand to the runtime as mounts;
 //! - [`server`]: the HTTPS API (`/healthz`, `/containerLogs/...` for
 //!   `kubectl logs`), client certificates from the cluster CA;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
@@ -37,7 +38,7 @@
 //! ```
 //!
 //! Not built yet (issue 5 adds them behind the same trait and workers): the
-//! CRI runtime, mounting volumes into containers, exec/port-forward on
+//! CRI runtime, exec/port-forward on
 //! the kubelet's HTTPS API, resource metrics, resource reservations and
 //! eviction, static pods.
 
@@ -184,6 +185,8 @@ impl Kubelet {
             recorder,
             limiter,
             node: node_rx.clone(),
+            pods_dir: config.root_dir.as_ref().map(|r| r.join("pods")),
+            allow_mount: config.allow_mount,
         });
         let pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
         tasks.spawn(pods.run());

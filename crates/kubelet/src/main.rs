@@ -43,7 +43,7 @@ struct Flags {
     /// The container runtime.
     #[arg(long, value_enum, default_value_t = Runtime::Process)]
     runtime: Runtime,
-    /// Process runtime: where pod directories, container state and logs live.
+    /// Where pod directories (volumes) and, for the process runtime, container state and logs live.
     #[arg(long, default_value = tugboat_kubelet::runtime::process::DEFAULT_ROOT_DIR)]
     root_dir: PathBuf,
     /// Fake runtime: the node's cpu capacity (the process runtime reports the host's).
@@ -117,6 +117,19 @@ struct Taints(Vec<Taint>);
 
 fn parse_taints_flag(s: &str) -> Result<Taints, String> {
     parse_taints(s).map(Taints)
+}
+
+/// Whether the effective user is root (`Uid:` of `/proc/self/status`):
+/// only then may the kubelet mount tmpfs volumes.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 fn host_name() -> String {
@@ -240,6 +253,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     config.port = flags.port;
     config.address = flags.address;
     config.client_ca = client_ca;
+    if flags.runtime != Runtime::Fake {
+        config.root_dir = Some(flags.root_dir.clone());
+        config.allow_mount = running_as_root();
+    }
 
     if flags.healthz_port != 0 {
         let address = SocketAddr::new(flags.healthz_bind_address, flags.healthz_port);
