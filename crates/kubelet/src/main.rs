@@ -18,7 +18,7 @@ use tugboat_kubelet::config::{
 use tugboat_kubelet::runtime::fake::FakeRuntime;
 use tugboat_kubelet::runtime::process::{ProcessOptions, ProcessRuntime, SHIM_SUBCOMMAND};
 use tugboat_kubelet::runtime::ContainerRuntime;
-use tugboat_kubelet::{Kubelet, KubeletConfig, MachineInfo};
+use tugboat_kubelet::{HollowNodes, Kubelet, KubeletConfig, MachineInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Runtime {
@@ -100,6 +100,11 @@ struct Flags {
     /// The HTTPS API's address.
     #[arg(long, default_value = "0.0.0.0")]
     address: IpAddr,
+    /// Fake runtime: run this many hollow nodes in this process, named
+    /// `<node-name>-0` … `<node-name>-<N-1>` (upstream's kubemark), each
+    /// registering, renewing its Lease and running its pods.
+    #[arg(long)]
+    nodes: Option<usize>,
     /// Log filter (RUST_LOG syntax).
     #[arg(
         short = 'v',
@@ -184,6 +189,17 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         anyhow::bail!("--runtime cri: not built yet; use --runtime process or --runtime fake");
     }
     anyhow::ensure!(flags.max_pods > 0, "--max-pods must be at least 1");
+    if let Some(n) = flags.nodes {
+        anyhow::ensure!(
+            flags.runtime == Runtime::Fake,
+            "--nodes runs hollow nodes: it needs --runtime fake"
+        );
+        anyhow::ensure!(
+            (1..=tugboat_kubelet::hollow::MAX_HOLLOW_NODES).contains(&n),
+            "--nodes must be between 1 and {}",
+            tugboat_kubelet::hollow::MAX_HOLLOW_NODES
+        );
+    }
     anyhow::ensure!(
         flags.node_lease_duration_seconds > 0,
         "--node-lease-duration-seconds must be positive"
@@ -267,6 +283,13 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         tokio::spawn(async move { axum::serve(listener, health).await });
     }
 
+    if let Some(count) = flags.nodes {
+        let hollow = HollowNodes::start(client, &node_name, count, &config).await?;
+        tracing::info!(nodes = count, prefix = %node_name, "hollow nodes started");
+        tokio::signal::ctrl_c().await?;
+        hollow.shutdown().await;
+        return Ok(());
+    }
     let mut kubelet = Kubelet::start(client, config).await?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
