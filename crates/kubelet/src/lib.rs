@@ -24,6 +24,8 @@
 //!   and hand to the runtime as mounts;
 //! - [`server`]: the HTTPS API (`/healthz`, `/containerLogs/...` for
 //!   `kubectl logs`), client certificates from the cluster CA;
+//! - [`static_pods`]: pods from `--pod-manifest-path` files, with mirror
+//!   pods in the API;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
 //!   upstream's kubemark hollow nodes.
 //!
@@ -40,7 +42,7 @@
 //! Not built yet (issue 5 adds them behind the same trait and workers): the
 //! CRI runtime, exec/port-forward on
 //! the kubelet's HTTPS API, resource metrics, resource reservations and
-//! eviction, static pods.
+//! eviction.
 
 pub mod admission;
 pub mod backoff;
@@ -54,6 +56,7 @@ pub mod probe;
 pub mod ratelimit;
 pub mod runtime;
 pub mod server;
+pub mod static_pods;
 pub mod status;
 pub mod status_manager;
 pub mod volumes;
@@ -177,18 +180,34 @@ impl Kubelet {
             tasks.spawn(status.clone().run_writer());
         }
         let ctx = Arc::new(WorkerContext {
-            client,
+            client: client.clone(),
             runtime,
             runtime_name: version.runtime_name.clone(),
             host_ips: vec![config.node_ip.to_string()],
-            status,
+            status: status.clone(),
             recorder,
             limiter,
             node: node_rx.clone(),
             pods_dir: config.root_dir.as_ref().map(|r| r.join("pods")),
             allow_mount: config.allow_mount,
         });
-        let pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
+        let mut pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
+        if let Some(dir) = &config.pod_manifest_path {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            pods = pods.with_static_pods(rx);
+            tasks.spawn(
+                static_pods::StaticPods {
+                    client: client.clone(),
+                    node_name: config.node_name.clone(),
+                    dir: dir.clone(),
+                    file_check_frequency: config.file_check_frequency,
+                    pods: tx,
+                    status: status.clone(),
+                    node: node_rx.clone(),
+                }
+                .run(),
+            );
+        }
         tasks.spawn(pods.run());
         tracing::info!(node = %config.node_name, runtime = %version.runtime_name, "kubelet started");
         Ok(KubeletHandle {

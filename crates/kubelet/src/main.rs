@@ -100,6 +100,13 @@ struct Flags {
     /// The HTTPS API's address.
     #[arg(long, default_value = "0.0.0.0")]
     address: IpAddr,
+    /// A directory of static pod manifests (YAML or JSON Pods) to run
+    /// without the API server; each gets a mirror pod in the API.
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
+    /// How often --pod-manifest-path is read.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    file_check_frequency: Duration,
     /// Fake runtime: run this many hollow nodes in this process, named
     /// `<node-name>-0` … `<node-name>-<N-1>` (upstream's kubemark), each
     /// registering, renewing its Lease and running its pods.
@@ -209,6 +216,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         "--node-lease-renew-interval must be positive"
     );
     anyhow::ensure!(
+        !flags.file_check_frequency.is_zero(),
+        "--file-check-frequency must be positive"
+    );
+    anyhow::ensure!(
         !flags.node_status_update_frequency.is_zero(),
         "--node-status-update-frequency must be positive"
     );
@@ -269,6 +280,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     config.port = flags.port;
     config.address = flags.address;
     config.client_ca = client_ca;
+    config.pod_manifest_path = flags.pod_manifest_path.clone();
+    config.file_check_frequency = flags.file_check_frequency;
     if flags.runtime != Runtime::Fake {
         config.root_dir = Some(flags.root_dir.clone());
         config.allow_mount = running_as_root();

@@ -11,7 +11,10 @@
 //! - a pod gone from the API stops its worker, which cleans the runtime up;
 //!   after a re-list, pods no longer listed count as gone;
 //! - the runtime's container events wake the worker of the pod they
-//!   concern; if events were lost, every worker is woken.
+//!   concern; if events were lost, every worker is woken;
+//! - static pods ([`crate::static_pods`]) come as a whole set from their
+//!   own channel and run like the others; their mirror pods in the API are
+//!   never run (they are how the API sees the static pods).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +24,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::admission::admit;
@@ -53,6 +56,10 @@ pub struct PodManager {
     node: watch::Receiver<Arc<Node>>,
     workers: HashMap<String, WorkerHandle>,
     tasks: JoinSet<()>,
+    /// The static pods' set, whenever it changes.
+    static_pods: Option<mpsc::UnboundedReceiver<Vec<Arc<Pod>>>>,
+    /// The UIDs of the static pods running.
+    static_uids: HashSet<String>,
 }
 
 impl PodManager {
@@ -67,7 +74,28 @@ impl PodManager {
             node,
             workers: HashMap::new(),
             tasks: JoinSet::new(),
+            static_pods: None,
+            static_uids: HashSet::new(),
         }
+    }
+
+    /// Also runs the static pods sent on `pods`.
+    pub fn with_static_pods(mut self, pods: mpsc::UnboundedReceiver<Vec<Arc<Pod>>>) -> Self {
+        self.static_pods = Some(pods);
+        self
+    }
+
+    /// A new set of static pods: start the new ones, stop those gone.
+    fn apply_static(&mut self, pods: Vec<Arc<Pod>>) {
+        let uids: HashSet<String> = pods.iter().map(|p| uid(p)).collect();
+        let gone: Vec<String> = self.static_uids.difference(&uids).cloned().collect();
+        for key in gone {
+            self.remove(&key);
+        }
+        for pod in pods {
+            self.apply(Pod::clone(&pod));
+        }
+        self.static_uids = uids;
     }
 
     /// The pods admitted and still holding resources.
@@ -98,7 +126,7 @@ impl PodManager {
     /// A pod was added or changed.
     fn apply(&mut self, pod: Pod) {
         let key = uid(&pod);
-        if key.is_empty() {
+        if key.is_empty() || crate::static_pods::is_mirror(&pod) {
             return;
         }
         let pod = Arc::new(pod);
@@ -154,8 +182,16 @@ impl PodManager {
         let mut stream = watcher(api, config).default_backoff().boxed();
         let mut events = self.ctx.runtime.container_events();
         let mut relist: Option<Vec<Pod>> = None;
+        let mut static_pods = self.static_pods.take();
         loop {
+            let next_static = async {
+                match static_pods.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                Some(pods) = next_static => self.apply_static(pods),
                 event = stream.next() => {
                     let Some(event) = event else { return };
                     match event {
@@ -170,7 +206,7 @@ impl PodManager {
                             let gone: Vec<String> = self
                                 .workers
                                 .keys()
-                                .filter(|k| !listed.contains(*k))
+                                .filter(|k| !listed.contains(*k) && !self.static_uids.contains(*k))
                                 .cloned()
                                 .collect();
                             for key in gone {
