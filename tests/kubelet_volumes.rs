@@ -3,7 +3,8 @@
 //! (through the link the process runtime puts in its directory) and
 //! changes after the ConfigMap is applied again; a volume type the kubelet
 //! does not support, a missing ConfigMap and a mount naming no volume each
-//! keep their pod from starting with a clear status, while other pods run.
+//! keep their pod from starting with a clear status (and `kubectl logs`
+//! says the container is waiting to start), while other pods run.
 
 use std::time::Duration;
 
@@ -189,6 +190,15 @@ fn volumes_reach_the_containers_and_bad_ones_say_why() {
             &["get", "pod", "remote", "-o", "jsonpath={.status.phase}"]
         ),
         "Pending"
+    );
+    // Its container never started: `kubectl logs` says so, as upstream's.
+    let logs = server.kubectl(V, &["logs", "remote"]);
+    assert!(!logs.status.success());
+    let stderr = String::from_utf8_lossy(&logs.stderr);
+    assert!(
+        stderr
+            .contains(r#"container "app" in pod "remote" is waiting to start: ContainerCreating"#),
+        "{stderr}"
     );
 
     // A mount naming no volume: the container cannot be configured.

@@ -122,6 +122,8 @@ impl Kubelet {
         let runtime_status = runtime.status().await.unwrap_or_default();
 
         let config = Arc::new(config);
+        let limiter = Arc::new(RateLimiter::new(config.kube_api_qps, config.kube_api_burst));
+        let status = StatusManager::new(client.clone(), limiter.clone());
         let mut server_addr = None;
         let mut server_task = None;
         if config.port != 0 {
@@ -131,12 +133,12 @@ impl Kubelet {
                 node_ips: vec![config.node_ip.to_string()],
                 client_ca: config.client_ca.clone(),
                 runtime: runtime.clone(),
+                pod_statuses: Some(status.clone()),
             })
             .await?;
             server_addr = Some(addr);
             server_task = Some(serve);
         }
-        let limiter = Arc::new(RateLimiter::new(config.kube_api_qps, config.kube_api_burst));
         let recorder = config
             .record_events
             .then(|| EventRecorder::new(client.clone(), "kubelet"));
@@ -175,7 +177,6 @@ impl Kubelet {
             node_rx.clone(),
         ));
 
-        let status = StatusManager::new(client.clone(), limiter.clone());
         for _ in 0..config.status_writers.max(1) {
             tasks.spawn(status.clone().run_writer());
         }

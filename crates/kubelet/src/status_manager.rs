@@ -187,6 +187,15 @@ impl StatusManager {
         self.inner.wake.notify_one();
     }
 
+    /// The status last set for pod `namespace/name`.
+    pub fn status_of(&self, namespace: &str, name: &str) -> Option<PodStatus> {
+        self.lock()
+            .entries
+            .values()
+            .find(|e| e.namespace == namespace && e.name == name)
+            .map(|e| e.desired.clone())
+    }
+
     /// The status last set for `uid`.
     pub fn desired(&self, uid: &str) -> Option<PodStatus> {
         self.lock().entries.get(uid).map(|e| e.desired.clone())
