@@ -8,8 +8,9 @@
 //! container running `sleep`) are created `--concurrency` at a time. A
 //! pod's startup latency runs from just before its create request is sent
 //! (`creationTimestamp` only has seconds) to the watch event showing
-//! `status.phase: Running`. The pods are deleted at the end, so their
-//! processes go too.
+//! `status.phase: Running`. The JSON also has the CPU seconds the kubelet
+//! and the API server used from the first create to the last pod Running.
+//! The pods are deleted at the end, so their processes go too.
 //!
 //! **hollow-nodes**: a `tug-apiserver` and one `tug-kubelet --runtime fake
 //! --nodes N`; the time from starting the kubelet until every node is
@@ -33,7 +34,7 @@ use tokio::process::Command;
 use tokio::sync::Notify;
 
 use crate::process::{free_port, temp_dir, wait_until, Server};
-use crate::stats::{round, Summary};
+use crate::stats::{cpu_time, round, Summary};
 use crate::tugboat::start_apiserver;
 
 const NAMESPACE: &str = "pod-startup-bench";
@@ -131,7 +132,7 @@ pub async fn pod_startup(
     opts: &PodStartupOptions,
     work_dir: Option<&Path>,
 ) -> anyhow::Result<Value> {
-    let (_apiserver, creds) = start_apiserver(&opts.apiserver, work_dir).await?;
+    let (apiserver, creds) = start_apiserver(&opts.apiserver, work_dir).await?;
     let kube_dir = temp_dir(work_dir, "kubeconfig")?;
     let kubeconfig = write_kubeconfig(&creds, &kube_dir)?;
     let mut args: Vec<String> = ["--node-name", NODE, "--runtime", &opts.runtime]
@@ -195,6 +196,7 @@ pub async fn pod_startup(
         })
     };
 
+    let cpu_before = (cpu_time(kubelet.pid()), cpu_time(apiserver.pid()));
     let started = Instant::now();
     let sent: Vec<anyhow::Result<(String, Instant)>> = stream::iter(0..opts.pods)
         .map(|i| {
@@ -226,6 +228,12 @@ pub async fn pod_startup(
             .map(|r| r.len() >= opts.pods)
             .unwrap_or(false);
     let total = started.elapsed();
+    let cpu_seconds = |before: Option<Duration>, pid: Option<u32>| match (before, cpu_time(pid)) {
+        (Some(b), Some(a)) => round(a.saturating_sub(b).as_secs_f64()),
+        _ => Value::Null,
+    };
+    let kubelet_cpu = cpu_seconds(cpu_before.0, kubelet.pid());
+    let apiserver_cpu = cpu_seconds(cpu_before.1, apiserver.pid());
     watch.abort();
     let running = running.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let latencies: Vec<Duration> = created
@@ -262,6 +270,8 @@ pub async fn pod_startup(
         "mean_ms": round(summary.mean_ms),
         "seconds_to_all_running": round(total.as_secs_f64()),
         "kubelet_rss_mib": rss.map_or(Value::Null, round),
+        "kubelet_cpu_seconds": kubelet_cpu,
+        "apiserver_cpu_seconds": apiserver_cpu,
     });
     if !complete {
         out["error"] = json!(format!(
