@@ -103,6 +103,16 @@ impl Kubelet {
         client: kube::Client,
         config: KubeletConfig,
     ) -> anyhow::Result<KubeletHandle> {
+        Self::start_with_feed(client, config, None).await
+    }
+
+    /// [`Kubelet::start`], with the node's pod events from `feed` (a watch
+    /// shared by hollow nodes, [`pods::dispatch_pods`]) when given.
+    pub async fn start_with_feed(
+        client: kube::Client,
+        config: KubeletConfig,
+        feed: Option<pods::PodFeed>,
+    ) -> anyhow::Result<KubeletHandle> {
         if let Some(problem) = crate::config::node_name_problem(&config.node_name) {
             anyhow::bail!("invalid node name {:?}: {problem}", config.node_name);
         }
@@ -193,6 +203,9 @@ impl Kubelet {
             allow_mount: config.allow_mount,
         });
         let mut pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
+        if let Some(feed) = feed {
+            pods = pods.with_feed(feed);
+        }
         if let Some(dir) = &config.pod_manifest_path {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             pods = pods.with_static_pods(rx);

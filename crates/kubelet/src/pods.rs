@@ -14,9 +14,13 @@
 //!   concern; if events were lost, every worker is woken;
 //! - static pods ([`crate::static_pods`]) come as a whole set from their
 //!   own channel and run like the others; their mirror pods in the API are
-//!   never run (they are how the API sees the static pods).
+//!   never run (they are how the API sees the static pods);
+//! - hollow nodes share one pod watch ([`dispatch_pods`]) that routes each
+//!   event to its node's manager, instead of a watch (an HTTP/1.1
+//!   connection) per node.
 
 use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -48,6 +52,63 @@ struct WorkerHandle {
     active: Arc<AtomicBool>,
 }
 
+/// The pod watch events of one node, when a [`dispatch_pods`] watch
+/// shared by several nodes feeds its manager.
+pub type PodFeed = mpsc::UnboundedReceiver<watcher::Event<Pod>>;
+
+type PodEventStream =
+    Pin<Box<dyn futures::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send>>;
+
+/// Where one event of a watch over every pod goes, given the nodes fed:
+/// the start and end of a (re-)list go to all of them, a pod to its node's.
+pub fn route<'a>(event: &'a watcher::Event<Pod>, nodes: &'a [String]) -> Vec<&'a str> {
+    match event {
+        watcher::Event::Init | watcher::Event::InitDone => {
+            nodes.iter().map(String::as_str).collect()
+        }
+        watcher::Event::InitApply(pod)
+        | watcher::Event::Apply(pod)
+        | watcher::Event::Delete(pod) => {
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            nodes
+                .iter()
+                .map(String::as_str)
+                .filter(|n| Some(*n) == node)
+                .collect()
+        }
+    }
+}
+
+/// One watch over every pod, feeding the managers of `feeds` (by node
+/// name) until they are all gone.
+pub async fn dispatch_pods(
+    client: kube::Client,
+    feeds: HashMap<String, mpsc::UnboundedSender<watcher::Event<Pod>>>,
+) {
+    let nodes: Vec<String> = feeds.keys().cloned().collect();
+    let api: Api<Pod> = Api::all(client);
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::warn!(%error, "shared pod watch failed; retrying");
+                continue;
+            }
+        };
+        for node in route(&event, &nodes) {
+            if let Some(tx) = feeds.get(node) {
+                let _ = tx.send(event.clone());
+            }
+        }
+        if feeds.values().all(|tx| tx.is_closed()) {
+            return;
+        }
+    }
+}
+
 /// Runs the pods of one node.
 pub struct PodManager {
     ctx: Arc<WorkerContext>,
@@ -60,6 +121,8 @@ pub struct PodManager {
     static_pods: Option<mpsc::UnboundedReceiver<Vec<Arc<Pod>>>>,
     /// The UIDs of the static pods running.
     static_uids: HashSet<String>,
+    /// Pod events from a shared watch instead of a watch of its own.
+    feed: Option<PodFeed>,
 }
 
 impl PodManager {
@@ -76,7 +139,15 @@ impl PodManager {
             tasks: JoinSet::new(),
             static_pods: None,
             static_uids: HashSet::new(),
+            feed: None,
         }
+    }
+
+    /// Takes the node's pod events from `feed` (a shared watch) instead of
+    /// watching by itself.
+    pub fn with_feed(mut self, feed: PodFeed) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Also runs the static pods sent on `pods`.
@@ -176,10 +247,18 @@ impl PodManager {
 
     /// Watches the node's pods until the task is aborted.
     pub async fn run(mut self) {
-        let api: Api<Pod> = Api::all(self.ctx.client.clone());
-        let config =
-            watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
-        let mut stream = watcher(api, config).default_backoff().boxed();
+        let mut stream: PodEventStream = match self.feed.take() {
+            Some(feed) => futures::stream::unfold(feed, |mut rx| async move {
+                rx.recv().await.map(|e| (Ok(e), rx))
+            })
+            .boxed(),
+            None => {
+                let api: Api<Pod> = Api::all(self.ctx.client.clone());
+                let config =
+                    watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
+                watcher(api, config).default_backoff().boxed()
+            }
+        };
         let mut events = self.ctx.runtime.container_events();
         let mut relist: Option<Vec<Pod>> = None;
         let mut static_pods = self.static_pods.take();
@@ -241,6 +320,39 @@ impl PodManager {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, node: Option<&str>) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some(name.into());
+        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: node.map(String::from),
+            ..Default::default()
+        });
+        p
+    }
+
+    #[test]
+    fn shared_watch_events_go_to_their_node() {
+        let nodes = vec!["a".to_string(), "b".to_string()];
+        let cases = [
+            (watcher::Event::Init, vec!["a", "b"]),
+            (watcher::Event::InitDone, vec!["a", "b"]),
+            (watcher::Event::InitApply(pod("p", Some("a"))), vec!["a"]),
+            (watcher::Event::Apply(pod("p", Some("b"))), vec!["b"]),
+            (watcher::Event::Delete(pod("p", Some("b"))), vec!["b"]),
+            // Unscheduled, or on a node not fed here: nobody.
+            (watcher::Event::Apply(pod("p", None)), vec![]),
+            (watcher::Event::Apply(pod("p", Some("c"))), vec![]),
+        ];
+        for (event, want) in cases {
+            assert_eq!(route(&event, &nodes), want, "{event:?}");
         }
     }
 }
