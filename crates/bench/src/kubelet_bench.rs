@@ -16,7 +16,7 @@
 //! --nodes N`; the time from starting the kubelet until every node is
 //! Ready and every node's Lease has been renewed at least once (a second
 //! write after the one that created it), then the kubelet's resident
-//! memory.
+//! memory and the CPU seconds the kubelet and the API server used so far.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -286,7 +286,7 @@ pub async fn pod_startup(
 }
 
 pub async fn hollow_nodes(opts: &HollowOptions, work_dir: Option<&Path>) -> anyhow::Result<Value> {
-    let (_apiserver, creds) = start_apiserver(&opts.apiserver, work_dir).await?;
+    let (apiserver, creds) = start_apiserver(&opts.apiserver, work_dir).await?;
     let kube_dir = temp_dir(work_dir, "kubeconfig")?;
     let kubeconfig = write_kubeconfig(&creds, &kube_dir)?;
     let client = creds.kube_client().await?;
@@ -388,6 +388,8 @@ pub async fn hollow_nodes(opts: &HollowOptions, work_dir: Option<&Path>) -> anyh
         let _ = tokio::time::timeout(Duration::from_millis(250), progress.notified()).await;
     };
     let renewed_at = started.elapsed();
+    let kubelet_cpu = cpu_time(kubelet.pid()).map_or(Value::Null, |d| round(d.as_secs_f64()));
+    let apiserver_cpu = cpu_time(apiserver.pid()).map_or(Value::Null, |d| round(d.as_secs_f64()));
     // Let it settle a few renewals for a steady-state RSS.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = kubelet.rss_mib();
@@ -406,6 +408,8 @@ pub async fn hollow_nodes(opts: &HollowOptions, work_dir: Option<&Path>) -> anyh
         "lease_renew_interval_seconds": round(opts.lease_renew_interval.as_secs_f64()),
         "kubelet_rss_mib": rss.map_or(Value::Null, round),
         "kubelet_peak_rss_mib": round(peak_rss),
+        "kubelet_cpu_seconds": kubelet_cpu,
+        "apiserver_cpu_seconds": apiserver_cpu,
     });
     if !complete {
         out["error"] = json!(format!(

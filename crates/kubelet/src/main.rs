@@ -132,7 +132,7 @@ fn parse_taints_flag(s: &str) -> Result<Taints, String> {
 }
 
 /// Idle connections hollow nodes keep to the API server.
-const HOLLOW_IDLE_CONNECTIONS: usize = 16;
+const HOLLOW_IDLE_CONNECTIONS: usize = 128;
 
 /// The API client of hollow nodes: kube's client, except that at most
 /// [`HOLLOW_IDLE_CONNECTIONS`] idle connections are pooled. Its default
