@@ -315,6 +315,7 @@ impl StatusManager {
         self.inner.limiter.acquire().await;
         let api: Api<Pod> = Api::namespaced(self.inner.client.clone(), &namespace);
         let patch = status_patch(&target_uid, &status);
+        tracing::trace!(pod = %format!("{namespace}/{name}"), %patch, "writing pod status");
         match api
             .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await
