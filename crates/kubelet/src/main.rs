@@ -305,6 +305,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     config.port = flags.port;
     config.address = flags.address;
     config.client_ca = client_ca;
+    if let Some(dir) = flags.pod_manifest_path.as_ref().filter(|d| !d.is_dir()) {
+        // Upstream starts anyway and picks files up once the directory exists.
+        tracing::warn!(path = %dir.display(), "--pod-manifest-path is not a directory (yet): no static pods until it is");
+    }
     config.pod_manifest_path = flags.pod_manifest_path.clone();
     config.file_check_frequency = flags.file_check_frequency;
     if flags.runtime != Runtime::Fake {
