@@ -21,10 +21,15 @@
 //! `tug-bench controllers` ([`controllers`]) brings Deployments up on hollow
 //! kubelets with the real API server, scheduler and controller manager, and
 //! reports the time to all available and the controller manager's memory.
+//!
+//! `tug-bench pod-startup` and `tug-bench hollow-nodes` ([`kubelet_bench`])
+//! measure `tug-kubelet`: pod startup latency on one node, and many hollow
+//! nodes in one kubelet process.
 
 mod client;
 mod controllers;
 mod etcd;
+mod kubelet_bench;
 mod pod;
 mod process;
 mod scheduler;
@@ -63,6 +68,66 @@ enum Cmd {
     /// tug-controller-manager started from this target directory, hollow
     /// kubelets in this process, N Deployments until all are available.
     Controllers(ControllersFlags),
+    /// Pod startup latency: a tug-apiserver and one tug-kubelet, N pods
+    /// bound to its node, from create to the watch seeing them Running.
+    PodStartup(PodStartupFlags),
+    /// Hollow nodes: a tug-apiserver and `tug-kubelet --runtime fake
+    /// --nodes N`, until every node is Ready and every Lease renewed.
+    HollowNodes(HollowNodesFlags),
+}
+
+#[derive(Debug, clap::Args)]
+struct PodStartupFlags {
+    /// Pods to create.
+    #[arg(long, default_value_t = 100)]
+    pods: usize,
+    /// The kubelet's runtime: process or cri.
+    #[arg(long, default_value = "process", value_parser = ["process", "cri"])]
+    runtime: String,
+    /// Creates in flight at once.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+    /// The pods' image (the process runtime only records it).
+    #[arg(long, default_value = "docker.io/library/busybox:1.36")]
+    image: String,
+    /// An extra tug-kubelet flag (repeatable), e.g.
+    /// `--kubelet-arg=--container-runtime-endpoint=unix:///run/containerd/containerd.sock`.
+    #[arg(long = "kubelet-arg", allow_hyphen_values = true)]
+    kubelet_args: Vec<String>,
+    /// Give up (with a JSON error) after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_seconds: u64,
+    /// The tug-apiserver binary [default: next to tug-bench].
+    #[arg(long)]
+    apiserver: Option<PathBuf>,
+    /// The tug-kubelet binary [default: next to tug-bench].
+    #[arg(long)]
+    kubelet: Option<PathBuf>,
+    /// Where the temporary data directories go.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct HollowNodesFlags {
+    /// Hollow nodes in the one kubelet process.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// The kubelet's `--node-lease-renew-interval` in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    lease_renew_seconds: f64,
+    /// Give up (with a JSON error) after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_seconds: u64,
+    /// The tug-apiserver binary [default: next to tug-bench].
+    #[arg(long)]
+    apiserver: Option<PathBuf>,
+    /// The tug-kubelet binary [default: next to tug-bench].
+    #[arg(long)]
+    kubelet: Option<PathBuf>,
+    /// Where the temporary data directories go.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -195,6 +260,8 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Api(api) => run_api(api).await,
             Cmd::Scheduler(s) => run_scheduler(s).await,
             Cmd::Controllers(c) => run_controllers(c).await,
+            Cmd::PodStartup(p) => run_pod_startup(p).await,
+            Cmd::HollowNodes(h) => run_hollow_nodes(h).await,
         }
     };
     let mut result = tokio::select! {
@@ -285,6 +352,50 @@ async fn run_controllers(flags: ControllersFlags) -> anyhow::Result<Value> {
     controllers::run(&opts, flags.work_dir.as_deref())
         .await
         .context("controllers benchmark")
+}
+
+async fn run_pod_startup(flags: PodStartupFlags) -> anyhow::Result<Value> {
+    anyhow::ensure!(flags.pods > 0, "--pods must be at least 1");
+    anyhow::ensure!(flags.concurrency > 0, "--concurrency must be at least 1");
+    let binary = |given: Option<PathBuf>, name: &str| match given {
+        Some(p) => Ok(p),
+        None => controllers::sibling_binary(name),
+    };
+    let opts = kubelet_bench::PodStartupOptions {
+        apiserver: binary(flags.apiserver, "tug-apiserver")?,
+        kubelet: binary(flags.kubelet, "tug-kubelet")?,
+        pods: flags.pods,
+        runtime: flags.runtime,
+        concurrency: flags.concurrency,
+        image: flags.image,
+        kubelet_args: flags.kubelet_args,
+        timeout: std::time::Duration::from_secs(flags.timeout_seconds),
+    };
+    kubelet_bench::pod_startup(&opts, flags.work_dir.as_deref())
+        .await
+        .context("pod-startup benchmark")
+}
+
+async fn run_hollow_nodes(flags: HollowNodesFlags) -> anyhow::Result<Value> {
+    anyhow::ensure!(flags.nodes > 0, "--nodes must be at least 1");
+    anyhow::ensure!(
+        flags.lease_renew_seconds > 0.0,
+        "--lease-renew-seconds must be positive"
+    );
+    let binary = |given: Option<PathBuf>, name: &str| match given {
+        Some(p) => Ok(p),
+        None => controllers::sibling_binary(name),
+    };
+    let opts = kubelet_bench::HollowOptions {
+        apiserver: binary(flags.apiserver, "tug-apiserver")?,
+        kubelet: binary(flags.kubelet, "tug-kubelet")?,
+        nodes: flags.nodes,
+        lease_renew_interval: std::time::Duration::from_secs_f64(flags.lease_renew_seconds),
+        timeout: std::time::Duration::from_secs(flags.timeout_seconds),
+    };
+    kubelet_bench::hollow_nodes(&opts, flags.work_dir.as_deref())
+        .await
+        .context("hollow-nodes benchmark")
 }
 
 async fn run_api(flags: ApiFlags) -> anyhow::Result<Value> {

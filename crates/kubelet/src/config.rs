@@ -176,6 +176,17 @@ pub struct KubeletConfig {
     /// DER certificates of the CAs whose client certificates the HTTPS API
     /// accepts: the cluster CA from the kubeconfig.
     pub client_ca: Vec<Vec<u8>>,
+    /// `--root-dir`: pod volumes go under `<root>/pods/<uid>/volumes`
+    /// (upstream's layout). `None` (hollow nodes): volumes are not
+    /// materialized and containers get no mounts.
+    pub root_dir: Option<std::path::PathBuf>,
+    /// Whether the kubelet may mount (tmpfs for `emptyDir.medium: Memory`):
+    /// only as root.
+    pub allow_mount: bool,
+    /// `--pod-manifest-path`: the directory of static pod manifests.
+    pub pod_manifest_path: Option<std::path::PathBuf>,
+    /// `--file-check-frequency`: how often that directory is read.
+    pub file_check_frequency: Duration,
 }
 
 impl std::fmt::Debug for KubeletConfig {
@@ -217,6 +228,10 @@ impl KubeletConfig {
             port: 0,
             address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             client_ca: Vec::new(),
+            root_dir: None,
+            allow_mount: false,
+            pod_manifest_path: None,
+            file_check_frequency: Duration::from_secs(20),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! machines. Node `i` of prefix `p` is named `p-<i>`, gets its own fake
 //! runtime, pod CIDR [`hollow_pod_cidr`] (`10.244.<i>.0/24`, continuing
 //! into `10.245.0.0/16` and up past 256 nodes) and InternalIP
-//! [`hollow_node_ip`] (from `172.16.0.2` up).
+//! [`hollow_node_ip`] (from `172.16.0.2` up). The nodes share one pod watch
+//! ([`crate::pods::dispatch_pods`]): a watch per node would be an HTTP/1.1
+//! connection (and a TLS session) per node, most of a hollow node's memory.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -41,6 +43,14 @@ pub fn hollow_node_ip(i: usize) -> IpAddr {
 pub struct HollowNodes {
     nodes: Vec<KubeletHandle>,
     runtimes: Vec<FakeRuntime>,
+    /// The shared pod watch.
+    dispatch: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HollowNodes {
+    fn drop(&mut self) {
+        self.dispatch.abort();
+    }
 }
 
 impl HollowNodes {
@@ -68,14 +78,26 @@ impl HollowNodes {
             configs.push(config);
             runtimes.push(runtime);
         }
-        let nodes = try_join_all(
-            configs
-                .into_iter()
-                .map(|config| Kubelet::start(client.clone(), config)),
-        )
-        .await
-        .context("starting hollow nodes")?;
-        Ok(HollowNodes { nodes, runtimes })
+        let mut feeds = std::collections::HashMap::new();
+        let mut starts = Vec::with_capacity(count);
+        for config in configs {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            feeds.insert(config.node_name.clone(), tx);
+            starts.push(Kubelet::start_with_feed(client.clone(), config, Some(rx)));
+        }
+        let dispatch = tokio::spawn(crate::pods::dispatch_pods(client.clone(), feeds));
+        let nodes = match try_join_all(starts).await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                dispatch.abort();
+                return Err(e).context("starting hollow nodes");
+            }
+        };
+        Ok(HollowNodes {
+            nodes,
+            runtimes,
+            dispatch,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -118,8 +140,9 @@ impl HollowNodes {
     }
 
     /// Stops every node.
-    pub async fn shutdown(self) {
-        for node in self.nodes {
+    pub async fn shutdown(mut self) {
+        self.dispatch.abort();
+        for node in std::mem::take(&mut self.nodes) {
             node.shutdown().await;
         }
     }

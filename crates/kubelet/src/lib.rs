@@ -20,13 +20,16 @@
 //!   `envFrom`, `$(VAR)` expansion);
 //! - [`volumes`]: materializing emptyDir, hostPath, configMap, secret,
 //!   downwardAPI and projected volumes into the pod directory with atomic
-//!   updates (not yet mounted into containers by the workers);
+//!   updates, which the workers set up before a pod's containers start
+//!   and hand to the runtime as mounts;
 //! - [`server`]: the HTTPS API (`/healthz`, `/containerLogs/...` for
 //!   `kubectl logs`), client certificates from the cluster CA;
 //!   [`streaming`]: its `/exec`, `/attach` and `/portForward` upgrades
 //!   (WebSocket and SPDY/3.1) for `kubectl exec`, `attach`, `port-forward`;
 //! - [`stats`]: resource usage sampling and `/stats/summary`;
 //!   [`metrics`]: `/metrics` and `/metrics/resource`;
+//! - [`static_pods`]: pods from `--pod-manifest-path` files, with mirror
+//!   pods in the API;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
 //!   upstream's kubemark hollow nodes.
 //!
@@ -40,8 +43,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not built yet: mounting volumes into containers, resource reservations
-//! and eviction, static pods.
+//! Not built yet: resource reservations and eviction.
 
 pub mod admission;
 pub mod backoff;
@@ -56,6 +58,7 @@ pub mod probe;
 pub mod ratelimit;
 pub mod runtime;
 pub mod server;
+pub mod static_pods;
 pub mod stats;
 pub mod status;
 pub mod status_manager;
@@ -104,6 +107,16 @@ impl Kubelet {
         client: kube::Client,
         config: KubeletConfig,
     ) -> anyhow::Result<KubeletHandle> {
+        Self::start_with_feed(client, config, None).await
+    }
+
+    /// [`Kubelet::start`], with the node's pod events from `feed` (a watch
+    /// shared by hollow nodes, [`pods::dispatch_pods`]) when given.
+    pub async fn start_with_feed(
+        client: kube::Client,
+        config: KubeletConfig,
+        feed: Option<pods::PodFeed>,
+    ) -> anyhow::Result<KubeletHandle> {
         if let Some(problem) = crate::config::node_name_problem(&config.node_name) {
             anyhow::bail!("invalid node name {:?}: {problem}", config.node_name);
         }
@@ -123,6 +136,8 @@ impl Kubelet {
         let runtime_status = runtime.status().await.unwrap_or_default();
 
         let config = Arc::new(config);
+        let limiter = Arc::new(RateLimiter::new(config.kube_api_qps, config.kube_api_burst));
+        let status = StatusManager::new(client.clone(), limiter.clone());
         let mut server_addr = None;
         let mut server_task = None;
         if config.port != 0 {
@@ -132,12 +147,12 @@ impl Kubelet {
                 node_ips: vec![config.node_ip.to_string()],
                 client_ca: config.client_ca.clone(),
                 runtime: runtime.clone(),
+                pod_statuses: Some(status.clone()),
             })
             .await?;
             server_addr = Some(addr);
             server_task = Some(serve);
         }
-        let limiter = Arc::new(RateLimiter::new(config.kube_api_qps, config.kube_api_burst));
         let recorder = config
             .record_events
             .then(|| EventRecorder::new(client.clone(), "kubelet"));
@@ -176,21 +191,41 @@ impl Kubelet {
             node_rx.clone(),
         ));
 
-        let status = StatusManager::new(client.clone(), limiter.clone());
         for _ in 0..config.status_writers.max(1) {
             tasks.spawn(status.clone().run_writer());
         }
         let ctx = Arc::new(WorkerContext {
-            client,
+            client: client.clone(),
             runtime,
             runtime_name: version.runtime_name.clone(),
             host_ips: vec![config.node_ip.to_string()],
-            status,
+            status: status.clone(),
             recorder,
             limiter,
             node: node_rx.clone(),
+            pods_dir: config.root_dir.as_ref().map(|r| r.join("pods")),
+            allow_mount: config.allow_mount,
         });
-        let pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
+        let mut pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
+        if let Some(feed) = feed {
+            pods = pods.with_feed(feed);
+        }
+        if let Some(dir) = &config.pod_manifest_path {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            pods = pods.with_static_pods(rx);
+            tasks.spawn(
+                static_pods::StaticPods {
+                    client: client.clone(),
+                    node_name: config.node_name.clone(),
+                    dir: dir.clone(),
+                    file_check_frequency: config.file_check_frequency,
+                    pods: tx,
+                    status: status.clone(),
+                    node: node_rx.clone(),
+                }
+                .run(),
+            );
+        }
         tasks.spawn(pods.run());
         tracing::info!(node = %config.node_name, runtime = %version.runtime_name, "kubelet started");
         Ok(KubeletHandle {

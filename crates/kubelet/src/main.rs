@@ -19,7 +19,7 @@ use tugboat_kubelet::runtime::cri::CriRuntime;
 use tugboat_kubelet::runtime::fake::FakeRuntime;
 use tugboat_kubelet::runtime::process::{ProcessOptions, ProcessRuntime, SHIM_SUBCOMMAND};
 use tugboat_kubelet::runtime::ContainerRuntime;
-use tugboat_kubelet::{Kubelet, KubeletConfig, MachineInfo};
+use tugboat_kubelet::{HollowNodes, Kubelet, KubeletConfig, MachineInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Runtime {
@@ -44,7 +44,7 @@ struct Flags {
     /// The container runtime.
     #[arg(long, value_enum, default_value_t = Runtime::Process)]
     runtime: Runtime,
-    /// Process runtime: where pod directories, container state and logs live.
+    /// Where pod directories (volumes) and, for the process runtime, container state and logs live.
     #[arg(long, default_value = tugboat_kubelet::runtime::process::DEFAULT_ROOT_DIR)]
     root_dir: PathBuf,
     /// Cri runtime: the CRI runtime's gRPC socket.
@@ -104,6 +104,18 @@ struct Flags {
     /// The HTTPS API's address.
     #[arg(long, default_value = "0.0.0.0")]
     address: IpAddr,
+    /// A directory of static pod manifests (YAML or JSON Pods) to run
+    /// without the API server; each gets a mirror pod in the API.
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
+    /// How often --pod-manifest-path is read.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    file_check_frequency: Duration,
+    /// Fake runtime: run this many hollow nodes in this process, named
+    /// `<node-name>-0` … `<node-name>-<N-1>` (upstream's kubemark), each
+    /// registering, renewing its Lease and running its pods.
+    #[arg(long)]
+    nodes: Option<usize>,
     /// Log filter (RUST_LOG syntax).
     #[arg(
         short = 'v',
@@ -121,6 +133,41 @@ struct Taints(Vec<Taint>);
 
 fn parse_taints_flag(s: &str) -> Result<Taints, String> {
     parse_taints(s).map(Taints)
+}
+
+/// Idle connections hollow nodes keep to the API server.
+const HOLLOW_IDLE_CONNECTIONS: usize = 128;
+
+/// The API client of hollow nodes: kube's client, except that at most
+/// [`HOLLOW_IDLE_CONNECTIONS`] idle connections are pooled. Its default
+/// keeps every connection a burst of requests opened (hundreds when a
+/// thousand nodes register at once), each with its TLS session: most of
+/// the memory of many hollow nodes.
+fn pooled_client(config: kube::Config) -> anyhow::Result<kube::Client> {
+    use kube::client::ConfigExt;
+    let https = config.rustls_https_connector()?;
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(HOLLOW_IDLE_CONNECTIONS)
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        .service(http);
+    Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// Whether the effective user is root (`Uid:` of `/proc/self/status`):
+/// only then may the kubelet mount tmpfs volumes.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 fn host_name() -> String {
@@ -172,6 +219,17 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
         .init();
     anyhow::ensure!(flags.max_pods > 0, "--max-pods must be at least 1");
+    if let Some(n) = flags.nodes {
+        anyhow::ensure!(
+            flags.runtime == Runtime::Fake,
+            "--nodes runs hollow nodes: it needs --runtime fake"
+        );
+        anyhow::ensure!(
+            (1..=tugboat_kubelet::hollow::MAX_HOLLOW_NODES).contains(&n),
+            "--nodes must be between 1 and {}",
+            tugboat_kubelet::hollow::MAX_HOLLOW_NODES
+        );
+    }
     anyhow::ensure!(
         flags.node_lease_duration_seconds > 0,
         "--node-lease-duration-seconds must be positive"
@@ -179,6 +237,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     anyhow::ensure!(
         !flags.node_lease_renew_interval.is_zero(),
         "--node-lease-renew-interval must be positive"
+    );
+    anyhow::ensure!(
+        !flags.file_check_frequency.is_zero(),
+        "--file-check-frequency must be positive"
     );
     anyhow::ensure!(
         !flags.node_status_update_frequency.is_zero(),
@@ -197,7 +259,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             .unwrap_or(IpAddr::from([127, 0, 0, 1])),
     };
     let client_ca = kube_config.root_cert.clone().unwrap_or_default();
-    let client = kube::Client::try_from(kube_config)?;
+    let client = match flags.nodes {
+        Some(_) => pooled_client(kube_config)?,
+        None => kube::Client::try_from(kube_config)?,
+    };
     let node_name = flags.node_name.clone().unwrap_or_else(host_name);
 
     let mut config = KubeletConfig::new(node_name.clone());
@@ -250,6 +315,16 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     config.port = flags.port;
     config.address = flags.address;
     config.client_ca = client_ca;
+    if let Some(dir) = flags.pod_manifest_path.as_ref().filter(|d| !d.is_dir()) {
+        // Upstream starts anyway and picks files up once the directory exists.
+        tracing::warn!(path = %dir.display(), "--pod-manifest-path is not a directory (yet): no static pods until it is");
+    }
+    config.pod_manifest_path = flags.pod_manifest_path.clone();
+    config.file_check_frequency = flags.file_check_frequency;
+    if flags.runtime != Runtime::Fake {
+        config.root_dir = Some(flags.root_dir.clone());
+        config.allow_mount = running_as_root();
+    }
 
     if flags.healthz_port != 0 {
         let address = SocketAddr::new(flags.healthz_bind_address, flags.healthz_port);
@@ -260,6 +335,13 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         tokio::spawn(async move { axum::serve(listener, health).await });
     }
 
+    if let Some(count) = flags.nodes {
+        let hollow = HollowNodes::start(client, &node_name, count, &config).await?;
+        tracing::info!(nodes = count, prefix = %node_name, "hollow nodes started");
+        tokio::signal::ctrl_c().await?;
+        hollow.shutdown().await;
+        return Ok(());
+    }
     let mut kubelet = Kubelet::start(client, config).await?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

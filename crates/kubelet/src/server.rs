@@ -47,6 +47,44 @@ pub struct ServerConfig {
     /// DER certificates of the CAs whose client certificates are accepted.
     pub client_ca: Vec<Vec<u8>>,
     pub runtime: Arc<dyn ContainerRuntime>,
+    /// The pods' statuses, so that logs of a container that has not
+    /// started yet get upstream's "waiting to start" error.
+    pub pod_statuses: Option<crate::status_manager::StatusManager>,
+}
+
+/// The status manager, for the handlers (an extension, beside the
+/// runtime as state).
+#[derive(Clone)]
+struct PodStatuses(Option<crate::status_manager::StatusManager>);
+
+/// Upstream's `validateContainerLogStatus` for the current (not previous)
+/// log: why container `container` of pod `pod` has no log to serve yet,
+/// if its status says it is waiting to start and has never run.
+pub fn waiting_to_start(
+    status: &k8s_openapi::api::core::v1::PodStatus,
+    pod: &str,
+    container: &str,
+) -> Option<String> {
+    let c = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c| c.name == container)?;
+    let waiting = c.state.as_ref()?.waiting.as_ref()?;
+    // A restarting container still has its last run's log.
+    if c.last_state
+        .as_ref()
+        .is_some_and(|l| l.terminated.is_some())
+    {
+        return None;
+    }
+    Some(match waiting.reason.as_deref().filter(|r| !r.is_empty()) {
+        Some(reason) => {
+            format!("container {container:?} in pod {pod:?} is waiting to start: {reason}")
+        }
+        None => format!("container {container:?} in pod {pod:?} is waiting to start - no logs yet"),
+    })
 }
 
 /// Binds the listener and returns the bound address and the serving task.
@@ -66,7 +104,8 @@ pub async fn start(
     let stats = crate::stats::StatsProvider::start(config.runtime.clone(), &config.node_name);
     let app = router(config.runtime.clone())
         .merge(crate::stats::routes(stats.clone()))
-        .merge(crate::metrics::routes(stats, &config.node_name));
+        .merge(crate::metrics::routes(stats, &config.node_name))
+        .layer(axum::Extension(PodStatuses(config.pod_statuses.clone())));
     Ok((bound, serve(listener, acceptor, app)))
 }
 
@@ -514,11 +553,21 @@ async fn container_logs(
     State(runtime): State<Arc<dyn ContainerRuntime>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(query): Query<LogQuery>,
+    statuses: Option<axum::Extension<PodStatuses>>,
 ) -> Response {
     let opts = match log_options(&query, Timestamp::now()) {
         Ok(o) => o,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let status = statuses
+        .and_then(|axum::Extension(PodStatuses(s))| s)
+        .and_then(|s| s.status_of(&namespace, &pod));
+    if let Some(message) = status
+        .filter(|_| !opts.previous)
+        .and_then(|s| waiting_to_start(&s, &pod, &container))
+    {
+        return error(StatusCode::BAD_REQUEST, message);
+    }
     let (id, path) = match find_container(
         runtime.as_ref(),
         &namespace,
@@ -762,6 +811,52 @@ mod tests {
     }
 
     #[test]
+    fn logs_of_containers_that_never_started_say_why() {
+        let status: k8s_openapi::api::core::v1::PodStatus = serde_json::from_value(serde_json::json!({
+            "initContainerStatuses": [
+                {"name": "init", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"waiting": {"reason": "PodInitializing"}}},
+            ],
+            "containerStatuses": [
+                {"name": "new", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"waiting": {"reason": "ContainerCreating"}}},
+                {"name": "blank", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"waiting": {}}},
+                {"name": "looping", "image": "i", "imageID": "", "ready": false, "restartCount": 3,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                 "lastState": {"terminated": {"exitCode": 1}}},
+                {"name": "up", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                 "state": {"running": {}}},
+            ],
+        }))
+        .unwrap();
+        let cases = [
+            (
+                "new",
+                Some(r#"container "new" in pod "web" is waiting to start: ContainerCreating"#),
+            ),
+            (
+                "init",
+                Some(r#"container "init" in pod "web" is waiting to start: PodInitializing"#),
+            ),
+            (
+                "blank",
+                Some(r#"container "blank" in pod "web" is waiting to start - no logs yet"#),
+            ),
+            ("looping", None),
+            ("up", None),
+            ("other", None),
+        ];
+        for (container, want) in cases {
+            assert_eq!(
+                waiting_to_start(&status, "web", container).as_deref(),
+                want,
+                "{container}"
+            );
+        }
+    }
+
+    #[test]
     fn tls_config_self_signs_and_rejects_a_bad_ca() {
         let config = |client_ca: Vec<Vec<u8>>| ServerConfig {
             address: "127.0.0.1:0".parse().unwrap(),
@@ -769,6 +864,7 @@ mod tests {
             node_ips: vec!["10.0.0.1".into(), "fd00::1".into()],
             client_ca,
             runtime: Arc::new(crate::runtime::fake::FakeRuntime::new()),
+            pod_statuses: None,
         };
         assert!(tls_config(&config(Vec::new())).is_ok());
         let err = tls_config(&config(vec![b"not a certificate".to_vec()])).unwrap_err();

@@ -13,7 +13,12 @@
 //!   what upstream's two-way diff produces. The patch carries
 //!   `metadata.uid` as upstream's does;
 //! - a pod that is gone (404) is forgotten; other failures retry after a
-//!   second.
+//!   second;
+//! - a static pod ([`crate::static_pods`]) runs under its own UID, and its
+//!   status goes to its mirror pod ([`StatusManager::set_mirror`]), as
+//!   upstream's status manager translates static pod UIDs: nothing is
+//!   written while there is no mirror pod, and everything again once a
+//!   new one appears.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -113,6 +118,8 @@ struct State {
     queue: VecDeque<String>,
     queued: HashSet<String>,
     processing: HashSet<String>,
+    /// Static pod UID → its mirror pod's UID (`None`: no mirror yet).
+    mirrors: HashMap<String, Option<String>>,
 }
 
 impl State {
@@ -180,6 +187,15 @@ impl StatusManager {
         self.inner.wake.notify_one();
     }
 
+    /// The status last set for pod `namespace/name`.
+    pub fn status_of(&self, namespace: &str, name: &str) -> Option<PodStatus> {
+        self.lock()
+            .entries
+            .values()
+            .find(|e| e.namespace == namespace && e.name == name)
+            .map(|e| e.desired.clone())
+    }
+
     /// The status last set for `uid`.
     pub fn desired(&self, uid: &str) -> Option<PodStatus> {
         self.lock().entries.get(uid).map(|e| e.desired.clone())
@@ -202,10 +218,28 @@ impl StatusManager {
         let _ = rx.await;
     }
 
+    /// Says which mirror pod (by UID) the status of static pod `uid` goes
+    /// to; a new mirror gets the whole status written again.
+    pub fn set_mirror(&self, uid: &str, mirror: Option<String>) {
+        let mut state = self.lock();
+        let previous = state.mirrors.insert(uid.to_string(), mirror.clone());
+        if previous.as_ref() == Some(&mirror) || mirror.is_none() {
+            return;
+        }
+        let Some(e) = state.entries.get_mut(uid) else {
+            return;
+        };
+        e.written = 0;
+        state.enqueue(uid);
+        drop(state);
+        self.inner.wake.notify_one();
+    }
+
     /// Forgets a pod that is gone; pending writes are dropped.
     pub fn forget(&self, uid: &str) {
         let mut state = self.lock();
         state.entries.remove(uid);
+        state.mirrors.remove(uid);
         if state.queued.remove(uid) {
             state.queue.retain(|u| u != uid);
         }
@@ -253,29 +287,44 @@ impl StatusManager {
     }
 
     async fn write_one(&self, uid: String) {
-        let job = {
+        let (job, mirror) = {
             let state = self.lock();
-            state.entries.get(&uid).map(|e| {
+            let job = state.entries.get(&uid).map(|e| {
                 (
                     e.namespace.clone(),
                     e.name.clone(),
                     e.desired.clone(),
                     e.version,
                 )
-            })
+            });
+            (job, state.mirrors.get(&uid).cloned())
         };
         let Some((namespace, name, status, version)) = job else {
             self.lock().processing.remove(&uid);
             return;
         };
+        // A static pod: written to its mirror, once there is one.
+        let target_uid = match mirror {
+            None => uid.clone(),
+            Some(Some(m)) => m,
+            Some(None) => {
+                self.lock().processing.remove(&uid);
+                return;
+            }
+        };
         self.inner.limiter.acquire().await;
         let api: Api<Pod> = Api::namespaced(self.inner.client.clone(), &namespace);
-        let patch = status_patch(&uid, &status);
+        let patch = status_patch(&target_uid, &status);
+        tracing::trace!(pod = %format!("{namespace}/{name}"), %patch, "writing pod status");
         match api
             .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await
         {
             Ok(_) => self.done(&uid, version, true),
+            Err(kube::Error::Api(e)) if (e.code == 404 || e.code == 409) && target_uid != uid => {
+                // The mirror pod went away: wait for the next one.
+                self.lock().processing.remove(&uid);
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 // The pod is gone: nothing to write, nobody to wait for.
                 let mut state = self.lock();

@@ -33,8 +33,24 @@
 //! liveness or startup probe failing past its threshold kills the
 //! container (`Killing`: "Container app failed liveness probe, will be
 //! restarted"), which is then restarted as the restart policy says.
+//!
+//! Volumes ([`crate::volumes`]) are set up under
+//! `<root-dir>/pods/<uid>/volumes` before the sandbox is created (upstream's
+//! `WaitForAttachAndMount`). One that cannot be (an unsupported type such
+//! as `nfs` or `csi`, a missing ConfigMap or Secret) is a `FailedMount`
+//! warning event and keeps the containers waiting (`ContainerCreating`,
+//! with the error as the message) while the worker retries every
+//! [`MOUNT_RETRY`]; the other pods are not affected. Each container gets its
+//! `volumeMounts` (`mountPath`, `subPath`, `subPathExpr`, `readOnly`) as
+//! the runtime's mounts. ConfigMap, Secret, downward API and projected
+//! volumes are rewritten every [`VOLUME_REFRESH`] when their source
+//! changed (upstream resyncs them about once a minute), atomically, so
+//! running containers see the new files. They are torn down when the pod
+//! leaves the API. A kubelet without a root directory (hollow nodes)
+//! materializes no volumes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +76,7 @@ use crate::status::{
     PodRuntimeState, StatusInputs, CRASH_LOOP_BACK_OFF, FAILED,
 };
 use crate::status_manager::StatusManager;
+use crate::volumes::{MountedVolume, VolumeContext};
 
 /// A container of the pod spec: init container `i` or app container `i`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +231,11 @@ pub struct WorkerContext {
     pub limiter: Arc<RateLimiter>,
     /// This node as last registered or updated.
     pub node: tokio::sync::watch::Receiver<Arc<k8s_openapi::api::core::v1::Node>>,
+    /// Where pod directories (and so volumes) go: `<root-dir>/pods`.
+    /// `None`: volumes are not materialized.
+    pub pods_dir: Option<PathBuf>,
+    /// Whether the kubelet may mount (tmpfs for Memory emptyDirs).
+    pub allow_mount: bool,
 }
 
 impl WorkerContext {
@@ -263,6 +285,14 @@ enum Started {
 const RETRY: Duration = Duration::from_secs(1);
 /// How long a container that failed to be created waits.
 const CREATE_RETRY: Duration = Duration::from_secs(10);
+/// How long a pod whose volumes could not be set up waits for the next try.
+pub const MOUNT_RETRY: Duration = Duration::from_secs(2);
+/// How often ConfigMap, Secret and downward API volumes are refreshed.
+pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
+/// What starts the waiting message of containers held back by volumes.
+const MOUNT_WAIT_PREFIX: &str = "Unable to attach or mount volumes: ";
+/// How often the same `FailedMount` event is recorded again.
+const MOUNT_EVENT_EVERY: Duration = Duration::from_secs(30);
 
 pub struct PodWorker {
     ctx: Arc<WorkerContext>,
@@ -289,6 +319,12 @@ pub struct PodWorker {
     /// The pod's probe workers. Exec probes error until the runtime
     /// trait has `ExecSync`.
     probes: ProbeManager,
+    /// The pod's volumes, once all are set up.
+    volumes: Option<BTreeMap<String, MountedVolume>>,
+    /// When the projected volumes were last refreshed.
+    volumes_refreshed: Instant,
+    /// The last `FailedMount` message and when it was recorded.
+    mount_event: Option<(String, Instant)>,
 }
 
 impl PodWorker {
@@ -332,6 +368,9 @@ impl PodWorker {
             pull_failed: HashMap::new(),
             deleted: false,
             probes,
+            volumes: None,
+            volumes_refreshed: Instant::now(),
+            mount_event: None,
         };
         match start {
             Start::Run => worker.active.store(true, Ordering::SeqCst),
@@ -534,6 +573,12 @@ impl PodWorker {
         if self.kill_unhealthy(&rt).await {
             return Next::Again;
         }
+        if let Err(message) = self.ensure_volumes().await {
+            self.volumes_waiting(&message);
+            let status = self.compute(&rt, false);
+            self.publish(status);
+            return Next::Wait(Some(Instant::now() + MOUNT_RETRY));
+        }
 
         let actions = compute_actions(&self.pod, &rt);
         if actions.create_sandbox {
@@ -569,6 +614,9 @@ impl PodWorker {
             return Next::Again;
         }
         let mut wake = deadline.and_then(|d| instant_of(d, now));
+        if let Some(at) = self.next_volume_refresh() {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
         let mut progressed = false;
         let waiting = self.waiting.clone();
         for which in actions.start {
@@ -831,6 +879,7 @@ impl PodWorker {
             labels,
             annotations,
             log_path: format!("{}/{attempt}.log", c.name),
+            mounts: Vec::new(),
         }
     }
 
@@ -993,7 +1042,24 @@ impl PodWorker {
                         return Started::Later(Instant::now() + CREATE_RETRY);
                     }
                 };
-                let config = self.container_config(which, &c, attempt, envs);
+                let mounts = match self.container_mounts(&c, &envs) {
+                    Ok(mounts) => mounts,
+                    Err(message) => {
+                        self.event(
+                            Some(which),
+                            EventType::Warning,
+                            "Failed",
+                            format!("Error: {message}"),
+                        );
+                        self.waiting.insert(
+                            c.name.clone(),
+                            ("CreateContainerConfigError".into(), message),
+                        );
+                        return Started::Later(Instant::now() + CREATE_RETRY);
+                    }
+                };
+                let mut config = self.container_config(which, &c, attempt, envs);
+                config.mounts = mounts;
                 let sandbox_config = self.sandbox_config(sandbox.metadata.attempt);
                 match self
                     .ctx
@@ -1046,6 +1112,183 @@ impl PodWorker {
         self.waiting.remove(&c.name);
         self.prune(rt, &c.name).await;
         Started::Yes
+    }
+
+    /// This pod's directory on the node, if volumes are materialized.
+    fn pod_dir(&self) -> Option<PathBuf> {
+        self.ctx.pods_dir.as_ref().map(|d| d.join(&self.uid))
+    }
+
+    /// Sets up the pod's volumes unless they are; on failure, the
+    /// `FailedMount` message (also recorded as an event).
+    async fn ensure_volumes(&mut self) -> Result<(), String> {
+        if self.volumes.is_some() {
+            if self
+                .next_volume_refresh()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                self.refresh_volumes().await;
+            }
+            return Ok(());
+        }
+        let Some(pod_dir) = self.pod_dir() else {
+            self.volumes = Some(BTreeMap::new());
+            return Ok(());
+        };
+        let has_volumes = self
+            .pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.volumes.as_ref().is_some_and(|v| !v.is_empty()));
+        let objects = if has_volumes {
+            let refs = crate::env::referenced_objects(&self.pod);
+            crate::env::fetch_objects(&self.ctx.client, self.namespace(), &refs).await
+        } else {
+            Default::default()
+        };
+        let allocatable = self.ctx.node_allocatable();
+        let ctx = VolumeContext {
+            pod: &self.pod,
+            pod_dir: &pod_dir,
+            objects: &objects,
+            node_allocatable: &allocatable,
+            allow_mount: self.ctx.allow_mount,
+        };
+        let (mounted, errors) = crate::volumes::set_up_pod_volumes(&ctx);
+        if !errors.is_empty() {
+            let message = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let repeat = self
+                .mount_event
+                .as_ref()
+                .is_some_and(|(m, at)| *m == message && at.elapsed() < MOUNT_EVENT_EVERY);
+            if !repeat {
+                for e in &errors {
+                    self.event(None, EventType::Warning, "FailedMount", e.to_string());
+                }
+                self.mount_event = Some((message.clone(), Instant::now()));
+            }
+            return Err(message);
+        }
+        for v in mounted.values() {
+            for note in &v.notes {
+                self.event(None, EventType::Warning, "FailedMount", note.clone());
+            }
+        }
+        self.volumes = Some(mounted);
+        self.volumes_refreshed = Instant::now();
+        self.mount_event = None;
+        // The containers stop waiting for their volumes.
+        self.waiting
+            .retain(|_, (_, message)| !message.starts_with(MOUNT_WAIT_PREFIX));
+        Ok(())
+    }
+
+    /// Every container waits for the volumes, saying why.
+    fn volumes_waiting(&mut self, message: &str) {
+        let Some(spec) = self.pod.spec.as_ref() else {
+            return;
+        };
+        let reason = if spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
+            crate::status::POD_INITIALIZING
+        } else {
+            crate::status::CONTAINER_CREATING
+        };
+        let names: Vec<String> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .map(|c| c.name.clone())
+            .collect();
+        for name in names {
+            self.waiting.insert(
+                name,
+                (reason.to_string(), format!("{MOUNT_WAIT_PREFIX}{message}")),
+            );
+        }
+    }
+
+    /// When the projected volumes are next refreshed, if the pod has any.
+    fn next_volume_refresh(&self) -> Option<Instant> {
+        let volumes = self.volumes.as_ref()?;
+        volumes
+            .values()
+            .any(|v| {
+                matches!(
+                    v.kind.as_str(),
+                    "configMap" | "secret" | "downwardAPI" | "projected"
+                )
+            })
+            .then(|| self.volumes_refreshed + VOLUME_REFRESH)
+    }
+
+    /// Rewrites the ConfigMap, Secret and downward API volumes whose source
+    /// changed (a failure keeps the old files, as upstream does).
+    async fn refresh_volumes(&mut self) {
+        self.volumes_refreshed = Instant::now();
+        let Some(pod_dir) = self.pod_dir() else {
+            return;
+        };
+        let refs = crate::env::referenced_objects(&self.pod);
+        let objects = crate::env::fetch_objects(&self.ctx.client, self.namespace(), &refs).await;
+        let allocatable = self.ctx.node_allocatable();
+        let ctx = VolumeContext {
+            pod: &self.pod,
+            pod_dir: &pod_dir,
+            objects: &objects,
+            node_allocatable: &allocatable,
+            allow_mount: self.ctx.allow_mount,
+        };
+        let (updated, errors) = crate::volumes::refresh_pod_volumes(&ctx);
+        if !updated.is_empty() {
+            tracing::debug!(pod = %format_pod(&self.pod), volumes = ?updated, "volumes refreshed");
+        }
+        for e in errors {
+            self.event(None, EventType::Warning, "FailedMount", e.to_string());
+        }
+    }
+
+    /// The runtime mounts of container `c` (with environment `envs`, for
+    /// `subPathExpr`).
+    fn container_mounts(
+        &self,
+        c: &Container,
+        envs: &[(String, String)],
+    ) -> Result<Vec<crate::runtime::Mount>, String> {
+        if self.ctx.pods_dir.is_none() {
+            return Ok(Vec::new());
+        }
+        let volumes = self.volumes.clone().unwrap_or_default();
+        let mut mounts = crate::volumes::container_mounts(c, &volumes, envs)?;
+        crate::volumes::prepare_sub_paths(&mut mounts)?;
+        Ok(mounts
+            .into_iter()
+            .map(|m| crate::runtime::Mount {
+                container_path: m.container_path,
+                host_path: m.host_path,
+                readonly: m.read_only,
+            })
+            .collect())
+    }
+
+    /// Unmounts and removes the pod's volumes and its directory.
+    fn tear_down_volumes(&self) {
+        let Some(pod_dir) = self.pod_dir() else {
+            return;
+        };
+        match crate::volumes::tear_down_pod_volumes(&pod_dir, self.ctx.allow_mount) {
+            // Only empty now, unless a runtime keeps things there.
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&pod_dir);
+            }
+            Err(error) => {
+                tracing::warn!(pod = %format_pod(&self.pod), %error, "tearing the volumes down failed")
+            }
+        }
     }
 
     /// Removes dead containers of `name` older than the one kept for
@@ -1126,6 +1369,9 @@ impl PodWorker {
     async fn cleanup(&self) {
         self.active.store(false, Ordering::SeqCst);
         self.ctx.status.forget(&self.uid);
+        // Unmount first: removing a sandbox may remove the pod directory,
+        // which must not happen through a mount.
+        self.tear_down_volumes();
         let rt = &self.ctx.runtime;
         let selector: BTreeMap<String, String> =
             [(LABEL_POD_UID.to_string(), self.uid.clone())].into();

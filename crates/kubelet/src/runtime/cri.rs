@@ -511,6 +511,11 @@ pub fn container_config(
             annotations
         },
         log_path: config.log_path.clone(),
+        mounts: config
+            .mounts
+            .iter()
+            .map(|m| cri_mount(&m.container_path, &m.host_path, m.readonly))
+            .collect(),
         tty: flag(ANNOTATION_TTY),
         stdin: flag(ANNOTATION_STDIN),
         stdin_once: flag(ANNOTATION_STDIN_ONCE),
@@ -527,8 +532,8 @@ pub fn container_config(
 
 /// A CRI mount of host path `host_path` (a prepared volume, or a path in
 /// one) at `container_path`, private propagation as upstream's default
-/// `MountPropagationNone`. What [`container_config`] is to give for the
-/// worker's volume mounts once [`ContainerConfig`] carries them.
+/// `MountPropagationNone`: what [`container_config`] gives for each of the
+/// worker's volume mounts.
 pub fn cri_mount(container_path: &str, host_path: &Path, readonly: bool) -> cri::Mount {
     cri::Mount {
         container_path: container_path.to_string(),

@@ -445,7 +445,10 @@ impl Default for FakeRuntime {
 
 impl FakeRuntime {
     pub fn new() -> Self {
-        let (events, _) = broadcast::channel(4096);
+        // Tokio allocates every slot up front: 4096 events were ~400 KiB
+        // per hollow node. A receiver that lags re-lists (the pod manager
+        // wakes every worker), so a small buffer loses nothing.
+        let (events, _) = broadcast::channel(256);
         FakeRuntime {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),

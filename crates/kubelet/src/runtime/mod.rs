@@ -196,6 +196,15 @@ pub struct ContainerMetadata {
     pub attempt: u32,
 }
 
+/// CRI `Mount`: a host path (a volume, or a path in one) the container
+/// sees at `container_path`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mount {
+    pub container_path: String,
+    pub host_path: std::path::PathBuf,
+    pub readonly: bool,
+}
+
 /// CRI `ContainerConfig`, the parts a runtime needs so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerConfig {
@@ -209,6 +218,8 @@ pub struct ContainerConfig {
     pub annotations: BTreeMap<String, String>,
     /// Relative to the sandbox's log directory.
     pub log_path: String,
+    /// The container's volume mounts, in the pod spec's order.
+    pub mounts: Vec<Mount>,
 }
 
 /// CRI `ContainerState`.

@@ -41,6 +41,12 @@
 //!   process. Without cgroup v2, containers run unconfined and
 //!   [`ContainerRuntime::status`] says so with a
 //!   `ResourceLimitsEnforced=false` condition ([`limits_condition`]).
+//! - Mounts cannot be bind mounts (the processes share the host's mount
+//!   namespace): each is a symlink inside the container's directory, its
+//!   default working directory, at the mount path without its leading
+//!   `/` ([`link_mounts`]). A container with volume `config` mounted at
+//!   `/etc/config` reads `etc/config/key` (relative), or the absolute
+//!   host path. `readOnly` is not enforced.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -287,6 +293,40 @@ fn safe_relative(path: &str) -> bool {
     !path.is_empty()
         && p.components()
             .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// Links each mount into `container_dir` at its container path (made
+/// relative), replacing a link left by an earlier attempt: what stands in
+/// for bind mounts when containers are host processes.
+pub fn link_mounts(
+    container_dir: &Path,
+    mounts: &[super::Mount],
+) -> std::result::Result<(), String> {
+    for m in mounts {
+        let relative = m.container_path.trim_start_matches('/');
+        if !safe_relative(relative) {
+            return Err(format!(
+                "mount path {:?} cannot be linked into the container directory",
+                m.container_path
+            ));
+        }
+        let link = container_dir.join(relative);
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        if std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+            let _ = std::fs::remove_file(&link);
+        }
+        std::os::unix::fs::symlink(&m.host_path, &link).map_err(|e| {
+            format!(
+                "linking {} to {}: {e}",
+                link.display(),
+                m.host_path.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------
@@ -1239,6 +1279,8 @@ impl ContainerRuntime for ProcessRuntime {
         let container_dir = self.inner.pod_dir(&uid).join(name);
         std::fs::create_dir_all(&container_dir)
             .map_err(|e| failed(format!("creating {}: {e}", container_dir.display())))?;
+        link_mounts(&container_dir, &config.mounts)
+            .map_err(|e| failed(format!("container {name:?}: {e}")))?;
         let cwd = if config.working_dir.is_empty() {
             container_dir.clone()
         } else {
@@ -1795,6 +1837,29 @@ mod tests {
         let exit = json!({"exitCode": 137, "finishedAt": at(0).to_string(), "reason": null, "message": ""});
         assert_eq!(exit_from_json(&exit).unwrap().code, 137);
         assert!(exit_from_json(&json!({"exitCode": "x"})).is_none());
+    }
+
+    #[test]
+    fn mounts_become_links_in_the_container_directory() {
+        let dir = std::env::temp_dir().join(format!("tug-links-{}", std::process::id()));
+        let volume = dir.join("volume");
+        std::fs::create_dir_all(&volume).unwrap();
+        std::fs::write(volume.join("key"), "value").unwrap();
+        let container = dir.join("app");
+        let mount = |path: &str| super::super::Mount {
+            container_path: path.into(),
+            host_path: volume.clone(),
+            readonly: true,
+        };
+        // Twice: a restarted container relinks over the old link.
+        for _ in 0..2 {
+            link_mounts(&container, &[mount("/etc/config")]).unwrap();
+        }
+        let read = std::fs::read_to_string(container.join("etc/config/key")).unwrap();
+        assert_eq!(read, "value");
+        let err = link_mounts(&container, &[mount("/../escape")]).unwrap_err();
+        assert!(err.contains("cannot be linked"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
