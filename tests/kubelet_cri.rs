@@ -740,11 +740,16 @@ fn streaming_session(server: &ApiServer, kubelet: &Component, v: &str) {
     );
 
     // A command the image does not have: kubectl fails with the runtime's
-    // reason.
+    // Status, as upstream shows it.
     let out = server.kubectl(v, &["exec", "ticker", "--", "/no/such/command"]);
-    assert_ne!(out.status.code(), Some(0), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/no/such/command"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .starts_with("error: Internal error occurred: error executing command in container: ")
+            && stderr.contains("/no/such/command"),
+        "{stderr}"
+    );
 
     // stdin reaches the command, and its end ends `cat`.
     let (code, stdout, stderr) = kubectl_with_input(
