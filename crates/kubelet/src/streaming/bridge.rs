@@ -310,7 +310,7 @@ pub async fn connect(url: &str, req: &StreamRequest) -> Result<LocalStream, Stri
                 });
                 local.stdin = Some(Box::pin(ours) as Writer);
             }
-            _ => {
+            "resize" => {
                 let (tx, mut rx) = mpsc::unbounded_channel::<TerminalSize>();
                 tokio::spawn(async move {
                     while let Some(size) = rx.recv().await {
@@ -324,6 +324,8 @@ pub async fn connect(url: &str, req: &StreamRequest) -> Result<LocalStream, Stri
                 });
                 local.resize = Some(tx);
             }
+            // `stream_types` opens no other.
+            _ => {}
         }
     }
     let Some(mut error) = error else {

@@ -39,7 +39,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::runtime::streaming::{LocalStream, StreamRequest, StreamTarget};
 use crate::runtime::{
-    ContainerFilter, ContainerRuntime, ContainerState, PodSandboxFilter, SandboxState,
+    ContainerFilter, ContainerRuntime, ContainerState, PodSandbox, PodSandboxFilter, SandboxState,
     LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
 };
 
@@ -159,11 +159,15 @@ async fn pod_sandbox(
         })
         .await
         .map_err(internal)?;
-    sandboxes.sort_by_key(|s| (s.state == SandboxState::Ready, s.created_at));
-    sandboxes
-        .pop()
-        .map(|s| s.id)
+    pick_sandbox(&mut sandboxes)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("pod {pod:?} not found")))
+}
+
+/// The sandbox a pod's streams go to: the newest ready one (a pod whose
+/// sandbox died has a new one beside the old), else the newest.
+pub fn pick_sandbox(sandboxes: &mut [PodSandbox]) -> Option<String> {
+    sandboxes.sort_by_key(|s| (s.state == SandboxState::Ready, s.created_at));
+    sandboxes.last().map(|s| s.id.clone())
 }
 
 fn internal(e: crate::runtime::RuntimeError) -> Response {
@@ -509,6 +513,40 @@ mod tests {
         ]);
         let (status, _) = switching(&keyless, Upgrade::WebSocket, WS_EXEC_PROTOCOLS).unwrap_err();
         assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_newest_ready_sandbox_is_picked() {
+        let sandbox = |id: &str, ready: bool, second: i64| PodSandbox {
+            id: id.into(),
+            metadata: Default::default(),
+            state: if ready {
+                SandboxState::Ready
+            } else {
+                SandboxState::NotReady
+            },
+            created_at: k8s_openapi::jiff::Timestamp::from_second(second).unwrap(),
+            labels: Default::default(),
+        };
+        let cases: Vec<(Vec<PodSandbox>, Option<&str>)> = vec![
+            (vec![], None),
+            (vec![sandbox("a", false, 1)], Some("a")),
+            (
+                vec![sandbox("old", true, 1), sandbox("dead", false, 2)],
+                Some("old"),
+            ),
+            (
+                vec![sandbox("new", true, 3), sandbox("old", true, 1)],
+                Some("new"),
+            ),
+            (
+                vec![sandbox("a", false, 1), sandbox("b", false, 2)],
+                Some("b"),
+            ),
+        ];
+        for (mut list, want) in cases {
+            assert_eq!(pick_sandbox(&mut list).as_deref(), want);
+        }
     }
 
     #[test]
