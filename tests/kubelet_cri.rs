@@ -18,11 +18,16 @@
 //!   restart counts);
 //! - `kubectl delete pod` ends within the grace period and its sandbox,
 //!   containers and logs leave the node.
+//!
+//! And `kubectl exec`, `attach` and `port-forward` into containerd's pods
+//! with kubectl 1.33 (WebSocket v5, which the kubelet bridges to SPDY v4
+//! towards containerd's streaming server) and 1.29 (SPDY all the way).
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tugboat_e2e::{free_port, ApiServer, Component};
+use tugboat_e2e::{free_port, ApiServer, Component, KUBECTL_DIR};
 
 const V: &str = "1.33";
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -623,4 +628,275 @@ fn the_cri_client_drives_containerd() {
                 Err(kubelet::runtime::RuntimeError::NotFound(_))
             ));
         });
+}
+
+const STREAMING_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    env: [{name: GREETING, value: hello-from-env}]
+    command: [sh, -c, 'while true; do echo tick; sleep 0.3; done']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: site}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'mkdir -p /www && echo served-through-port-forward > /www/index.html && exec httpd -f -p 8080 -h /www']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: echoer}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    stdin: true
+    command: [sh, -c, 'while read l; do echo got-$l; done']
+"#;
+
+/// Runs kubectl with `input` on its stdin: (exit code, stdout, stderr).
+fn kubectl_with_input(
+    server: &ApiServer,
+    v: &str,
+    args: &[&str],
+    input: &str,
+) -> (i32, String, String) {
+    let mut child = server
+        .kubectl_cmd(v, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("writing kubectl's stdin");
+    let out = child.wait_with_output().expect("kubectl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One HTTP/1.0 GET on the loopback; the whole answer.
+fn http_get(port: u16) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn streaming_session(server: &ApiServer, kubelet: &Component, v: &str) {
+    let log = || kubelet.log();
+
+    // Output, the container's environment, and the exit code.
+    let out = server.kubectl(
+        v,
+        &[
+            "exec",
+            "ticker",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; echo $GREETING; echo oops >&2; exit 3",
+        ],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(stdout, "hi\nhello-from-env\n", "{stderr}\n{}", log());
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("oops"), "{stderr}");
+    assert!(
+        stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+    assert_eq!(
+        server.kubectl_ok(v, &["exec", "ticker", "--", "cat", "/etc/hostname"]),
+        "ticker\n"
+    );
+
+    // A command the image does not have: kubectl fails with the runtime's
+    // Status, as upstream shows it.
+    let out = server.kubectl(v, &["exec", "ticker", "--", "/no/such/command"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .starts_with("error: Internal error occurred: error executing command in container: ")
+            && stderr.contains("/no/such/command"),
+        "{stderr}"
+    );
+
+    // stdin reaches the command, and its end ends `cat`.
+    let (code, stdout, stderr) = kubectl_with_input(
+        server,
+        v,
+        &["exec", "-i", "ticker", "--", "cat"],
+        "one\ntwo\n",
+    );
+    assert_eq!((code, stdout.as_str()), (0, "one\ntwo\n"), "{stderr}");
+
+    // -t: a terminal in the container, of the size of kubectl's own
+    // (`script` gives kubectl one).
+    let kubectl = format!("{KUBECTL_DIR}/kubectl.{v}");
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "stty cols 101 rows 41; {kubectl} exec -it ticker -- sh -c 'tty; sleep 0.5; stty size'"
+            ),
+            "/dev/null",
+        ])
+        .env("KUBECONFIG", &server.kubeconfig)
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", log());
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("41 101"), "the resize did not arrive: {text}");
+
+    // attach streams the main process's output as it is written.
+    let mut attach = server
+        .kubectl_cmd(v, &["attach", "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl attach");
+    let mut lines = BufReader::new(attach.stdout.take().expect("stdout")).lines();
+    let first = lines.next();
+    let second = lines.next();
+    let _ = attach.kill();
+    let _ = attach.wait();
+    assert_eq!(
+        (first.and_then(Result::ok), second.and_then(Result::ok)),
+        (Some("tick".to_string()), Some("tick".to_string())),
+        "{}",
+        log()
+    );
+
+    // attach -i: what is typed reaches the main process's stdin.
+    let mut attach = server
+        .kubectl_cmd(v, &["attach", "-i", "echoer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl attach -i");
+    let mut input = attach.stdin.take().expect("stdin");
+    input
+        .write_all(format!("ping-{v}\n").as_bytes())
+        .expect("writing to kubectl attach");
+    let mut lines = BufReader::new(attach.stdout.take().expect("stdout")).lines();
+    let answer = lines.next();
+    let _ = attach.kill();
+    let _ = attach.wait();
+    assert_eq!(
+        answer.and_then(Result::ok),
+        Some(format!("got-ping-{v}")),
+        "{}",
+        log()
+    );
+
+    // port-forward reaches httpd in the pod's own network namespace,
+    // connection after connection.
+    let local = free_port();
+    let mapping = format!("{local}:8080");
+    let mut forward = server
+        .kubectl_cmd(v, &["port-forward", "pod/site", &mapping])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut ready = BufReader::new(forward.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    ready.read_line(&mut line).expect("port-forward's output");
+    assert!(line.starts_with("Forwarding from"), "{line}");
+    let deadline = Instant::now() + PATIENCE;
+    let (mut answers, mut failures) = (Vec::new(), Vec::new());
+    while answers.len() < 3 && Instant::now() < deadline {
+        match http_get(local) {
+            // busybox httpd answers HTTP/1.1.
+            Ok(a) if a.starts_with("HTTP/1.1 200") => answers.push(a),
+            Ok(a) => {
+                failures.push(a);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                failures.push(e.to_string());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    let _ = forward.kill();
+    let forwarder = forward.wait_with_output().expect("port-forward");
+    assert_eq!(
+        answers.len(),
+        3,
+        "{failures:?}\n{}\n{}",
+        String::from_utf8_lossy(&forwarder.stderr),
+        log()
+    );
+    assert!(
+        answers[0].ends_with("served-through-port-forward\n"),
+        "{}",
+        answers[0]
+    );
+}
+
+#[test]
+fn exec_attach_and_port_forward_into_containerd_pods() {
+    require_containerd();
+    let server = ApiServer::start();
+    let node = format!("cri-stream-{}", free_port());
+    let port = free_port().to_string();
+    let kubelet = start_kubelet(&server, &node, &port);
+    let _cleanup = DeletePods(&server);
+    server.kubectl_until(
+        V,
+        &["get", "node", &node, "-o", "name"],
+        PATIENCE,
+        "the node registered",
+        |out| !out.is_empty(),
+    );
+    server.kubectl_stdin(
+        V,
+        &["apply", "-f", "-"],
+        &STREAMING_PODS.replace("NODE", &node),
+    );
+    for pod in ["ticker", "site", "echoer"] {
+        wait_phase(&server, pod, "Running");
+    }
+    for v in ["1.33", "1.29"] {
+        let started = Instant::now();
+        streaming_session(&server, &kubelet, v);
+        eprintln!(
+            "kubectl {v}: exec, attach and port-forward in {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -24,8 +24,11 @@
 //!   file back for `kubectl logs` ([`ContainerStatus.log_path`]) and
 //!   removes the directory with the pod's sandbox.
 //! - Streaming: [`CriRuntime::exec_url`] / [`CriRuntime::attach_url`] get
-//!   the URL of the runtime's own streaming server (CRI `Exec`/`Attach`),
-//!   which the kubelet's exec server is to proxy `kubectl exec` to.
+//!   the URL of the runtime's own streaming server (CRI `Exec`/`Attach`);
+//!   `exec_stream`/`attach_stream` hand it to the kubelet's streaming
+//!   server, which connects to it as a SPDY client and bridges it to what
+//!   kubectl speaks (`crate::streaming::bridge`). Port-forward dials the
+//!   pod IP from the sandbox status.
 //! - Events: containerd 1.6 has no `GetContainerEvents`, so container and
 //!   sandbox state changes are found by relisting every [`RELIST_PERIOD`]
 //!   (upstream's generic PLEG) and diffing ([`diff_containers`]).
@@ -248,6 +251,25 @@ fn check_streams(call: &StreamCall) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The CRI call for a streaming request of the kubelet's server.
+fn stream_call(req: &super::streaming::StreamRequest) -> StreamCall {
+    StreamCall {
+        container_id: req.container_id.clone(),
+        cmd: req.cmd.clone(),
+        tty: req.tty,
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+    }
+}
+
+/// Where port-forward dials a pod with sandbox IP `ip`.
+fn port_forward_host(ip: Option<&str>) -> String {
+    ip.filter(|ip| !ip.is_empty())
+        .unwrap_or("127.0.0.1")
+        .to_string()
 }
 
 /// A request with a deadline.
@@ -1109,6 +1131,36 @@ impl ContainerRuntime for CriRuntime {
         Ok(PathBuf::from(status.log_path))
     }
 
+    async fn exec_stream(
+        &self,
+        req: &super::streaming::StreamRequest,
+    ) -> Result<super::streaming::StreamTarget> {
+        self.exec_url(&stream_call(req))
+            .await
+            .map(super::streaming::StreamTarget::Url)
+    }
+
+    async fn attach_stream(
+        &self,
+        req: &super::streaming::StreamRequest,
+    ) -> Result<super::streaming::StreamTarget> {
+        self.attach_url(&stream_call(req))
+            .await
+            .map(super::streaming::StreamTarget::Url)
+    }
+
+    /// The pod IP: CRI pods have their own network namespace, whose ports
+    /// the host reaches at that IP over the CNI bridge. (Upstream asks
+    /// CRI `PortForward` for a URL on the runtime's streaming server,
+    /// which enters the namespace and dials localhost; dialing the pod IP
+    /// gives the same connection without a second SPDY hop, only a port
+    /// bound to the pod's loopback alone is out of reach.) A sandbox
+    /// without an IP shares the host's network: the loopback.
+    async fn port_forward_address(&self, pod_sandbox_id: &str) -> Result<String> {
+        let status = self.pod_sandbox_status(pod_sandbox_id).await?;
+        Ok(port_forward_host(status.ip.as_deref()))
+    }
+
     fn container_events(&self) -> broadcast::Receiver<ContainerEvent> {
         self.events.subscribe()
     }
@@ -1553,6 +1605,36 @@ mod tests {
                 "{dir:?}"
             );
         }
+    }
+
+    #[test]
+    fn port_forward_dials_the_pod_ip_or_the_loopback() {
+        assert_eq!(port_forward_host(Some("10.88.0.7")), "10.88.0.7");
+        assert_eq!(port_forward_host(Some("")), "127.0.0.1");
+        assert_eq!(port_forward_host(None), "127.0.0.1");
+    }
+
+    #[test]
+    fn streaming_requests_become_cri_calls() {
+        let req = super::super::streaming::StreamRequest {
+            container_id: "c1".into(),
+            cmd: vec!["sh".into()],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        };
+        assert_eq!(
+            stream_call(&req),
+            StreamCall {
+                container_id: "c1".into(),
+                cmd: vec!["sh".into()],
+                tty: true,
+                stdin: true,
+                stdout: true,
+                stderr: false,
+            }
+        );
     }
 
     #[test]

@@ -437,6 +437,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         )))
     }
 
+    /// The address port-forward dials for pod sandbox `pod_sandbox_id`'s
+    /// ports. By default the loopback: the pod shares the host's network
+    /// (upstream dials localhost inside the pod's network namespace).
+    async fn port_forward_address(&self, pod_sandbox_id: &str) -> Result<String> {
+        let _ = pod_sandbox_id;
+        Ok("127.0.0.1".into())
+    }
+
     /// CRI `GetContainerEvents`: every container state change from now on.
     /// A receiver that lags must assume it missed events and re-list.
     fn container_events(&self) -> broadcast::Receiver<ContainerEvent>;

@@ -1,7 +1,8 @@
 //! The runtime side of `kubectl exec`/`attach` (CRI's `Exec` and `Attach`).
 //!
 //! CRI runtimes answer these with the URL of their own streaming server,
-//! which the kubelet proxies to ([`StreamTarget::Url`]); the process
+//! which the kubelet connects to as a client and bridges to the client's
+//! protocol ([`StreamTarget::Url`], `crate::streaming::bridge`); the process
 //! runtime has no such server, so it hands the kubelet the process itself
 //! ([`StreamTarget::Local`]): its stdin, stdout and stderr, a terminal
 //! resize channel and its exit code.
@@ -25,7 +26,7 @@ pub struct StreamRequest {
 }
 
 /// A terminal size (upstream's `remotecommand.TerminalSize`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct TerminalSize {
     #[serde(rename = "Width")]
     pub width: u16,
@@ -51,7 +52,8 @@ pub struct LocalStream {
 /// What a runtime's `Exec`/`Attach` gives the kubelet.
 pub enum StreamTarget {
     Local(LocalStream),
-    /// A runtime streaming server to proxy the upgraded request to.
+    /// A runtime streaming server to connect to for the session (the
+    /// kubelet bridges it to what the client speaks).
     Url(String),
 }
 

@@ -12,12 +12,16 @@
 //! and attach with `v4.channel.k8s.io`, port-forward with
 //! `portforward.k8s.io`). [`remotecommand`] and [`portforward`] run the
 //! sessions; the runtime starts the process
-//! ([`crate::runtime::ContainerRuntime::exec_stream`]).
+//! ([`crate::runtime::ContainerRuntime::exec_stream`]): either a local one,
+//! or a URL on a CRI runtime's streaming server, which [`bridge`] connects
+//! to as a SPDY client and presents as a local process, so the session
+//! code is the same for both.
 //!
 //! Errors found before the upgrade (bad query, no such pod or container,
 //! no protocol in common) are plain HTTP errors; errors starting the
 //! command go on the session's error channel, as upstream.
 
+pub mod bridge;
 pub mod portforward;
 pub mod remotecommand;
 pub mod spdy;
@@ -35,8 +39,8 @@ use hyper_util::rt::TokioIo;
 
 use crate::runtime::streaming::{LocalStream, StreamRequest, StreamTarget};
 use crate::runtime::{
-    ContainerFilter, ContainerRuntime, ContainerState, PodSandboxFilter, LABEL_CONTAINER_NAME,
-    LABEL_POD_NAME, LABEL_POD_NAMESPACE,
+    ContainerFilter, ContainerRuntime, ContainerState, PodSandbox, PodSandboxFilter, SandboxState,
+    LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
 };
 
 /// exec/attach over SPDY: only v4 (the exit-code Status) is served.
@@ -137,37 +141,53 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
 }
 
+/// The pod's sandbox (the newest ready one, else the newest), which must
+/// exist: its id.
+async fn pod_sandbox(
+    runtime: &dyn ContainerRuntime,
+    namespace: &str,
+    pod: &str,
+) -> Result<String, Response> {
+    let labels = BTreeMap::from([
+        (LABEL_POD_NAMESPACE.to_string(), namespace.to_string()),
+        (LABEL_POD_NAME.to_string(), pod.to_string()),
+    ]);
+    let mut sandboxes = runtime
+        .list_pod_sandbox(&PodSandboxFilter {
+            label_selector: labels,
+            ..Default::default()
+        })
+        .await
+        .map_err(internal)?;
+    pick_sandbox(&mut sandboxes)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("pod {pod:?} not found")))
+}
+
+/// The sandbox a pod's streams go to: the newest ready one (a pod whose
+/// sandbox died has a new one beside the old), else the newest.
+pub fn pick_sandbox(sandboxes: &mut [PodSandbox]) -> Option<String> {
+    sandboxes.sort_by_key(|s| (s.state == SandboxState::Ready, s.created_at));
+    sandboxes.last().map(|s| s.id.clone())
+}
+
+fn internal(e: crate::runtime::RuntimeError) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
 /// The pod's sandbox must exist; the newest running container of that
 /// name is the one.
 async fn running_container(
     runtime: &dyn ContainerRuntime,
     namespace: &str,
     pod: &str,
-    container: Option<&str>,
+    container: &str,
 ) -> Result<String, Response> {
-    let mut labels = BTreeMap::from([
+    pod_sandbox(runtime, namespace, pod).await?;
+    let labels = BTreeMap::from([
         (LABEL_POD_NAMESPACE.to_string(), namespace.to_string()),
         (LABEL_POD_NAME.to_string(), pod.to_string()),
+        (LABEL_CONTAINER_NAME.to_string(), container.to_string()),
     ]);
-    let internal =
-        |e: crate::runtime::RuntimeError| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let sandboxes = runtime
-        .list_pod_sandbox(&PodSandboxFilter {
-            label_selector: labels.clone(),
-            ..Default::default()
-        })
-        .await
-        .map_err(internal)?;
-    if sandboxes.is_empty() {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            format!("pod {pod:?} not found"),
-        ));
-    }
-    let Some(container) = container else {
-        return Ok(String::new());
-    };
-    labels.insert(LABEL_CONTAINER_NAME.to_string(), container.to_string());
     let mut containers = runtime
         .list_containers(&ContainerFilter {
             label_selector: labels,
@@ -307,7 +327,7 @@ async fn remote_command(
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let id = match running_container(runtime.as_ref(), &namespace, &pod, Some(&container)).await {
+    let id = match running_container(runtime.as_ref(), &namespace, &pod, &container).await {
         Ok(id) => id,
         Err(resp) => return resp,
     };
@@ -340,9 +360,7 @@ async fn remote_command(
             };
             match target.map_err(|e| e.to_string())? {
                 StreamTarget::Local(l) => Ok::<LocalStream, String>(l),
-                StreamTarget::Url(url) => Err(format!(
-                    "the runtime's streaming server {url} cannot be proxied to yet"
-                )),
+                StreamTarget::Url(url) => bridge::connect(&url, &sreq).await,
             }
         }
     };
@@ -370,9 +388,16 @@ async fn port_forward(
     Path((namespace, pod)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    if let Err(resp) = running_container(runtime.as_ref(), &namespace, &pod, None).await {
-        return resp;
-    }
+    let sandbox = match pod_sandbox(runtime.as_ref(), &namespace, &pod).await {
+        Ok(id) => id,
+        Err(resp) => return resp,
+    };
+    // Where the pod's ports are: the runtime knows (the loopback for the
+    // process runtime, the pod IP for a CRI runtime's pod network).
+    let host = match runtime.port_forward_address(&sandbox).await {
+        Ok(h) => h,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     let Some(upgrade) = requested_upgrade(req.headers()) else {
         return error(StatusCode::BAD_REQUEST, "Upgrade request required");
     };
@@ -384,9 +409,6 @@ async fn port_forward(
         Ok(r) => r,
         Err((status, message)) => return error(status, message),
     };
-    // The process runtime's pods share the host's network: their ports
-    // are on the loopback, as upstream dials localhost in the pod's netns.
-    let host = "127.0.0.1".to_string();
     let name = format!("{namespace}/{pod}");
     upgrade_then(req, resp, move |upgraded| async move {
         let io = TokioIo::new(upgraded);
@@ -491,6 +513,40 @@ mod tests {
         ]);
         let (status, _) = switching(&keyless, Upgrade::WebSocket, WS_EXEC_PROTOCOLS).unwrap_err();
         assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_newest_ready_sandbox_is_picked() {
+        let sandbox = |id: &str, ready: bool, second: i64| PodSandbox {
+            id: id.into(),
+            metadata: Default::default(),
+            state: if ready {
+                SandboxState::Ready
+            } else {
+                SandboxState::NotReady
+            },
+            created_at: k8s_openapi::jiff::Timestamp::from_second(second).unwrap(),
+            labels: Default::default(),
+        };
+        let cases: Vec<(Vec<PodSandbox>, Option<&str>)> = vec![
+            (vec![], None),
+            (vec![sandbox("a", false, 1)], Some("a")),
+            (
+                vec![sandbox("old", true, 1), sandbox("dead", false, 2)],
+                Some("old"),
+            ),
+            (
+                vec![sandbox("new", true, 3), sandbox("old", true, 1)],
+                Some("new"),
+            ),
+            (
+                vec![sandbox("a", false, 1), sandbox("b", false, 2)],
+                Some("b"),
+            ),
+        ];
+        for (mut list, want) in cases {
+            assert_eq!(pick_sandbox(&mut list).as_deref(), want);
+        }
     }
 
     #[test]

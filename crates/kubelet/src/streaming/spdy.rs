@@ -9,9 +9,13 @@
 //! - [`HeaderCodec`] is the per-connection header compression: one zlib
 //!   stream per direction, primed with SPDY/3's dictionary and flushed with
 //!   a sync flush after each header block;
-//! - [`Connection`] runs a server side over any byte stream: it replies to
-//!   each `SYN_STREAM` at once (as upstream's server does) and hands the
-//!   stream to the caller, answers `PING`s, and writes frames from one task.
+//! - [`Connection`] runs either side over any byte stream. As a server it
+//!   replies to each `SYN_STREAM` at once (as upstream's server does) and
+//!   hands the stream to the caller; as a client ([`Connection::client`],
+//!   what the kubelet is towards a CRI runtime's streaming server) it
+//!   opens odd-numbered streams and waits for their `SYN_REPLY`
+//!   ([`Connection::open_stream`]). Either side echoes the peer's `PING`s
+//!   and writes frames from one task.
 //!
 //! spdystream does not do SPDY/3.1 flow control, so neither do we:
 //! `WINDOW_UPDATE` and `SETTINGS` are read and ignored.
@@ -535,8 +539,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
 }
 
-/// A stream the client opened: its headers, what it sends, and a handle to
-/// write to it.
+/// A stream (opened by either side): its headers, what the peer sends on
+/// it, and a handle to write to it.
 pub struct Stream {
     pub id: u32,
     pub headers: Headers,
@@ -604,11 +608,60 @@ impl StreamWriter {
     }
 }
 
-/// The server side of a SPDY connection.
+/// Which end of the connection this side is: clients open odd-numbered
+/// streams and pings, servers even-numbered ones (SPDY/3 section 2.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+impl Role {
+    /// The first id this side gives its own streams.
+    fn first_stream_id(self) -> u32 {
+        match self {
+            Role::Client => 1,
+            Role::Server => 2,
+        }
+    }
+
+    /// Whether an id (stream or ping) was chosen by the peer.
+    fn peers(self, id: u32) -> bool {
+        (id % 2 == 1) == (self == Role::Server)
+    }
+}
+
+/// How long [`Connection::open_stream`] waits for the peer's `SYN_REPLY`
+/// (client-go's stream creation timeout).
+pub const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The streams open on a connection, shared by the reader task and
+/// [`Connection::open_stream`].
+#[derive(Default)]
+struct Streams {
+    /// Where each open stream's incoming data goes.
+    open: HashMap<u32, mpsc::UnboundedSender<Bytes>>,
+    /// Streams this side opened that await the peer's `SYN_REPLY`.
+    replies: HashMap<u32, tokio::sync::oneshot::Sender<Result<(), String>>>,
+    next_id: u32,
+    /// The peer's side ended: no stream can be opened any more.
+    ended: bool,
+}
+
+type SharedStreams = std::sync::Arc<std::sync::Mutex<Streams>>;
+
+fn lock(s: &SharedStreams) -> std::sync::MutexGuard<'_, Streams> {
+    // A poisoned lock only means another task panicked mid-update; the
+    // maps are still usable.
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One side of a SPDY connection.
 pub struct Connection {
-    /// Streams the client opened, each already replied to.
+    /// Streams the peer opened, each already replied to.
     pub streams: mpsc::UnboundedReceiver<Stream>,
     out: mpsc::Sender<Out>,
+    shared: SharedStreams,
     reader: tokio::task::JoinHandle<()>,
     writer: Option<tokio::task::JoinHandle<()>>,
     closed: tokio::sync::watch::Receiver<bool>,
@@ -618,6 +671,22 @@ impl Connection {
     /// Serves SPDY on `io` (an upgraded HTTP connection or a WebSocket
     /// tunnel).
     pub fn serve<T>(io: T) -> Connection
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Self::start(io, Role::Server)
+    }
+
+    /// The client side on `io` (an upgraded HTTP connection): streams are
+    /// opened with [`Connection::open_stream`].
+    pub fn client<T>(io: T) -> Connection
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Self::start(io, Role::Client)
+    }
+
+    fn start<T>(io: T, role: Role) -> Connection
     where
         T: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -648,9 +717,13 @@ impl Connection {
         let (streams_tx, streams_rx) = mpsc::unbounded_channel();
         let out = out_tx.clone();
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
+        let shared = SharedStreams::new(std::sync::Mutex::new(Streams {
+            next_id: role.first_stream_id(),
+            ..Default::default()
+        }));
+        let state = shared.clone();
         let reader = tokio::spawn(async move {
             let mut codec = HeaderCodec::new();
-            let mut open: HashMap<u32, mpsc::UnboundedSender<Bytes>> = HashMap::new();
             loop {
                 let frame = match read_frame(&mut rd, &mut codec).await {
                     Ok(Some(f)) => f,
@@ -677,7 +750,7 @@ impl Connection {
                         }
                         let (tx, rx) = mpsc::unbounded_channel();
                         if flags & FLAG_FIN == 0 {
-                            open.insert(stream_id, tx);
+                            lock(&state).open.insert(stream_id, tx);
                         }
                         let stream = Stream {
                             id: stream_id,
@@ -692,26 +765,44 @@ impl Connection {
                             break;
                         }
                     }
+                    Frame::SynReply {
+                        stream_id, flags, ..
+                    } => {
+                        let mut s = lock(&state);
+                        if let Some(tx) = s.replies.remove(&stream_id) {
+                            let _ = tx.send(Ok(()));
+                        }
+                        if flags & FLAG_FIN != 0 {
+                            s.open.remove(&stream_id);
+                        }
+                    }
                     Frame::Data {
                         stream_id,
                         flags,
                         data,
                     } => {
-                        if let Some(tx) = open.get(&stream_id) {
+                        let mut s = lock(&state);
+                        if let Some(tx) = s.open.get(&stream_id) {
                             if !data.is_empty() {
                                 let _ = tx.send(data);
                             }
                         }
                         if flags & FLAG_FIN != 0 {
-                            open.remove(&stream_id);
+                            s.open.remove(&stream_id);
                         }
                     }
-                    Frame::RstStream { stream_id, .. } => {
-                        open.remove(&stream_id);
+                    Frame::RstStream { stream_id, status } => {
+                        let mut s = lock(&state);
+                        s.open.remove(&stream_id);
+                        if let Some(tx) = s.replies.remove(&stream_id) {
+                            let _ = tx.send(Err(format!(
+                                "the peer refused stream {stream_id} (status {status})"
+                            )));
+                        }
                     }
                     Frame::Ping(n) => {
-                        // Only pings the client started (odd ids) get an echo.
-                        if n % 2 == 1 && out.send(Out::Frame(Frame::Ping(n))).await.is_err() {
+                        // Only the peer's pings get an echo; ours come back.
+                        if role.peers(n) && out.send(Out::Frame(Frame::Ping(n))).await.is_err() {
                             break;
                         }
                     }
@@ -720,28 +811,80 @@ impl Connection {
                         stream_id, flags, ..
                     } => {
                         if flags & FLAG_FIN != 0 {
-                            open.remove(&stream_id);
+                            lock(&state).open.remove(&stream_id);
                         }
                     }
-                    Frame::SynReply { .. }
-                    | Frame::Settings { .. }
-                    | Frame::WindowUpdate { .. } => {}
+                    Frame::Settings { .. } | Frame::WindowUpdate { .. } => {}
                 }
             }
-            // Every stream's reader sees EOF.
-            open.clear();
+            // Every stream's reader sees EOF; waiting openers fail.
+            let mut s = lock(&state);
+            s.open.clear();
+            s.replies.clear();
+            s.ended = true;
+            drop(s);
             let _ = closed_tx.send(true);
         });
         Connection {
             streams: streams_rx,
             out: out_tx,
+            shared,
             reader,
             writer: Some(writer),
             closed,
         }
     }
 
-    /// Resolves once the client's side of the connection ended.
+    /// Opens a stream with `headers` and waits for the peer's `SYN_REPLY`
+    /// (at most [`REPLY_TIMEOUT`]), as client-go's `CreateStream` does.
+    pub async fn open_stream(&self, headers: Headers) -> Result<Stream, String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let id = {
+            let mut s = lock(&self.shared);
+            if s.ended {
+                return Err("the connection is closed".into());
+            }
+            let id = s.next_id;
+            if id > 0x7fff_ffff {
+                return Err("no stream ids left on the connection".into());
+            }
+            s.next_id += 2;
+            s.open.insert(id, tx);
+            s.replies.insert(id, reply_tx);
+            id
+        };
+        let syn = Frame::SynStream {
+            stream_id: id,
+            associated_to: 0,
+            priority: 0,
+            flags: 0,
+            headers: headers.clone(),
+        };
+        if self.out.send(Out::Frame(syn)).await.is_err() {
+            return Err("the connection is closed".into());
+        }
+        match tokio::time::timeout(REPLY_TIMEOUT, reply_rx).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(e),
+            Ok(Err(_)) => return Err("the connection closed while opening a stream".into()),
+            Err(_) => {
+                lock(&self.shared).replies.remove(&id);
+                return Err(format!("timed out waiting for a reply to stream {id}"));
+            }
+        }
+        Ok(Stream {
+            id,
+            headers,
+            incoming: rx,
+            writer: StreamWriter {
+                id,
+                out: self.out.clone(),
+            },
+        })
+    }
+
+    /// Resolves once the peer's side of the connection ended.
     pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.closed.clone();
         async move {
@@ -977,5 +1120,93 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_opens_odd_streams_that_a_server_accepts() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let client = Connection::client(a);
+        let mut server = Connection::serve(b);
+        let (first, second) =
+            tokio::join!(client.open_stream(h(&[("streamType", "error")])), async {
+                let s = server.streams.recv().await.unwrap();
+                assert_eq!((s.id, s.stream_type()), (1, "error"));
+                s
+            });
+        let (mut c_err, mut s_err) = (first.unwrap(), second);
+        let (c_out, s_out) = tokio::join!(
+            client.open_stream(h(&[("streamType", "stdout")])),
+            server.streams.recv()
+        );
+        let (mut c_out, s_out) = (c_out.unwrap(), s_out.unwrap());
+        assert_eq!((c_out.id, s_out.id, s_out.stream_type()), (3, 3, "stdout"));
+        // Server to client, then EOF on the client's side.
+        s_out.writer.write(b"hi\n").await.unwrap();
+        s_out.writer.close().await;
+        assert_eq!(
+            c_out.incoming.recv().await.unwrap(),
+            Bytes::from_static(b"hi\n")
+        );
+        assert_eq!(c_out.incoming.recv().await, None);
+        // Client to server.
+        c_err.writer.write(b"up").await.unwrap();
+        c_err.writer.close().await;
+        assert_eq!(
+            s_err.incoming.recv().await.unwrap(),
+            Bytes::from_static(b"up")
+        );
+        assert_eq!(s_err.incoming.recv().await, None);
+        // The server's status reaches the client, then the server goes.
+        s_err.writer.write(b"{}").await.unwrap();
+        s_err.writer.close().await;
+        assert_eq!(
+            c_err.incoming.recv().await.unwrap(),
+            Bytes::from_static(b"{}")
+        );
+        assert_eq!(c_err.incoming.recv().await, None);
+        let gone = client.closed();
+        server.shutdown().await;
+        gone.await;
+        let err = client.open_stream(h(&[("streamType", "stdin")])).await;
+        assert!(err.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_client_sees_a_refused_stream_and_echoes_only_server_pings() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let client = Connection::client(a);
+        let (mut srd, mut swr) = tokio::io::split(b);
+        let (mut tx, mut rx) = (HeaderCodec::new(), HeaderCodec::new());
+        let opening = tokio::spawn(async move {
+            let r = client.open_stream(h(&[("streamType", "stdin")])).await;
+            (client, r)
+        });
+        match read_frame(&mut srd, &mut rx).await.unwrap() {
+            Some(Frame::SynStream {
+                stream_id, headers, ..
+            }) => {
+                assert_eq!(stream_id, 1);
+                assert_eq!(header(&headers, "streamtype"), Some("stdin"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for f in [
+            Frame::Ping(1),
+            Frame::Ping(2),
+            Frame::RstStream {
+                stream_id: 1,
+                status: RST_CANCEL,
+            },
+        ] {
+            swr.write_all(&f.encode(&mut tx).unwrap()).await.unwrap();
+        }
+        let (client, result) = opening.await.unwrap();
+        assert!(result.err().unwrap().contains("refused"));
+        client.shutdown().await;
+        let mut got = Vec::new();
+        while let Some(f) = read_frame(&mut srd, &mut rx).await.unwrap() {
+            got.push(f);
+        }
+        assert_eq!(got, vec![Frame::Ping(2)]);
     }
 }
