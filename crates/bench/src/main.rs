@@ -21,12 +21,16 @@
 //! `tug-bench controllers` ([`controllers`]) brings Deployments up on hollow
 //! kubelets with the real API server, scheduler and controller manager, and
 //! reports the time to all available and the controller manager's memory.
+//!
+//! `tug-bench proxy` ([`proxy`]) times a Service change until a real
+//! `tug-proxy` (nftables) has it in the kernel, among many Services.
 
 mod client;
 mod controllers;
 mod etcd;
 mod pod;
 mod process;
+mod proxy;
 mod scheduler;
 mod stats;
 mod tugboat;
@@ -63,6 +67,40 @@ enum Cmd {
     /// tug-controller-manager started from this target directory, hollow
     /// kubelets in this process, N Deployments until all are available.
     Controllers(ControllersFlags),
+    /// Service change → rules in place: a tug-proxy (nftables, as root)
+    /// over many Services of a tug-apiserver the benchmark starts.
+    Proxy(ProxyFlags),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProxyFlags {
+    /// ClusterIP Services (each with one EndpointSlice) on the node.
+    #[arg(long, default_value_t = 10000)]
+    services: usize,
+    /// Ready endpoints of each Service.
+    #[arg(long, default_value_t = 5)]
+    endpoints_per_service: usize,
+    /// Service changes to time, one at a time.
+    #[arg(long, default_value_t = 100)]
+    changes: usize,
+    /// Pause between changes, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    gap_ms: u64,
+    /// Concurrent clients creating the Services and slices.
+    #[arg(long, default_value_t = 16)]
+    create_clients: usize,
+    /// Give up waiting for the first full sync after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_seconds: u64,
+    /// The tug-apiserver binary [default: next to tug-bench].
+    #[arg(long)]
+    apiserver: Option<PathBuf>,
+    /// The tug-proxy binary [default: next to tug-bench].
+    #[arg(long)]
+    proxy: Option<PathBuf>,
+    /// Where the temporary data and log directories go.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -195,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Api(api) => run_api(api).await,
             Cmd::Scheduler(s) => run_scheduler(s).await,
             Cmd::Controllers(c) => run_controllers(c).await,
+            Cmd::Proxy(p) => run_proxy(p).await,
         }
     };
     let mut result = tokio::select! {
@@ -285,6 +324,26 @@ async fn run_controllers(flags: ControllersFlags) -> anyhow::Result<Value> {
     controllers::run(&opts, flags.work_dir.as_deref())
         .await
         .context("controllers benchmark")
+}
+
+async fn run_proxy(flags: ProxyFlags) -> anyhow::Result<Value> {
+    let binary = |given: Option<PathBuf>, name: &str| match given {
+        Some(p) => Ok(p),
+        None => controllers::sibling_binary(name),
+    };
+    let opts = proxy::ProxyOptions {
+        apiserver: binary(flags.apiserver, "tug-apiserver")?,
+        proxy: binary(flags.proxy, "tug-proxy")?,
+        services: flags.services,
+        endpoints_per_service: flags.endpoints_per_service,
+        changes: flags.changes,
+        gap: std::time::Duration::from_millis(flags.gap_ms),
+        create_clients: flags.create_clients,
+        timeout: std::time::Duration::from_secs(flags.timeout_seconds),
+    };
+    proxy::run(&opts, flags.work_dir.as_deref())
+        .await
+        .context("proxy benchmark")
 }
 
 async fn run_api(flags: ApiFlags) -> anyhow::Result<Value> {

@@ -8,7 +8,8 @@
 //!   verdict maps `service-ips` (ClusterIP . protocol . port) and, for
 //!   local destinations, `service-nodeports` (protocol . port);
 //! - a service chain `svc_<ns>_<name>_<port>_<proto>` picks an endpoint
-//!   chain with `numgen inc mod N` (round-robin), after ClientIP affinity
+//!   chain round-robin (a cascade of `numgen inc mod N-k == 0` rules, see
+//!   [`pick_rules`]), after ClientIP affinity
 //!   sets (`aff_...`, dynamic with a timeout, refreshed by the endpoint
 //!   chain as upstream does) have had their say;
 //! - an endpoint chain `sep_...__<ip>_<port>` DNATs (and marks hairpin
@@ -224,16 +225,25 @@ fn pick_rules(stem: &str, endpoints: &[SocketAddrV4], affinity: Option<u32>) -> 
             ));
         }
     }
-    let arms: Vec<String> = endpoints
-        .iter()
-        .enumerate()
-        .map(|(i, ep)| format!("{i} : goto sep_{stem}__{}", endpoint_suffix(ep)))
-        .collect();
-    rules.push(format!(
-        "numgen inc mod {} vmap {{ {} }}",
-        endpoints.len(),
-        arms.join(", ")
-    ));
+    // Round-robin as a cascade (iptables' `statistic --mode nth` idea):
+    // rule k has its own counter and sees only the connections the rules
+    // before it passed on, so `mod (N-k) == 0` takes exactly one in N-k of
+    // them; the last endpoint takes the rest. One `numgen … vmap { … }`
+    // would be shorter, but every anonymous verdict map costs the kernel
+    // time proportional to the whole transaction: 10,000 services took 78 s
+    // to load that way, 3.5 s this way.
+    let last = endpoints.len() - 1;
+    for (k, ep) in endpoints.iter().enumerate() {
+        let target = format!("sep_{stem}__{}", endpoint_suffix(ep));
+        if k < last {
+            rules.push(format!(
+                "numgen inc mod {} == 0 goto {target}",
+                endpoints.len() - k
+            ));
+        } else {
+            rules.push(format!("goto {target}"));
+        }
+    }
     rules
 }
 
@@ -482,7 +492,8 @@ mod tests {
                 "add rule ip tugboat sep_default_web_http_tcp__10.0.0.1_8001 meta l4proto tcp dnat to 10.0.0.1:8001",
                 "add rule ip tugboat sep_default_web_http_tcp__10.0.0.2_8002 ip saddr 10.0.0.2 jump mark-for-masquerade",
                 "add rule ip tugboat sep_default_web_http_tcp__10.0.0.2_8002 meta l4proto tcp dnat to 10.0.0.2:8002",
-                "add rule ip tugboat svc_default_web_http_tcp numgen inc mod 2 vmap { 0 : goto sep_default_web_http_tcp__10.0.0.1_8001, 1 : goto sep_default_web_http_tcp__10.0.0.2_8002 }",
+                "add rule ip tugboat svc_default_web_http_tcp numgen inc mod 2 == 0 goto sep_default_web_http_tcp__10.0.0.1_8001",
+                "add rule ip tugboat svc_default_web_http_tcp goto sep_default_web_http_tcp__10.0.0.2_8002",
                 "add element ip tugboat service-ips { 10.96.0.10 . tcp . 80 : goto svc_default_web_http_tcp }",
             ]
         );
@@ -546,7 +557,7 @@ mod tests {
             vec![
                 "ip saddr != 10.244.0.0/16 jump mark-for-masquerade".to_string(),
                 format!("ip saddr @aff_{stem}__10.0.0.1_8001_60 goto sep_{stem}__10.0.0.1_8001"),
-                format!("numgen inc mod 1 vmap {{ 0 : goto sep_{stem}__10.0.0.1_8001 }}"),
+                format!("goto sep_{stem}__10.0.0.1_8001"),
             ]
         );
         assert_eq!(
@@ -577,9 +588,20 @@ mod tests {
         let s = state(&rules(vec![(id("local", "p"), r)]), &NftConfig::default());
         assert_eq!(
             s.chains["ext_default_local_p_tcp"],
+            vec!["goto sep_default_local_p_tcp__10.0.0.1_80".to_string()]
+        );
+    }
+
+    #[test]
+    fn three_endpoints_cascade_one_in_three_then_one_in_two_then_the_rest() {
+        let r = rule("10.96.0.14", &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+        let s = state(&rules(vec![(id("three", "p"), r)]), &NftConfig::default());
+        assert_eq!(
+            s.chains["svc_default_three_p_tcp"],
             vec![
-                "numgen inc mod 1 vmap { 0 : goto sep_default_local_p_tcp__10.0.0.1_80 }"
-                    .to_string()
+                "numgen inc mod 3 == 0 goto sep_default_three_p_tcp__10.0.0.1_80".to_string(),
+                "numgen inc mod 2 == 0 goto sep_default_three_p_tcp__10.0.0.2_80".to_string(),
+                "goto sep_default_three_p_tcp__10.0.0.3_80".to_string(),
             ]
         );
     }
@@ -624,7 +646,7 @@ mod tests {
                 "flush chain ip tugboat sep_default_gone_p_tcp__10.0.0.4_80",
                 "flush chain ip tugboat svc_default_a_p_tcp",
                 "flush chain ip tugboat svc_default_gone_p_tcp",
-                "add rule ip tugboat svc_default_a_p_tcp numgen inc mod 1 vmap { 0 : goto sep_default_a_p_tcp__10.0.0.2_80 }",
+                "add rule ip tugboat svc_default_a_p_tcp goto sep_default_a_p_tcp__10.0.0.2_80",
                 "add element ip tugboat no-endpoint-services { 10.96.0.4 . tcp . 80 : goto reject-chain }",
                 "delete chain ip tugboat sep_default_a_p_tcp__10.0.0.1_80",
                 "delete chain ip tugboat sep_default_gone_p_tcp__10.0.0.4_80",
