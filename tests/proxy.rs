@@ -25,6 +25,7 @@ struct Addrs {
     node_port_ip: &'static str,
     bad_ip: &'static str,
     sticky_ip: &'static str,
+    drain_ip: &'static str,
     node_port: u16,
 }
 
@@ -156,6 +157,9 @@ fn run(addrs: Addrs) {
             &metrics_addr.to_string(),
             "--healthz-bind-address",
             &healthz_addr.to_string(),
+            // The periodic check repairs a damaged table; keep it short.
+            "--sync-period",
+            "2s",
         ],
     );
 
@@ -285,6 +289,24 @@ endpoints: [{{addresses: [127.0.0.1]}}]
         "other services still carry traffic"
     );
 
+    drain(&server, &addrs, &log);
+
+    if nft {
+        // Someone deletes our table: the periodic check (2 s here) puts it back.
+        let out = Command::new("nft")
+            .args(["delete", "table", "ip", "tugboat"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let t = Instant::now();
+        wait_for("the table rewritten", log, || get(cluster, "/who").is_ok());
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
+
     // Health and metrics.
     let health = get(healthz_addr, "/healthz").expect("healthz 200");
     assert!(health.contains("lastUpdated"), "{health}");
@@ -334,6 +356,90 @@ endpoints: [{{addresses: [127.0.0.1]}}]
     server.kubectl_ok(V, &["delete", "pod", "pod-a", "--wait=false"]);
 }
 
+/// An echo server on 127.0.0.1 (answers each line with itself).
+fn echo_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut writer = conn;
+                let mut line = String::new();
+                while std::io::BufRead::read_line(&mut reader, &mut line).is_ok_and(|n| n > 0) {
+                    if writer.write_all(line.as_bytes()).is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Sends `line` and reads the echo.
+fn echo(conn: &mut TcpStream, line: &str) -> std::io::Result<String> {
+    conn.write_all(format!("{line}\n").as_bytes())?;
+    let mut buf = vec![0u8; line.len() + 1];
+    conn.read_exact(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).trim().to_string())
+}
+
+/// An endpoint leaving a Service stops new connections (refused) while a
+/// connection already made through the ClusterIP keeps working: it drains
+/// rather than being cut.
+fn drain(server: &ApiServer, addrs: &Addrs, log: &dyn Fn() -> String) {
+    let port = echo_server();
+    server.kubectl_stdin(
+        V,
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: drain}}
+spec:
+  clusterIP: {ip}
+  ports: [{{name: echo, port: 7}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: drain-1
+  labels: {{kubernetes.io/service-name: drain}}
+addressType: IPv4
+ports: [{{name: echo, port: {port}, protocol: TCP}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+"#,
+            ip = addrs.drain_ip
+        ),
+    );
+    let target: SocketAddr = format!("{}:7", addrs.drain_ip).parse().unwrap();
+    let connect = || -> std::io::Result<TcpStream> {
+        let mut c = TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
+        c.set_read_timeout(Some(Duration::from_secs(1)))?;
+        match echo(&mut c, "hello")?.as_str() {
+            "hello" => Ok(c),
+            other => Err(std::io::Error::other(format!("echoed {other:?}"))),
+        }
+    };
+    wait_for("the echo service", log, || connect().is_ok());
+    let mut held = connect().unwrap();
+    server.kubectl_ok(V, &["delete", "endpointslice", "drain-1"]);
+    wait_for("new connections refused", log, || {
+        matches!(
+            TcpStream::connect_timeout(&target, Duration::from_secs(1)),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    });
+    assert_eq!(
+        echo(&mut held, "still there").unwrap(),
+        "still there",
+        "the established connection drains"
+    );
+}
+
 #[test]
 fn nftables_mode_balances_moves_and_rejects() {
     run(Addrs {
@@ -342,6 +448,7 @@ fn nftables_mode_balances_moves_and_rejects() {
         node_port_ip: "10.111.222.2",
         bad_ip: "10.111.222.3",
         sticky_ip: "10.111.222.4",
+        drain_ip: "10.111.222.5",
         node_port: 31871,
     });
 }
@@ -354,6 +461,7 @@ fn userspace_mode_balances_moves_and_rejects() {
         node_port_ip: "10.111.222.12",
         bad_ip: "10.111.222.13",
         sticky_ip: "10.111.222.14",
+        drain_ip: "10.111.222.15",
         node_port: 31872,
     });
 }

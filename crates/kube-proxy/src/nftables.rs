@@ -18,7 +18,8 @@
 //!   packets;
 //! - a service port without endpoints is in `no-endpoint-services` /
 //!   `no-endpoint-nodeports`, looked up by filter chains on the input,
-//!   forward and output hooks that `reject` (nat chains may not).
+//!   forward and output hooks that `reject` new connections (nat chains
+//!   may not reject).
 //!
 //! Everything here is pure text: [`render_full`] writes the whole table
 //! (delete and recreate in one transaction), [`diff`] the commands from
@@ -259,9 +260,13 @@ pub fn base(config: &NftConfig) -> String {
             .collect();
         format!("fib daddr type local ip daddr {{ {} }}", list.join(", "))
     };
+    // Only new connections are refused (as upstream): a connection made
+    // while the service had endpoints drains instead of being cut when the
+    // last one goes (these chains run before conntrack's DNAT is applied,
+    // so its packets still carry the ClusterIP).
     let filter = format!(
-        "ip daddr . meta l4proto . th dport vmap @no-endpoint-services; \
-         {nodeport_match} meta l4proto . th dport vmap @no-endpoint-nodeports;"
+        "ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services; \
+         ct state new {nodeport_match} meta l4proto . th dport vmap @no-endpoint-nodeports;"
     );
     let mut s = String::new();
     let _ = writeln!(s, "table ip {TABLE} {{");
@@ -675,6 +680,27 @@ mod tests {
         };
         assert!(base(&config)
             .contains("fib daddr type local ip daddr { 127.0.0.0/8 } meta l4proto . th dport vmap @service-nodeports"));
+    }
+
+    #[test]
+    fn only_new_connections_to_endpointless_services_are_rejected() {
+        let base = base(&NftConfig::default());
+        for hook in ["input", "forward", "output"] {
+            let chain = base
+                .lines()
+                .find(|l| l.contains(&format!("chain filter-{hook} ")))
+                .unwrap_or_else(|| panic!("no filter-{hook} in {base}"));
+            assert!(
+                chain.contains(
+                    "ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services;"
+                ),
+                "{chain}"
+            );
+            assert!(
+                chain.contains("ct state new fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports;"),
+                "{chain}"
+            );
+        }
     }
 
     #[test]
