@@ -204,6 +204,14 @@ fn add_service(service: &Service, candidates: &Candidates, out: &mut DesiredRule
     let Some(spec) = &service.spec else {
         return;
     };
+    // Names become nftables identifiers: anything but a DNS label could
+    // break (or inject into) the script, so such a Service is skipped.
+    if !is_label(&namespace) || !is_label(&name) {
+        out.warnings.push(format!(
+            "service {namespace:?}/{name:?}: namespace and name must be DNS labels, not proxied"
+        ));
+        return;
+    }
     let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
     if !matches!(kind, "ClusterIP" | "NodePort" | "LoadBalancer") {
         return; // ExternalName: DNS only.
@@ -243,6 +251,12 @@ fn add_service(service: &Service, candidates: &Candidates, out: &mut DesiredRule
 
     for port in spec.ports.iter().flatten() {
         let port_name = port.name.clone().unwrap_or_default();
+        if !port_name.is_empty() && !is_label(&port_name) {
+            out.warnings.push(format!(
+                "service {namespace}/{name}: port name {port_name:?} is not a valid name, not proxied"
+            ));
+            continue;
+        }
         let Some(protocol) = Protocol::parse(port.protocol.as_deref()) else {
             out.warnings.push(format!(
                 "service {namespace}/{name} port {port_name:?}: unsupported protocol {:?}",
@@ -295,6 +309,17 @@ fn add_service(service: &Service, candidates: &Candidates, out: &mut DesiredRule
             },
         );
     }
+}
+
+/// A DNS label (RFC 1123): what namespaces, Service names and port names
+/// are made of.
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// The endpoints traffic may use: the ready ones, else (as upstream) the
@@ -667,6 +692,25 @@ mod tests {
             "{:?}",
             rules.warnings
         );
+    }
+
+    #[test]
+    fn names_that_are_not_dns_labels_are_skipped() {
+        let cases = [
+            json!({"metadata": {"name": "x; flush ruleset"}}),
+            json!({"metadata": {"name": "Web"}}),
+            json!({"metadata": {"namespace": ""}}),
+            json!({"metadata": {"name": "-web"}}),
+            json!({"spec": {"ports": [{"name": "a b", "port": 80}]}}),
+            json!({"spec": {"ports": [{"name": "x".repeat(64), "port": 80}]}}),
+        ];
+        for extra in cases {
+            let svc = web(extra.clone());
+            let rules = desired_rules([&svc], &[], "n1");
+            assert!(rules.ports.is_empty(), "{extra}: {:?}", rules.ports);
+            assert_eq!(rules.warnings.len(), 1, "{extra}");
+        }
+        assert!(is_label("web-1") && is_label("a") && is_label(&"x".repeat(63)));
     }
 
     #[test]
