@@ -98,6 +98,9 @@ struct ProxyFlags {
     /// The tug-proxy binary [default: next to tug-bench].
     #[arg(long)]
     proxy: Option<PathBuf>,
+    /// tug-proxy's log filter (its last lines are in the JSON).
+    #[arg(long, default_value = "warn")]
+    proxy_log_level: String,
     /// Where the temporary data and log directories go.
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -340,6 +343,7 @@ async fn run_proxy(flags: ProxyFlags) -> anyhow::Result<Value> {
         gap: std::time::Duration::from_millis(flags.gap_ms),
         create_clients: flags.create_clients,
         timeout: std::time::Duration::from_secs(flags.timeout_seconds),
+        proxy_log_level: flags.proxy_log_level,
     };
     proxy::run(&opts, flags.work_dir.as_deref())
         .await

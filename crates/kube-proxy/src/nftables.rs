@@ -7,15 +7,17 @@
 //!   works too) jump to `services`, which looks the destination up in the
 //!   verdict maps `service-ips` (ClusterIP . protocol . port) and, for
 //!   local destinations, `service-nodeports` (protocol . port);
-//! - a service chain `svc_<ns>_<name>_<port>_<proto>` picks an endpoint
-//!   chain round-robin (a cascade of `numgen inc mod N-k == 0` rules, see
-//!   [`pick_rules`]), after ClientIP affinity
-//!   sets (`aff_...`, dynamic with a timeout, refreshed by the endpoint
-//!   chain as upstream does) have had their say;
-//! - an endpoint chain `sep_...__<ip>_<port>` DNATs (and marks hairpin
-//!   traffic for masquerade); NodePort traffic goes through `ext_...`,
-//!   which marks it for masquerade; `postrouting` masquerades marked
-//!   packets;
+//! - a service chain `svc_<ns>_<name>_<port>_<proto>` DNATs to an endpoint
+//!   round-robin (a cascade of `numgen inc mod N-k == 0` rules, see
+//!   [`pick_rules`]);
+//! - with ClientIP affinity it goes to endpoint chains
+//!   `sep_...__<ip>_<port>` instead, which record the client in a dynamic
+//!   set with a timeout (`aff_...`, as upstream) that the service chain
+//!   checks first;
+//! - NodePort traffic goes through `ext_...`, which marks it for
+//!   masquerade; `postrouting` masquerades marked packets and hairpin
+//!   ones (a pod reaching itself: source and destination pair in the
+//!   `hairpin` set);
 //! - a service port without endpoints is in `no-endpoint-services` /
 //!   `no-endpoint-nodeports`, looked up by filter chains on the input,
 //!   forward and output hooks that `reject` new connections (nat chains
@@ -96,7 +98,7 @@ pub struct NftState {
     pub chains: BTreeMap<String, Vec<String>>,
     /// Set name → its declaration body.
     pub sets: BTreeMap<String, String>,
-    /// (map, key) → verdict.
+    /// (map or set, key) → verdict (empty for a set's element).
     pub elements: BTreeMap<(String, String), String>,
 }
 
@@ -152,7 +154,12 @@ fn add_service(
         if let Some(cidr) = &config.cluster_cidr {
             rules.push(format!("ip saddr != {cidr} jump mark-for-masquerade"));
         }
-        rules.extend(pick_rules(&stem, &rule.endpoints, rule.affinity_timeout));
+        rules.extend(pick_rules(
+            &stem,
+            &rule.endpoints,
+            rule.affinity_timeout,
+            proto,
+        ));
         state.chains.insert(svc.clone(), rules);
         state
             .elements
@@ -174,7 +181,12 @@ fn add_service(
             if np.endpoints == rule.endpoints {
                 rules.push(format!("goto svc_{stem}"));
             } else {
-                rules.extend(pick_rules(&stem, &np.endpoints, rule.affinity_timeout));
+                rules.extend(pick_rules(
+                    &stem,
+                    &np.endpoints,
+                    rule.affinity_timeout,
+                    proto,
+                ));
             }
             state.chains.insert(ext.clone(), rules);
             state
@@ -182,7 +194,6 @@ fn add_service(
                 .insert(("service-nodeports".into(), key), format!("goto {ext}"));
         }
     }
-    // One endpoint chain (and affinity set) per endpoint either path uses.
     let mut endpoints: Vec<&SocketAddrV4> = rule.endpoints.iter().collect();
     if let Some(np) = &rule.node_port {
         endpoints.extend(&np.endpoints);
@@ -190,21 +201,31 @@ fn add_service(
     endpoints.sort();
     endpoints.dedup();
     for ep in endpoints {
-        let suffix = endpoint_suffix(ep);
-        let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", ep.ip())];
+        // Hairpin: a pod reaching itself through the service is
+        // masqueraded in postrouting (shared by every service: the key is
+        // just the pod IP twice).
+        state.elements.insert(
+            ("hairpin".into(), format!("{0} . {0}", ep.ip())),
+            String::new(),
+        );
+        // With affinity, an endpoint chain records the client in the
+        // endpoint's set; without, the service chain DNATs directly (one
+        // chain per service keeps nft's per-transaction work small).
         if let Some(timeout) = rule.affinity_timeout {
+            let suffix = endpoint_suffix(ep);
             let set = affinity_set(&stem, &suffix, timeout);
             state.sets.insert(
                 set.clone(),
                 format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
             );
-            rules.push(format!("update @{set} {{ ip saddr }}"));
+            state.chains.insert(
+                format!("sep_{stem}__{suffix}"),
+                vec![
+                    format!("update @{set} {{ ip saddr }}"),
+                    format!("meta l4proto {proto} dnat to {ep}"),
+                ],
+            );
         }
-        rules.push(format!(
-            "meta l4proto {} dnat to {ep}",
-            rule.protocol.name()
-        ));
-        state.chains.insert(format!("sep_{stem}__{suffix}"), rules);
     }
 }
 
@@ -214,9 +235,20 @@ fn affinity_set(stem: &str, suffix: &str, timeout: u32) -> String {
     format!("aff_{stem}__{suffix}_{timeout}")
 }
 
-/// Affinity lookups, then round-robin over `endpoints` (non-empty).
-fn pick_rules(stem: &str, endpoints: &[SocketAddrV4], affinity: Option<u32>) -> Vec<String> {
+/// Affinity lookups, then round-robin over `endpoints` (non-empty): to
+/// endpoint chains with affinity, straight to a DNAT without (a NAT
+/// statement ends the chain).
+fn pick_rules(
+    stem: &str,
+    endpoints: &[SocketAddrV4],
+    affinity: Option<u32>,
+    proto: &str,
+) -> Vec<String> {
     let mut rules = Vec::new();
+    let action = |ep: &SocketAddrV4| match affinity {
+        Some(_) => format!("goto sep_{stem}__{}", endpoint_suffix(ep)),
+        None => format!("meta l4proto {proto} dnat to {ep}"),
+    };
     if let Some(timeout) = affinity {
         for ep in endpoints {
             let suffix = endpoint_suffix(ep);
@@ -230,19 +262,19 @@ fn pick_rules(stem: &str, endpoints: &[SocketAddrV4], affinity: Option<u32>) -> 
     // rule k has its own counter and sees only the connections the rules
     // before it passed on, so `mod (N-k) == 0` takes exactly one in N-k of
     // them; the last endpoint takes the rest. One `numgen … vmap { … }`
-    // would be shorter, but every anonymous verdict map costs the kernel
-    // time proportional to the whole transaction: 10,000 services took 78 s
-    // to load that way, 3.5 s this way.
+    // would be shorter, but every anonymous map costs the kernel time
+    // proportional to the whole transaction: 10,000 services took 78 s to
+    // load that way, 3.5 s this way.
     let last = endpoints.len() - 1;
     for (k, ep) in endpoints.iter().enumerate() {
-        let target = format!("sep_{stem}__{}", endpoint_suffix(ep));
         if k < last {
             rules.push(format!(
-                "numgen inc mod {} == 0 goto {target}",
-                endpoints.len() - k
+                "numgen inc mod {} == 0 {}",
+                endpoints.len() - k,
+                action(ep)
             ));
         } else {
-            rules.push(format!("goto {target}"));
+            rules.push(action(ep));
         }
     }
     rules
@@ -281,6 +313,7 @@ pub fn base(config: &NftConfig) -> String {
     ] {
         let _ = writeln!(s, "  map {name} {{ type {key} : verdict; }}");
     }
+    let _ = writeln!(s, "  set hairpin {{ type ipv4_addr . ipv4_addr; }}");
     let _ = writeln!(s, "  chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; jump services; }}");
     let _ = writeln!(
         s,
@@ -298,10 +331,19 @@ pub fn base(config: &NftConfig) -> String {
         s,
         "  chain mark-for-masquerade {{ meta mark set meta mark | {MASQ_MARK}; }}"
     );
-    let _ = writeln!(s, "  chain masquerading {{ meta mark & {MASQ_MARK} == 0 return; meta mark set meta mark ^ {MASQ_MARK}; masquerade fully-random; }}");
+    let _ = writeln!(s, "  chain masquerading {{ ct status dnat ip saddr . ip daddr @hairpin masquerade; meta mark & {MASQ_MARK} == 0 return; meta mark set meta mark ^ {MASQ_MARK}; masquerade fully-random; }}");
     let _ = writeln!(s, "  chain reject-chain {{ reject; }}");
     s.push_str("}\n");
     s
+}
+
+/// A map element (`key : verdict`) or, with no verdict, a set element.
+fn element(key: &str, verdict: &str) -> String {
+    if verdict.is_empty() {
+        key.to_string()
+    } else {
+        format!("{key} : {verdict}")
+    }
 }
 
 /// The whole table from scratch, atomically replacing whatever is there
@@ -321,7 +363,11 @@ pub fn render_full(config: &NftConfig, state: &NftState) -> String {
         }
     }
     for ((map, key), verdict) in &state.elements {
-        let _ = writeln!(s, "add element ip {TABLE} {map} {{ {key} : {verdict} }}");
+        let _ = writeln!(
+            s,
+            "add element ip {TABLE} {map} {{ {} }}",
+            element(key, verdict)
+        );
     }
     s
 }
@@ -365,7 +411,11 @@ pub fn diff(old: &NftState, new: &NftState) -> String {
     // 5. New and changed elements.
     for (key @ (map, k), verdict) in &new.elements {
         if old.elements.get(key) != Some(verdict) {
-            let _ = writeln!(s, "add element ip {TABLE} {map} {{ {k} : {verdict} }}");
+            let _ = writeln!(
+                s,
+                "add element ip {TABLE} {map} {{ {} }}",
+                element(k, verdict)
+            );
         }
     }
     // 6. Departed chains and sets, now unreferenced.
@@ -472,6 +522,12 @@ mod tests {
         }
     }
 
+    fn pos_of(haystack: &str, needle: &str) -> usize {
+        haystack
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} in {haystack}"))
+    }
+
     fn lines(s: &str) -> Vec<&str> {
         s.lines().collect()
     }
@@ -490,15 +546,11 @@ mod tests {
         assert_eq!(
             tail,
             vec![
-                "add chain ip tugboat sep_default_web_http_tcp__10.0.0.1_8001",
-                "add chain ip tugboat sep_default_web_http_tcp__10.0.0.2_8002",
                 "add chain ip tugboat svc_default_web_http_tcp",
-                "add rule ip tugboat sep_default_web_http_tcp__10.0.0.1_8001 ip saddr 10.0.0.1 jump mark-for-masquerade",
-                "add rule ip tugboat sep_default_web_http_tcp__10.0.0.1_8001 meta l4proto tcp dnat to 10.0.0.1:8001",
-                "add rule ip tugboat sep_default_web_http_tcp__10.0.0.2_8002 ip saddr 10.0.0.2 jump mark-for-masquerade",
-                "add rule ip tugboat sep_default_web_http_tcp__10.0.0.2_8002 meta l4proto tcp dnat to 10.0.0.2:8002",
-                "add rule ip tugboat svc_default_web_http_tcp numgen inc mod 2 == 0 goto sep_default_web_http_tcp__10.0.0.1_8001",
-                "add rule ip tugboat svc_default_web_http_tcp goto sep_default_web_http_tcp__10.0.0.2_8002",
+                "add rule ip tugboat svc_default_web_http_tcp numgen inc mod 2 == 0 meta l4proto tcp dnat to 10.0.0.1:8001",
+                "add rule ip tugboat svc_default_web_http_tcp meta l4proto tcp dnat to 10.0.0.2:8002",
+                "add element ip tugboat hairpin { 10.0.0.1 . 10.0.0.1 }",
+                "add element ip tugboat hairpin { 10.0.0.2 . 10.0.0.2 }",
                 "add element ip tugboat service-ips { 10.96.0.10 . tcp . 80 : goto svc_default_web_http_tcp }",
             ]
         );
@@ -566,8 +618,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            s.chains[&format!("sep_{stem}__10.0.0.1_8001")][1],
-            format!("update @aff_{stem}__10.0.0.1_8001_60 {{ ip saddr }}")
+            s.chains[&format!("sep_{stem}__10.0.0.1_8001")],
+            vec![
+                format!("update @aff_{stem}__10.0.0.1_8001_60 {{ ip saddr }}"),
+                "meta l4proto tcp dnat to 10.0.0.1:8001".to_string(),
+            ]
         );
         assert_eq!(
             s.chains[&format!("ext_{stem}")],
@@ -593,7 +648,22 @@ mod tests {
         let s = state(&rules(vec![(id("local", "p"), r)]), &NftConfig::default());
         assert_eq!(
             s.chains["ext_default_local_p_tcp"],
-            vec!["goto sep_default_local_p_tcp__10.0.0.1_80".to_string()]
+            vec!["meta l4proto tcp dnat to 10.0.0.1:80".to_string()]
+        );
+    }
+
+    #[test]
+    fn hairpin_traffic_is_masqueraded_in_postrouting() {
+        let base = base(&NftConfig::default());
+        assert!(
+            base.contains("set hairpin { type ipv4_addr . ipv4_addr; }"),
+            "{base}"
+        );
+        assert!(
+            base.contains(
+                "chain masquerading { ct status dnat ip saddr . ip daddr @hairpin masquerade;"
+            ),
+            "{base}"
         );
     }
 
@@ -604,9 +674,9 @@ mod tests {
         assert_eq!(
             s.chains["svc_default_three_p_tcp"],
             vec![
-                "numgen inc mod 3 == 0 goto sep_default_three_p_tcp__10.0.0.1_80".to_string(),
-                "numgen inc mod 2 == 0 goto sep_default_three_p_tcp__10.0.0.2_80".to_string(),
-                "goto sep_default_three_p_tcp__10.0.0.3_80".to_string(),
+                "numgen inc mod 3 == 0 meta l4proto tcp dnat to 10.0.0.1:80".to_string(),
+                "numgen inc mod 2 == 0 meta l4proto tcp dnat to 10.0.0.2:80".to_string(),
+                "meta l4proto tcp dnat to 10.0.0.3:80".to_string(),
             ]
         );
     }
@@ -646,15 +716,13 @@ mod tests {
         assert_eq!(
             lines(&diff(&old, &new)),
             vec![
+                "delete element ip tugboat hairpin { 10.0.0.1 . 10.0.0.1 }",
+                "delete element ip tugboat hairpin { 10.0.0.4 . 10.0.0.4 }",
                 "delete element ip tugboat service-ips { 10.96.0.3 . tcp . 80 }",
-                "flush chain ip tugboat sep_default_a_p_tcp__10.0.0.1_80",
-                "flush chain ip tugboat sep_default_gone_p_tcp__10.0.0.4_80",
                 "flush chain ip tugboat svc_default_a_p_tcp",
                 "flush chain ip tugboat svc_default_gone_p_tcp",
-                "add rule ip tugboat svc_default_a_p_tcp goto sep_default_a_p_tcp__10.0.0.2_80",
+                "add rule ip tugboat svc_default_a_p_tcp meta l4proto tcp dnat to 10.0.0.2:80",
                 "add element ip tugboat no-endpoint-services { 10.96.0.4 . tcp . 80 : goto reject-chain }",
-                "delete chain ip tugboat sep_default_a_p_tcp__10.0.0.1_80",
-                "delete chain ip tugboat sep_default_gone_p_tcp__10.0.0.4_80",
                 "delete chain ip tugboat svc_default_gone_p_tcp",
             ]
         );
@@ -662,11 +730,11 @@ mod tests {
 
     #[test]
     fn diff_from_empty_creates_before_referencing() {
-        let r = rules(vec![(
-            id("web", "http"),
-            rule("10.96.0.10", &["10.0.0.1:8001"]),
-        )]);
+        let mut sticky = rule("10.96.0.10", &["10.0.0.1:8001"]);
+        sticky.affinity_timeout = Some(5);
+        let r = rules(vec![(id("web", "http"), sticky)]);
         let d = diff(&NftState::default(), &state(&r, &NftConfig::default()));
+        assert!(pos_of(&d, "add set ip tugboat aff_") < pos_of(&d, "add rule ip tugboat sep_"));
         let pos = |needle: &str| d.find(needle).unwrap_or_else(|| panic!("{needle} in {d}"));
         assert!(pos("add chain ip tugboat sep_") < pos("add rule ip tugboat svc_"));
         assert!(pos("add rule ip tugboat svc_") < pos("add element"));

@@ -51,6 +51,7 @@ impl NftBackend {
     /// Applies `rules`: the whole table on the first sync, after a failure
     /// or when `check` finds the table damaged; otherwise only the diff.
     pub async fn sync(&mut self, rules: &DesiredRules, check: bool) -> anyhow::Result<usize> {
+        let t = Instant::now();
         let new = nftables::state(rules, &self.config);
         if check && self.applied.is_some() && !nftables::table_intact().await {
             tracing::warn!(
@@ -63,6 +64,7 @@ impl NftBackend {
             None => nftables::render_full(&self.config, &new),
             Some(old) => nftables::diff(old, &new),
         };
+        let rendered = t.elapsed();
         if !script.is_empty() {
             if let Err(e) = nftables::apply(&script).await {
                 // Unknown kernel state: the next sync rewrites everything.
@@ -70,6 +72,11 @@ impl NftBackend {
                 return Err(e);
             }
         }
+        tracing::debug!(
+            "nftables: rendered {} bytes in {rendered:?}, nft took {:?}",
+            script.len(),
+            t.elapsed() - rendered
+        );
         let count = new.rule_count();
         self.applied = Some(new);
         Ok(count)
@@ -230,12 +237,13 @@ pub async fn run(
             tracing::warn!("{w}");
         }
         warned = now_warned;
+        let computed = start.elapsed();
         match backend.sync(&rules, check).await {
             Ok(count) => {
                 let took = start.elapsed();
                 metrics.synced(took, count);
                 tracing::debug!(
-                    "synced {} service ports ({count} rules) in {took:?}",
+                    "synced {} service ports ({count} rules) in {took:?} (model {computed:?})",
                     rules.ports.len()
                 );
                 if check {
