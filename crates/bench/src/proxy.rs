@@ -249,10 +249,8 @@ pub async fn run(opts: &ProxyOptions, work_dir: Option<&Path>) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let full_sync = started.elapsed();
-    let text = scrape(metrics_addr).await.unwrap_or_default();
-    let rules = metric(&text, "kubeproxy_sync_proxy_rules_total");
     eprintln!(
-        "tug-bench: tug-proxy programmed {} services ({rules:?} rules) in {:.1}s",
+        "tug-bench: tug-proxy programmed {} services in {:.1}s",
         opts.services,
         full_sync.as_secs_f64()
     );
@@ -302,7 +300,7 @@ pub async fn run(opts: &ProxyOptions, work_dir: Option<&Path>) -> anyhow::Result
         "driver": "the real tug-proxy against a tug-apiserver; a change is in place when a connection to the new ClusterIP:port reads the endpoints' token",
         "services": opts.services,
         "endpoints_per_service": opts.endpoints_per_service,
-        "rules": rules,
+        "rules": metric(&text, "kubeproxy_sync_proxy_rules_total"),
         "changes": summary.count,
         "gap_ms": opts.gap.as_millis() as u64,
         "full_sync_seconds": round(full_sync.as_secs_f64()),
