@@ -114,6 +114,7 @@ fn run(addrs: Addrs) {
             addrs.node_port_ip,
             addrs.bad_ip,
             addrs.sticky_ip,
+            addrs.drain_ip,
         ],
         nft,
     );
