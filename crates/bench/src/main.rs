@@ -25,6 +25,9 @@
 //! `tug-bench pod-startup` and `tug-bench hollow-nodes` ([`kubelet_bench`])
 //! measure `tug-kubelet`: pod startup latency on one node, and many hollow
 //! nodes in one kubelet process.
+//!
+//! `tug-bench proxy` ([`proxy`]) times a Service change until a real
+//! `tug-proxy` (nftables) has it in the kernel, among many Services.
 
 mod client;
 mod controllers;
@@ -32,6 +35,7 @@ mod etcd;
 mod kubelet_bench;
 mod pod;
 mod process;
+mod proxy;
 mod scheduler;
 mod stats;
 mod tugboat;
@@ -74,6 +78,9 @@ enum Cmd {
     /// Hollow nodes: a tug-apiserver and `tug-kubelet --runtime fake
     /// --nodes N`, until every node is Ready and every Lease renewed.
     HollowNodes(HollowNodesFlags),
+    /// Service change → rules in place: a tug-proxy (nftables, as root)
+    /// over many Services of a tug-apiserver the benchmark starts.
+    Proxy(ProxyFlags),
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,6 +111,40 @@ struct PodStartupFlags {
     #[arg(long)]
     kubelet: Option<PathBuf>,
     /// Where the temporary data directories go.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ProxyFlags {
+    /// ClusterIP Services (each with one EndpointSlice) on the node.
+    #[arg(long, default_value_t = 10000)]
+    services: usize,
+    /// Ready endpoints of each Service.
+    #[arg(long, default_value_t = 5)]
+    endpoints_per_service: usize,
+    /// Service changes to time, one at a time.
+    #[arg(long, default_value_t = 100)]
+    changes: usize,
+    /// Pause between changes, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    gap_ms: u64,
+    /// Concurrent clients creating the Services and slices.
+    #[arg(long, default_value_t = 16)]
+    create_clients: usize,
+    /// Give up waiting for the first full sync after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_seconds: u64,
+    /// The tug-apiserver binary [default: next to tug-bench].
+    #[arg(long)]
+    apiserver: Option<PathBuf>,
+    /// The tug-proxy binary [default: next to tug-bench].
+    #[arg(long)]
+    proxy: Option<PathBuf>,
+    /// tug-proxy's log filter (its last lines are in the JSON).
+    #[arg(long, default_value = "warn")]
+    proxy_log_level: String,
+    /// Where the temporary data and log directories go.
     #[arg(long)]
     work_dir: Option<PathBuf>,
 }
@@ -262,6 +303,7 @@ async fn main() -> anyhow::Result<()> {
             Cmd::Controllers(c) => run_controllers(c).await,
             Cmd::PodStartup(p) => run_pod_startup(p).await,
             Cmd::HollowNodes(h) => run_hollow_nodes(h).await,
+            Cmd::Proxy(p) => run_proxy(p).await,
         }
     };
     let mut result = tokio::select! {
@@ -396,6 +438,27 @@ async fn run_hollow_nodes(flags: HollowNodesFlags) -> anyhow::Result<Value> {
     kubelet_bench::hollow_nodes(&opts, flags.work_dir.as_deref())
         .await
         .context("hollow-nodes benchmark")
+}
+
+async fn run_proxy(flags: ProxyFlags) -> anyhow::Result<Value> {
+    let binary = |given: Option<PathBuf>, name: &str| match given {
+        Some(p) => Ok(p),
+        None => controllers::sibling_binary(name),
+    };
+    let opts = proxy::ProxyOptions {
+        apiserver: binary(flags.apiserver, "tug-apiserver")?,
+        proxy: binary(flags.proxy, "tug-proxy")?,
+        services: flags.services,
+        endpoints_per_service: flags.endpoints_per_service,
+        changes: flags.changes,
+        gap: std::time::Duration::from_millis(flags.gap_ms),
+        create_clients: flags.create_clients,
+        timeout: std::time::Duration::from_secs(flags.timeout_seconds),
+        proxy_log_level: flags.proxy_log_level,
+    };
+    proxy::run(&opts, flags.work_dir.as_deref())
+        .await
+        .context("proxy benchmark")
 }
 
 async fn run_api(flags: ApiFlags) -> anyhow::Result<Value> {
