@@ -258,8 +258,7 @@ impl<B: Backend> Shared<B> {
         let mut local: HashMap<String, Option<KeyValue>> = HashMap::new();
         let mut events = Vec::with_capacity(ops.len());
         let mut outcomes = Vec::with_capacity(ops.len());
-        let mut rev = applied;
-        for op in ops {
+        for (rev, op) in (applied + 1..).zip(ops) {
             let key = match &op {
                 Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => {
                     key.clone()
@@ -270,8 +269,7 @@ impl<B: Backend> Shared<B> {
                 Some(value) => value.clone(),
                 None => self.backend.get(&key)?,
             };
-            let (event, outcome) = decide(op, current, rev + 1)?;
-            rev += 1;
+            let (event, outcome) = decide(op, current, rev)?;
             local.insert(key, value_after(&event));
             events.push(event);
             outcomes.push(outcome);
