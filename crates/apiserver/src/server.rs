@@ -44,6 +44,11 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Events each resource's watch cache keeps for resuming watches.
     pub watch_cache_window: usize,
+    /// `--service-cluster-ip-range` and `--service-node-port-range`.
+    pub service_ranges: crate::alloc::ServiceRanges,
+    /// The address the `kubernetes` Service's endpoints name (default: see
+    /// [`crate::default_service::advertised_address`]).
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 impl Config {
@@ -55,6 +60,8 @@ impl Config {
             token_auth_file: None,
             max_in_flight: 600,
             watch_cache_window: crate::cache::DEFAULT_WINDOW,
+            service_ranges: Default::default(),
+            advertise_address: None,
         }
     }
 }
@@ -152,8 +159,22 @@ pub async fn start(
         None => TokenAuthenticator::default(),
     };
     let cache = WatchCache::start(storage, config.watch_cache_window).await?;
-    let registry = Registry::new(cache);
+    let registry = Registry::with_services(
+        cache,
+        crate::alloc::ServiceAllocator::new(config.service_ranges),
+    );
     bootstrap(&registry).await?;
+    registry.services.repair(registry.cache.storage()).await?;
+    // The namespace check reads the watch cache: let it see `default`.
+    registry.cache.wait_fresh().await?;
+    let endpoint = crate::default_service::Endpoint {
+        cluster_ip: config.service_ranges.cluster_ip.first(),
+        address: config
+            .advertise_address
+            .unwrap_or_else(|| crate::default_service::advertised_address(address.ip())),
+        port: address.port(),
+    };
+    crate::default_service::reconcile(&registry, &endpoint).await?;
     let state = Arc::new(AppState {
         registry,
         tokens,
@@ -165,6 +186,7 @@ pub async fn start(
         )?,
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     });
+    crate::default_service::spawn_reconciler(Arc::downgrade(&state), endpoint);
     let app = router(state);
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&material)?));
     let running = Running {
