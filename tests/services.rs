@@ -1,0 +1,175 @@
+//! End to end: Service addresses and node ports as kubectl 1.33 sees them
+//! against the real `tug-apiserver` — `kubectl create service`, upstream's
+//! 422 for a taken node port, and the `kubernetes` Service with its
+//! Endpoints naming the API server; the range and address flags.
+
+use tugboat_e2e::{free_port, ApiServer};
+
+const V: &str = "1.33";
+
+/// The whitespace-separated cells of the row starting with `name`.
+fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&name))
+        .unwrap_or_else(|| panic!("no row {name} in:\n{table}"))
+}
+
+#[test]
+fn kubectl_creates_services_and_sees_the_kubernetes_service() {
+    let server = ApiServer::start();
+    let port = server.port.to_string();
+
+    let out = server.kubectl_ok(
+        V,
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+    );
+    assert_eq!(out.trim(), "service/web created");
+    let out = server.kubectl_ok(
+        V,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "np",
+            "--tcp=80:8080",
+            "--node-port=30080",
+        ],
+    );
+    assert_eq!(out.trim(), "service/np created");
+
+    let again = server.kubectl(
+        V,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "np2",
+            "--tcp=80:8080",
+            "--node-port=30080",
+        ],
+    );
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "error: failed to create NodePort service: Service \"np2\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+    );
+
+    let table = server.kubectl_ok(V, &["get", "services", "-o", "wide"]);
+    let kubernetes = row(&table, "kubernetes");
+    assert_eq!(
+        kubernetes[1..5],
+        ["ClusterIP", "10.96.0.1", "<none>", "443/TCP"]
+    );
+    assert_eq!(kubernetes.last(), Some(&"<none>"), "no selector");
+    let web = row(&table, "web");
+    assert_eq!(web[1], "ClusterIP");
+    assert!(
+        web[2].starts_with("10.9") || web[2].starts_with("10.1"),
+        "{}",
+        web[2]
+    );
+    assert_ne!(web[2], "10.96.0.1");
+    assert_eq!(web[4], "80/TCP");
+    assert_eq!(row(&table, "np")[1..2], ["NodePort"]);
+    assert_eq!(row(&table, "np")[4], "80:30080/TCP");
+
+    let endpoints = server.kubectl_ok(V, &["get", "endpoints", "kubernetes"]);
+    assert_eq!(
+        row(&endpoints, "kubernetes")[1],
+        format!("127.0.0.1:{port}")
+    );
+    let target = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.ports[0].targetPort}",
+        ],
+    );
+    assert_eq!(target, port);
+    let slice = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "endpointslices",
+            "kubernetes",
+            "-o",
+            "jsonpath={.endpoints[0].addresses[0]}",
+        ],
+    );
+    assert_eq!(slice, "127.0.0.1");
+
+    // Deleting a Service frees its node port for the next one.
+    server.kubectl_ok(V, &["delete", "service", "np"]);
+    let out = server.kubectl_ok(
+        V,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "np2",
+            "--tcp=80:8080",
+            "--node-port=30080",
+        ],
+    );
+    assert_eq!(out.trim(), "service/np2 created");
+}
+
+#[test]
+fn the_range_and_advertise_flags_shape_the_kubernetes_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ApiServer::start_in(
+        &dir.path().join("data"),
+        free_port(),
+        &[
+            "--service-cluster-ip-range",
+            "10.100.0.0/16",
+            "--service-node-port-range",
+            "31000-31009",
+            "--advertise-address",
+            "127.0.0.9",
+        ],
+    );
+    let table = server.kubectl_ok(V, &["get", "svc", "kubernetes", "-o", "wide"]);
+    assert_eq!(row(&table, "kubernetes")[2], "10.100.0.1");
+    let endpoints = server.kubectl_ok(V, &["get", "endpoints", "kubernetes"]);
+    assert_eq!(
+        row(&endpoints, "kubernetes")[1],
+        format!("127.0.0.9:{}", server.port)
+    );
+    let refused = server.kubectl(
+        V,
+        &[
+            "create",
+            "service",
+            "nodeport",
+            "np",
+            "--tcp=80",
+            "--node-port=30080",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("spec.ports[0].nodePort: Invalid value: 30080: provided port is not in the valid range. The range of valid ports is 31000-31009"),
+        "{stderr}"
+    );
+    let made = server.kubectl_ok(V, &["create", "service", "nodeport", "np", "--tcp=80"]);
+    assert_eq!(made.trim(), "service/np created");
+    let port = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "svc",
+            "np",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ],
+    );
+    let port: u16 = port.parse().unwrap();
+    assert!((31000..=31009).contains(&port), "{port}");
+}
