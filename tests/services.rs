@@ -1,9 +1,12 @@
 //! End to end: Service addresses and node ports as kubectl 1.33 sees them
 //! against the real `tug-apiserver` — `kubectl create service`, upstream's
 //! 422 for a taken node port, and the `kubernetes` Service with its
-//! Endpoints naming the API server; the range and address flags.
+//! Endpoints naming the API server, left alone by the controller manager;
+//! the range and address flags.
 
-use tugboat_e2e::{free_port, ApiServer};
+use std::time::Duration;
+
+use tugboat_e2e::{free_port, ApiServer, Component};
 
 const V: &str = "1.33";
 
@@ -172,4 +175,56 @@ fn the_range_and_advertise_flags_shape_the_kubernetes_service() {
     );
     let port: u16 = port.parse().unwrap();
     assert!((31000..=31009).contains(&port), "{port}");
+}
+
+#[test]
+fn the_endpoint_controllers_leave_the_kubernetes_endpoints_alone() {
+    let server = ApiServer::start();
+    let health = format!("127.0.0.1:{}", free_port());
+    let _controllers = Component::start(
+        &server,
+        "tug-controller-manager",
+        &["--health-address", &health],
+    );
+    // A Service with a selector shows both controllers at work...
+    server.kubectl_ok(V, &["create", "service", "clusterip", "web", "--tcp=80"]);
+    server.kubectl_until(
+        V,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "name",
+        ],
+        Duration::from_secs(30),
+        "the EndpointSlice controller to serve web",
+        |out| !out.trim().is_empty(),
+    );
+    server.kubectl_until(
+        V,
+        &["get", "endpoints", "web", "-o", "name"],
+        Duration::from_secs(30),
+        "the Endpoints controller to serve web",
+        |out| !out.trim().is_empty(),
+    );
+    // ...while the kubernetes Service's objects stay the API server's.
+    let slices = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=kubernetes",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(slices.trim(), "endpointslice.discovery.k8s.io/kubernetes");
+    let endpoints = server.kubectl_ok(V, &["get", "endpoints", "kubernetes"]);
+    assert_eq!(
+        row(&endpoints, "kubernetes")[1],
+        format!("127.0.0.1:{}", server.port)
+    );
 }

@@ -454,7 +454,7 @@ impl ServiceAllocator {
         expected: Revision,
     ) -> Result<(KeyValue, Revision), storage::Error> {
         let held = spec::holdings(current);
-        loop {
+        for _ in 0..MAX_ATTEMPTS {
             let released = self.owned(storage, current, &held).await?;
             let mut ops = vec![TxnOp::Delete {
                 key: key.to_string(),
@@ -482,6 +482,9 @@ impl ServiceAllocator {
                 Err(e) => return Err(e),
             }
         }
+        Err(storage::Error::Io(
+            "could not release the Service's allocations: they keep changing".into(),
+        ))
     }
 
     /// Bring claims in line with the stored Services: claim what Services

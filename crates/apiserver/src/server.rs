@@ -174,7 +174,11 @@ pub async fn start(
             .unwrap_or_else(|| crate::default_service::advertised_address(address.ip())),
         port: address.port(),
     };
-    crate::default_service::reconcile(&registry, &endpoint).await?;
+    // Not fatal: the periodic reconciler tries again (as upstream, which
+    // only logs, e.g. when another Service holds the address).
+    if let Err(error) = crate::default_service::reconcile(&registry, &endpoint).await {
+        tracing::warn!(%error, "could not set up the kubernetes Service");
+    }
     let state = Arc::new(AppState {
         registry,
         tokens,
