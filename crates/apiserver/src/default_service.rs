@@ -198,7 +198,7 @@ pub async fn reconcile(registry: &Registry, endpoint: &Endpoint) -> Result<(), A
     Ok(())
 }
 
-/// Reconcile every [`INTERVAL`] until the registry is dropped.
+/// Reconcile every [`INTERVAL`] until the server's state is dropped.
 pub fn spawn_reconciler(registry: std::sync::Weak<crate::server::AppState>, endpoint: Endpoint) {
     tokio::spawn(async move {
         loop {

@@ -497,3 +497,48 @@ async fn allocations_survive_a_restart_on_sled() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_load_balancer_gets_a_health_check_port_until_it_goes_cluster_wide() {
+    let server = TestServer::start().await.unwrap();
+    let api = services(&server).await;
+    let spec = json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local"});
+    let created = api
+        .create(&PostParams::default(), &service("lb", spec))
+        .await
+        .unwrap();
+    let health = created
+        .spec
+        .as_ref()
+        .unwrap()
+        .health_check_node_port
+        .unwrap();
+    let ports = node_ports(&created);
+    assert_eq!(ports.len(), 1);
+    assert!((30000..=32767).contains(&health));
+    assert_ne!(ports[0], health);
+
+    let cluster_wide = api
+        .patch(
+            "lb",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"externalTrafficPolicy": "Cluster"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster_wide.spec.as_ref().unwrap().health_check_node_port,
+        None
+    );
+    assert_eq!(
+        node_ports(&cluster_wide),
+        ports,
+        "the service port keeps its node port"
+    );
+    // The health-check port was released.
+    let reuse = service(
+        "reuse",
+        json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": health}]}),
+    );
+    api.create(&PostParams::default(), &reuse).await.unwrap();
+}
