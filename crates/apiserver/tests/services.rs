@@ -542,3 +542,62 @@ async fn a_local_load_balancer_gets_a_health_check_port_until_it_goes_cluster_wi
     );
     api.create(&PostParams::default(), &reuse).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_adopts_services_stored_without_claims_and_drops_orphan_claims() {
+    use storage::Storage;
+    let store = Arc::new(storage::memory::MemoryStorage::new());
+    // Data from before claims existed: a Service holding an address and a
+    // node port, and a claim whose Service is long gone.
+    let legacy = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "old", "namespace": "default", "uid": "u-old"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.5.5", "clusterIPs": ["10.96.5.5"],
+                 "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30555}]},
+    });
+    store
+        .create(
+            "/registry/core/services/default/old",
+            serde_json::to_vec(&legacy).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let orphan = json!({"namespace": "default", "name": "gone", "uid": "u-gone"});
+    store
+        .create(
+            "/registry/tugboat.io/serviceips/10.96.6.6",
+            serde_json::to_vec(&orphan).unwrap().into(),
+        )
+        .await
+        .unwrap();
+
+    let server = TestServer::start_with(store.clone()).await.unwrap();
+    let api = services(&server).await;
+    let same_ip = service("new", json!({"clusterIP": "10.96.5.5"}));
+    let (code, _) = api_error(
+        api.create(&PostParams::default(), &same_ip)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422, "the stored Service's address is held");
+    let same_port = service(
+        "new",
+        json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30555}]}),
+    );
+    let (code, _) = api_error(
+        api.create(&PostParams::default(), &same_port)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422, "the stored Service's node port is held");
+    let freed = service("new", json!({"clusterIP": "10.96.6.6"}));
+    api.create(&PostParams::default(), &freed).await.unwrap();
+    // Deleting the adopted Service releases what it held.
+    api.delete("old", &DeleteParams::default()).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &service("again", json!({"clusterIP": "10.96.5.5"})),
+    )
+    .await
+    .unwrap();
+}
