@@ -60,6 +60,22 @@ fn kubectl_creates_services_and_sees_the_kubernetes_service() {
         "error: failed to create NodePort service: Service \"np2\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
     );
 
+    let outside = server.kubectl(
+        V,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "x",
+            "--clusterip=10.0.0.1",
+            "--tcp=80",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&outside.stderr).trim(),
+        "error: failed to create ClusterIP service: Service \"x\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.0.0.1\"}: failed to allocate IP 10.0.0.1: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+    );
+
     let table = server.kubectl_ok(V, &["get", "services", "-o", "wide"]);
     let kubernetes = row(&table, "kubernetes");
     assert_eq!(

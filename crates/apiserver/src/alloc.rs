@@ -195,8 +195,10 @@ impl ServiceAllocator {
                         v4
                     }
                     _ => {
+                        // The wording tools parse to learn the service range
+                        // (".*valid IPs is (.*)$").
                         let detail = format!(
-                            "the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}",
+                            "provided IP is not in the valid range. The range of valid IPs is {}",
                             self.ranges.cluster_ip
                         );
                         return Err(invalid(&name, vec![ip_cause(&ip.to_string(), &detail)]).into());

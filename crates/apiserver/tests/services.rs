@@ -169,7 +169,7 @@ async fn out_of_range_values_are_refused_and_failed_creates_hold_nothing() {
     assert_eq!(code, 422);
     assert_eq!(
         message,
-        "Service \"a\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.0.0.1\"}: failed to allocate IP 10.0.0.1: the provided IP (10.0.0.1) is not in the valid range. The range of valid IPs is 10.96.0.0/12"
+        "Service \"a\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.0.0.1\"}: failed to allocate IP 10.0.0.1: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12"
     );
     // A valid address with a bad node port: the create fails whole.
     let half = service(
