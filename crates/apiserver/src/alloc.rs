@@ -24,9 +24,10 @@
 //! So the allocation state *is* what is stored: no in-memory bitmap to lose
 //! on restart or to disagree between API servers sharing one store, no
 //! duplicates under concurrency (storage decides who creates a key first),
-//! and nothing left allocated by a failed or dry-run write. Picking a free
-//! value lists the claim keys of its kind (see [`range`] for where the
-//! search starts). [`ServiceAllocator::repair`] runs at start to adopt
+//! and nothing left allocated by a failed or dry-run write. A dynamic cluster
+//! IP is first looked for by probing a few random addresses; when they are
+//! taken, and for node ports (a small range), the claim keys of the kind are
+//! listed and the search starts at a random point (see [`range`]). [`ServiceAllocator::repair`] runs at start to adopt
 //! Services stored before claims existed and to drop claims whose owner is
 //! gone. Dry runs check static values and pick free dynamic ones without
 //! claiming them (upstream's dry-run allocator does not claim either).
@@ -173,6 +174,23 @@ impl ServiceAllocator {
             .collect())
     }
 
+    /// A few random addresses of the upper band looked up one by one: in a
+    /// range of a million addresses one is almost always free, and this
+    /// keeps a create from listing every claim. `None` sends the caller to
+    /// the exhaustive search.
+    async fn probe_ip(&self, storage: &DynStorage) -> Result<Option<Ipv4Addr>, WriteError> {
+        const PROBES: usize = 4;
+        for _ in 0..PROBES {
+            let Some(ip) = self.ranges.cluster_ip.pick(|_| false, rand::random()) else {
+                return Ok(None);
+            };
+            if storage.get(&ip_key(ip)).await?.is_none() {
+                return Ok(Some(ip));
+            }
+        }
+        Ok(None)
+    }
+
     /// Fill the dynamic values of `obj` and list the claims it needs beyond
     /// `held` (what the stored object already holds). Static values outside
     /// the ranges fail here with upstream's 422.
@@ -216,14 +234,18 @@ impl ServiceAllocator {
                 }
             }
             Some(None) => {
-                let taken = self.claimed_ips(storage).await?;
-                let ip = self
-                    .ranges
-                    .cluster_ip
-                    .pick(|ip| taken.contains(&ip), rand::random())
-                    .ok_or_else(|| {
-                        ApiError::internal("failed to allocate a serviceIP: range is full")
-                    })?;
+                let ip = match self.probe_ip(storage).await? {
+                    Some(ip) => ip,
+                    None => {
+                        let taken = self.claimed_ips(storage).await?;
+                        self.ranges
+                            .cluster_ip
+                            .pick(|ip| taken.contains(&ip), rand::random())
+                            .ok_or_else(|| {
+                                ApiError::internal("failed to allocate a serviceIP: range is full")
+                            })?
+                    }
+                };
                 spec::set_cluster_ip(obj, ip);
                 claims.push(NewClaim {
                     key: ip_key(ip),
