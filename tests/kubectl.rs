@@ -1023,13 +1023,18 @@ fn get_prints_tables_wide_yaml_json_name_and_jsonpath() {
         .iter()
         .map(|i| i["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["Deployment", "Service", "ConfigMap", "Secret"]);
+    // `default` also holds the API server's own `kubernetes` Service.
+    assert_eq!(
+        kinds,
+        ["Deployment", "Service", "Service", "ConfigMap", "Secret"]
+    );
 
     let names = s.ok(&["get", "deploy,svc,cm,secret", "-o", "name"]);
     assert_eq!(
         names.lines().collect::<Vec<_>>(),
         [
             "deployment.apps/web",
+            "service/kubernetes",
             "service/web",
             "configmap/web-config",
             "secret/web-secret"

@@ -4,7 +4,10 @@
 //! [`handlers`] (authentication, authorization, routing by [`request`]) →
 //! [`registry`] (generic create/get/list/update/patch/delete, with per-kind
 //! rules from [`strategy`], patches from [`patch`], subresources from
-//! [`subresources`]) → `storage` (the MVCC store). Lists and watches are
+//! [`subresources`]) → `storage` (the MVCC store). Services get their
+//! cluster IPs and node ports from [`alloc`], in the same storage
+//! transaction as their own write; [`default_service`] keeps the
+//! `kubernetes` Service pointing at this server. Lists and watches are
 //! served from the [`cache`]; watch streams live in [`watch`]. `pods/log` is
 //! proxied to the node's kubelet by [`logs`] over [`kubelet_client`], which
 //! [`metrics_api`] also uses to serve `metrics.k8s.io` from kubelet
@@ -18,10 +21,12 @@
 // returned on cold paths only, so its size is not worth boxing everywhere.
 #![allow(clippy::result_large_err)]
 
+pub mod alloc;
 pub mod auth;
 pub mod cache;
 pub mod codec;
 pub mod cron;
+pub mod default_service;
 pub mod discovery;
 pub mod error;
 pub mod fieldcheck;

@@ -33,6 +33,17 @@ struct Flags {
     /// The server URL to write into admin.kubeconfig (default: from the listener).
     #[arg(long)]
     advertise_url: Option<String>,
+    /// The address the `kubernetes` Service's endpoints advertise (default:
+    /// the bind address, or the host's address on its default route).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+    /// The IPv4 CIDR Service cluster IPs are allocated from; its first
+    /// address is the `kubernetes` Service's.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: tugboat_apiserver::alloc::IpRange,
+    /// The port range NodePort Services are allocated from (`low-high`).
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: tugboat_apiserver::alloc::PortRange,
     /// Log filter (RUST_LOG syntax), e.g. info or tugboat_apiserver=debug.
     #[arg(
         short = 'v',
@@ -61,6 +72,11 @@ async fn main() -> anyhow::Result<()> {
     config.tls_sans = flags.tls_sans;
     config.token_auth_file = flags.token_auth_file;
     config.advertise_url = flags.advertise_url;
+    config.advertise_address = flags.advertise_address;
+    config.service_ranges = tugboat_apiserver::alloc::ServiceRanges {
+        cluster_ip: flags.service_cluster_ip_range,
+        node_port: flags.service_node_port_range,
+    };
     let (running, server) =
         tugboat_apiserver::start(config, listener, storage, shutdown_signal()).await?;
     tracing::info!(url = %running.url, kubeconfig = %running.kubeconfig.display(), "serving");

@@ -66,6 +66,8 @@ pub struct Deleted {
 
 pub struct Registry {
     pub cache: Arc<WatchCache>,
+    /// Service cluster IPs and node ports (see [`crate::alloc`]).
+    pub services: crate::alloc::ServiceAllocator,
 }
 
 pub fn subject(resource: &ResourceInfo, name: &str) -> Subject {
@@ -81,7 +83,7 @@ fn now() -> String {
 }
 
 /// The bytes stored for an object: JSON without `resourceVersion`.
-fn encode_for_storage(obj: &Value) -> ApiResult<bytes::Bytes> {
+pub(crate) fn encode_for_storage(obj: &Value) -> ApiResult<bytes::Bytes> {
     let mut copy = obj.clone();
     if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
@@ -115,7 +117,16 @@ pub fn parse_revision(rv: &str) -> ApiResult<Revision> {
 
 impl Registry {
     pub fn new(cache: Arc<WatchCache>) -> Self {
-        Registry { cache }
+        Self::with_services(cache, Default::default())
+    }
+
+    pub fn with_services(cache: Arc<WatchCache>, services: crate::alloc::ServiceAllocator) -> Self {
+        Registry { cache, services }
+    }
+
+    /// Services write through their allocator; see [`crate::alloc`].
+    fn is_service(resource: &ResourceInfo) -> bool {
+        (resource.group, resource.kind) == ("", "Service")
     }
 
     fn storage(&self) -> &storage::DynStorage {
@@ -335,6 +346,30 @@ impl Registry {
             );
         }
         let key = resource.key(ns.as_deref(), &name);
+        if Self::is_service(resource) {
+            if options.dry_run && self.storage().get(&key).await?.is_some() {
+                return Err(ApiError::already_exists(subject(resource, &name)));
+            }
+            let written = self
+                .services
+                .create(self.storage(), &key, &mut obj, options.dry_run)
+                .await;
+            return match written {
+                Ok(kv) => Ok(Written {
+                    object: match kv {
+                        Some(kv) => with_revision(obj, kv.mod_revision),
+                        None => obj,
+                    },
+                    created: true,
+                    warnings,
+                }),
+                Err(crate::alloc::WriteError::Api(e)) => Err(e),
+                Err(crate::alloc::WriteError::Storage(storage::Error::AlreadyExists(_))) => {
+                    Err(ApiError::already_exists(subject(resource, &name)))
+                }
+                Err(crate::alloc::WriteError::Storage(e)) => Err(e.into()),
+            };
+        }
         if options.dry_run {
             if self.storage().get(&key).await?.is_some() {
                 return Err(ApiError::already_exists(subject(resource, &name)));
@@ -391,7 +426,7 @@ impl Registry {
                 }
             }
             let mut warnings = Vec::new();
-            let new =
+            let mut new =
                 self.prepare_update(resource, subresource, &current, new, options, &mut warnings)?;
             if let Some(ns) = namespace {
                 self.check_namespace(ns, false).await?;
@@ -404,6 +439,23 @@ impl Registry {
                 });
             }
             if options.dry_run {
+                if Self::is_service(resource) {
+                    // Plausible values for what a real write would allocate.
+                    self.services
+                        .update(
+                            self.storage(),
+                            &key,
+                            &current,
+                            &mut new,
+                            kv.mod_revision,
+                            true,
+                        )
+                        .await
+                        .map_err(|e| match e {
+                            crate::alloc::WriteError::Api(e) => e,
+                            crate::alloc::WriteError::Storage(e) => e.into(),
+                        })?;
+                }
                 // A dry run answers as if written, keeping the current
                 // resourceVersion (nothing was stored).
                 return Ok(Written {
@@ -413,7 +465,14 @@ impl Registry {
                 });
             }
             if finalized(resource, &new) {
-                match self.storage().delete(&key, Some(kv.mod_revision)).await {
+                let deleted = if Self::is_service(resource) {
+                    self.services
+                        .delete(self.storage(), &key, &current, kv.mod_revision)
+                        .await
+                } else {
+                    self.storage().delete(&key, Some(kv.mod_revision)).await
+                };
+                match deleted {
                     Ok((_, revision)) => {
                         return Ok(Written {
                             object: with_revision(new, revision),
@@ -428,10 +487,29 @@ impl Registry {
                     Err(e) => return Err(e.into()),
                 }
             }
-            let result = self
-                .storage()
-                .update(&key, encode_for_storage(&new)?, Some(kv.mod_revision))
-                .await;
+            let result = if Self::is_service(resource) {
+                let written = self
+                    .services
+                    .update(
+                        self.storage(),
+                        &key,
+                        &current,
+                        &mut new,
+                        kv.mod_revision,
+                        false,
+                    )
+                    .await;
+                match written {
+                    Ok(Some(kv)) => Ok(kv),
+                    Ok(None) => Err(storage::Error::Io("internal: no Service written".into())),
+                    Err(crate::alloc::WriteError::Api(e)) => return Err(e),
+                    Err(crate::alloc::WriteError::Storage(e)) => Err(e),
+                }
+            } else {
+                self.storage()
+                    .update(&key, encode_for_storage(&new)?, Some(kv.mod_revision))
+                    .await
+            };
             match result {
                 Ok(kv) => {
                     return Ok(Written {
@@ -565,6 +643,9 @@ impl Registry {
                     ));
                 }
             }
+        }
+        if Self::is_service(resource) {
+            crate::alloc::spec::prepare_update(current, &mut new);
         }
         strategy::default(resource, &mut new);
         Self::validate(resource, &new, options, warnings)?;
@@ -710,7 +791,14 @@ impl Registry {
                     finished: true,
                 });
             }
-            match self.storage().delete(&key, Some(kv.mod_revision)).await {
+            let deleted = if Self::is_service(resource) {
+                self.services
+                    .delete(self.storage(), &key, &current, kv.mod_revision)
+                    .await
+            } else {
+                self.storage().delete(&key, Some(kv.mod_revision)).await
+            };
+            match deleted {
                 Ok((_, revision)) => {
                     return Ok(Deleted {
                         object: with_revision(current, revision),

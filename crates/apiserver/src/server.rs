@@ -44,6 +44,11 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Events each resource's watch cache keeps for resuming watches.
     pub watch_cache_window: usize,
+    /// `--service-cluster-ip-range` and `--service-node-port-range`.
+    pub service_ranges: crate::alloc::ServiceRanges,
+    /// The address the `kubernetes` Service's endpoints name (default: see
+    /// [`crate::default_service::advertised_address`]).
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 impl Config {
@@ -55,6 +60,8 @@ impl Config {
             token_auth_file: None,
             max_in_flight: 600,
             watch_cache_window: crate::cache::DEFAULT_WINDOW,
+            service_ranges: Default::default(),
+            advertise_address: None,
         }
     }
 }
@@ -154,8 +161,26 @@ pub async fn start(
         None => TokenAuthenticator::default(),
     };
     let cache = WatchCache::start(storage, config.watch_cache_window).await?;
-    let registry = Registry::new(cache);
+    let registry = Registry::with_services(
+        cache,
+        crate::alloc::ServiceAllocator::new(config.service_ranges),
+    );
     bootstrap(&registry).await?;
+    registry.services.repair(registry.cache.storage()).await?;
+    // The namespace check reads the watch cache: let it see `default`.
+    registry.cache.wait_fresh().await?;
+    let endpoint = crate::default_service::Endpoint {
+        cluster_ip: config.service_ranges.cluster_ip.first(),
+        address: config
+            .advertise_address
+            .unwrap_or_else(|| crate::default_service::advertised_address(address.ip())),
+        port: address.port(),
+    };
+    // Not fatal: the periodic reconciler tries again (as upstream, which
+    // only logs, e.g. when another Service holds the address).
+    if let Err(error) = crate::default_service::reconcile(&registry, &endpoint).await {
+        tracing::warn!(%error, "could not set up the kubernetes Service");
+    }
     let state = Arc::new(AppState {
         registry,
         tokens,
@@ -168,6 +193,7 @@ pub async fn start(
         metrics: Default::default(),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
     });
+    crate::default_service::spawn_reconciler(Arc::downgrade(&state), endpoint);
     let app = router(state);
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&material)?));
     let running = Running {

@@ -770,6 +770,7 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
             causes.push(Cause::required(&format!("spec.ports[{i}].name")));
         }
     }
+    crate::alloc::spec::validate(obj, causes);
 }
 
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";

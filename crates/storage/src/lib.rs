@@ -12,6 +12,9 @@
 //!   key, which is where HTTP 409 Conflict comes from;
 //! - `list` is consistent at one revision, also at an older revision still in
 //!   the history window (for `limit`/`continue` pagination);
+//! - `transact` applies several writes all-or-nothing, each guarded like
+//!   the single-key ones (etcd's `Txn` with `If` guards), so a write and the
+//!   keys that record what it reserved can never be seen apart;
 //! - `watch(prefix, rev)` yields every change after `rev`, in revision order,
 //!   none lost, none repeated; below the compacted revision it fails with
 //!   [`Error::Expired`] (HTTP 410 Gone);
@@ -135,6 +138,43 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// One write of a [`Storage::transact`] call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    /// Create `key`; the transaction fails with `AlreadyExists` if it exists.
+    Create { key: String, value: Bytes },
+    /// Replace an existing `key`, guarded like [`Storage::update`].
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Option<Revision>,
+    },
+    /// Delete an existing `key`, guarded like [`Storage::delete`].
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+}
+
+impl TxnOp {
+    pub fn key(&self) -> &str {
+        match self {
+            TxnOp::Create { key, .. } | TxnOp::Update { key, .. } | TxnOp::Delete { key, .. } => {
+                key
+            }
+        }
+    }
+}
+
+/// What one op of a successful transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnResult {
+    /// A create or update: the key as written.
+    Put(KeyValue),
+    /// A delete: the value deleted, and the delete's revision.
+    Deleted(KeyValue, Revision),
+}
+
 /// A stream of changes; it ends only when the store shuts down. An item is
 /// `Err(Error::Expired)` if the watcher fell so far behind that the history
 /// it needs was compacted (the watcher must then re-list).
@@ -155,6 +195,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Delete `key`, guarded like `update`; returns the deleted value with
     /// the delete's revision.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision)>;
+
+    /// Apply `ops` atomically, in order, each checked against the effects of
+    /// the earlier ones: either every op succeeds (and readers and watchers
+    /// see all of them at once) or none is applied and the error of the first
+    /// failing op is returned (`AlreadyExists`, `NotFound` or `Conflict`,
+    /// naming its key). Each op takes its own consecutive revision, so the
+    /// log and watches stay one event per revision. An empty list succeeds.
+    async fn transact(&self, ops: Vec<TxnOp>) -> Result<Vec<TxnResult>>;
 
     /// The current value of `key`, if any.
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;

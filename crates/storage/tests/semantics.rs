@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rand::Rng;
-use tugboat_storage::{Error, Event, ListOptions};
+use tugboat_storage::{Error, Event, ListOptions, TxnOp, TxnResult};
 
 use common::{assert_quiet, bytes, next_event, open, open_with, take_events, Kind, Model, Window};
 
@@ -24,6 +24,8 @@ for_both_stores!(
     compaction_expires_older_revisions_but_keeps_current_values,
     a_watcher_left_behind_by_compaction_gets_expired_and_ends,
     background_compaction_keeps_the_configured_window,
+    a_transaction_applies_every_op_or_none,
+    concurrent_transactions_claiming_shared_keys_have_one_winner_per_key,
 );
 
 async fn writes_follow_the_create_update_delete_contract(kind: Kind) {
@@ -434,4 +436,138 @@ async fn background_compaction_keeps_the_configured_window(kind: Kind) {
     }
     let listed = store.list("/c/", ListOptions::default()).await.unwrap();
     assert_eq!(listed.items.len(), i);
+}
+
+fn create(key: &str, value: &str) -> TxnOp {
+    TxnOp::Create {
+        key: key.into(),
+        value: bytes(value),
+    }
+}
+
+async fn a_transaction_applies_every_op_or_none(kind: Kind) {
+    let subject = open(kind);
+    let store = &subject.store;
+    let first = store.create("/held", bytes("h")).await.unwrap();
+    let mut watch = store.watch("/", first.mod_revision).unwrap();
+
+    // A later op sees an earlier one: create then update the same key.
+    let results = store
+        .transact(vec![
+            create("/a", "1"),
+            TxnOp::Update {
+                key: "/a".into(),
+                value: bytes("2"),
+                expected: Some(2),
+            },
+            create("/b", "1"),
+            TxnOp::Delete {
+                key: "/held".into(),
+                expected: Some(1),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 4);
+    assert!(
+        matches!(&results[1], TxnResult::Put(kv) if kv.mod_revision == 3 && kv.create_revision == 2)
+    );
+    assert!(matches!(&results[3], TxnResult::Deleted(kv, 5) if kv.key == "/held"));
+    assert_eq!(store.current_revision(), 5);
+    assert_eq!(store.get("/a").await.unwrap().unwrap().value, bytes("2"));
+    let events = take_events(&mut watch, 4).await;
+    let revisions: Vec<_> = events.iter().map(Event::revision).collect();
+    assert_eq!(revisions, vec![2, 3, 4, 5]);
+
+    // A failing op anywhere fails the whole transaction and takes no revision.
+    let failures = [
+        (
+            vec![create("/c", "1"), create("/a", "x")],
+            Error::AlreadyExists("/a".into()),
+        ),
+        (
+            vec![
+                create("/c", "1"),
+                TxnOp::Delete {
+                    key: "/missing".into(),
+                    expected: None,
+                },
+            ],
+            Error::NotFound("/missing".into()),
+        ),
+        (
+            vec![
+                create("/c", "1"),
+                TxnOp::Update {
+                    key: "/b".into(),
+                    value: bytes("x"),
+                    expected: Some(1),
+                },
+            ],
+            Error::Conflict {
+                key: "/b".into(),
+                expected: 1,
+                actual: 4,
+            },
+        ),
+    ];
+    for (ops, expected) in failures {
+        assert_eq!(store.transact(ops).await, Err(expected));
+        assert_eq!(
+            store.current_revision(),
+            5,
+            "a failed transaction takes no revision"
+        );
+        assert_eq!(
+            store.get("/c").await.unwrap(),
+            None,
+            "nothing of it is applied"
+        );
+    }
+    assert_eq!(store.transact(Vec::new()).await, Ok(Vec::new()));
+    assert_quiet(&mut watch).await;
+}
+
+async fn concurrent_transactions_claiming_shared_keys_have_one_winner_per_key(kind: Kind) {
+    let subject = open(kind);
+    let mut tasks = Vec::new();
+    for writer in 0..40 {
+        let store = subject.store.clone();
+        tasks.push(tokio::spawn(async move {
+            // Each writer wants one of five claims plus its own object.
+            let claim = format!("/claims/{}", writer % 5);
+            let result = store
+                .transact(vec![
+                    create(&claim, &writer.to_string()),
+                    create(&format!("/objects/{writer}"), "o"),
+                ])
+                .await;
+            (writer, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (writer, result) = task.await.unwrap();
+        match result {
+            Ok(_) => winners.push(writer),
+            Err(Error::AlreadyExists(key)) => assert!(key.starts_with("/claims/")),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 5, "one winner per claim: {winners:?}");
+    let objects = subject
+        .store
+        .list("/objects/", ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(objects.items.len(), 5, "losers left no object behind");
+    for writer in winners {
+        let claim = subject
+            .store
+            .get(&format!("/claims/{}", writer % 5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claim.value, bytes(&writer.to_string()));
+    }
 }

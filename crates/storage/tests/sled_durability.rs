@@ -262,3 +262,31 @@ async fn sixty_four_concurrent_writers_share_flushes() {
     assert_eq!(store.current_revision(), (TASKS * PER_TASK) as u64);
     shut(store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_survives_a_restart_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ops = (0..3)
+        .map(|i| tugboat_storage::TxnOp::Create {
+            key: format!("/t/{i}"),
+            value: bytes("v"),
+        })
+        .collect();
+    store.transact(ops).await.unwrap();
+    shut(store).await;
+
+    let store = open(dir.path());
+    assert_eq!(store.current_revision(), 3);
+    let listed = store.list("/t/", ListOptions::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 3);
+    let again = vec![tugboat_storage::TxnOp::Create {
+        key: "/t/1".into(),
+        value: bytes("w"),
+    }];
+    assert_eq!(
+        store.transact(again).await,
+        Err(tugboat_storage::Error::AlreadyExists("/t/1".into()))
+    );
+    shut(store).await;
+}

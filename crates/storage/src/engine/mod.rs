@@ -332,6 +332,14 @@ impl<B: Backend> Engine<B> {
         self.write(op).await?.into_deleted()
     }
 
+    pub(crate) async fn transact(&self, ops: Vec<crate::TxnOp>) -> Result<Vec<crate::TxnResult>> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ops = ops.into_iter().map(Op::from).collect();
+        self.write(Op::Txn(ops)).await?.into_txn()
+    }
+
     pub(crate) async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         self.shared.get(key)
     }
@@ -400,6 +408,13 @@ macro_rules! delegate_storage {
                 expected: Option<$crate::Revision>,
             ) -> $crate::Result<($crate::KeyValue, $crate::Revision)> {
                 self.engine.delete(key, expected).await
+            }
+
+            async fn transact(
+                &self,
+                ops: Vec<$crate::TxnOp>,
+            ) -> $crate::Result<Vec<$crate::TxnResult>> {
+                self.engine.transact(ops).await
             }
 
             async fn get(&self, key: &str) -> $crate::Result<Option<$crate::KeyValue>> {

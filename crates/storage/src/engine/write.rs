@@ -37,12 +37,24 @@ pub(crate) enum Op {
         key: String,
         expected: Option<Revision>,
     },
+    /// Single-key ops applied all-or-nothing (never nested).
+    Txn(Vec<Op>),
 }
 
-impl Op {
-    fn key(&self) -> &str {
-        match self {
-            Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key,
+impl From<crate::TxnOp> for Op {
+    fn from(op: crate::TxnOp) -> Self {
+        match op {
+            crate::TxnOp::Create { key, value } => Op::Create { key, value },
+            crate::TxnOp::Update {
+                key,
+                value,
+                expected,
+            } => Op::Update {
+                key,
+                value,
+                expected,
+            },
+            crate::TxnOp::Delete { key, expected } => Op::Delete { key, expected },
         }
     }
 }
@@ -52,20 +64,37 @@ impl Op {
 pub(crate) enum Outcome {
     Put(KeyValue),
     Deleted(KeyValue, Revision),
+    Txn(Vec<Outcome>),
 }
 
 impl Outcome {
     pub(crate) fn into_put(self) -> Result<KeyValue> {
         match self {
             Outcome::Put(kv) => Ok(kv),
-            Outcome::Deleted(..) => Err(Error::Io("internal: a put answered a delete".into())),
+            _ => Err(Error::Io("internal: a put got another answer".into())),
+        }
+    }
+
+    pub(crate) fn into_txn(self) -> Result<Vec<crate::TxnResult>> {
+        match self {
+            Outcome::Txn(outcomes) => outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Outcome::Put(kv) => Ok(crate::TxnResult::Put(kv)),
+                    Outcome::Deleted(kv, rev) => Ok(crate::TxnResult::Deleted(kv, rev)),
+                    Outcome::Txn(_) => Err(Error::Io("internal: a nested transaction".into())),
+                })
+                .collect(),
+            _ => Err(Error::Io(
+                "internal: a transaction got another answer".into(),
+            )),
         }
     }
 
     pub(crate) fn into_deleted(self) -> Result<(KeyValue, Revision)> {
         match self {
             Outcome::Deleted(kv, rev) => Ok((kv, rev)),
-            Outcome::Put(_) => Err(Error::Io("internal: a delete answered a put".into())),
+            _ => Err(Error::Io("internal: a delete got another answer".into())),
         }
     }
 }
@@ -136,6 +165,9 @@ fn decide(op: Op, current: Option<KeyValue>, rev: Revision) -> Result<(Event, Ou
                 Outcome::Put(kv),
             ))
         }
+        (Op::Txn(_), _) => Err(Error::Io(
+            "internal: a transaction is not a single write".into(),
+        )),
         (Op::Update { key, .. } | Op::Delete { key, .. }, None) => Err(Error::NotFound(key)),
         (
             Op::Update {
@@ -188,21 +220,61 @@ impl<B: Backend> Shared<B> {
         };
         let mut rev = applied;
         for op in ops {
-            let current = match staged.get(op.key()) {
-                Some(value) => Ok(value.clone()),
-                None => self.backend.get(op.key()),
+            let (transaction, ops) = match op {
+                Op::Txn(ops) => (true, ops),
+                single => (false, vec![single]),
             };
-            match current.and_then(|current| decide(op, current, rev + 1)) {
-                Ok((event, outcome)) => {
-                    rev += 1;
-                    staged.insert(event.key().to_owned(), value_after(&event));
-                    plan.events.push(event);
-                    plan.outcomes.push(Ok(outcome));
+            match self.plan_all(&staged, rev, ops) {
+                Ok((events, mut outcomes)) => {
+                    rev += events.len() as Revision;
+                    for event in &events {
+                        staged.insert(event.key().to_owned(), value_after(event));
+                    }
+                    plan.events.extend(events);
+                    plan.outcomes.push(match (transaction, outcomes.pop()) {
+                        (false, Some(single)) => Ok(single),
+                        (false, None) => Err(Error::Io("internal: a write got no answer".into())),
+                        (true, last) => {
+                            outcomes.extend(last);
+                            Ok(Outcome::Txn(outcomes))
+                        }
+                    });
                 }
                 Err(error) => plan.outcomes.push(Err(error)),
             }
         }
         plan
+    }
+
+    /// Decide a group of ops all-or-nothing on top of `staged` (the batch's
+    /// earlier effects): the first failure fails the group and leaves
+    /// `staged` untouched.
+    fn plan_all(
+        &self,
+        staged: &HashMap<String, Option<KeyValue>>,
+        applied: Revision,
+        ops: Vec<Op>,
+    ) -> Result<(Vec<Event>, Vec<Outcome>)> {
+        let mut local: HashMap<String, Option<KeyValue>> = HashMap::new();
+        let mut events = Vec::with_capacity(ops.len());
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for (rev, op) in (applied + 1..).zip(ops) {
+            let key = match &op {
+                Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => {
+                    key.clone()
+                }
+                Op::Txn(_) => return Err(Error::Io("internal: nested storage transaction".into())),
+            };
+            let current = match local.get(&key).or_else(|| staged.get(&key)) {
+                Some(value) => value.clone(),
+                None => self.backend.get(&key)?,
+            };
+            let (event, outcome) = decide(op, current, rev)?;
+            local.insert(key, value_after(&event));
+            events.push(event);
+            outcomes.push(outcome);
+        }
+        Ok((events, outcomes))
     }
 
     /// Apply, flush and publish a batch; one answer per op, in order.
