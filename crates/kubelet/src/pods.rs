@@ -17,12 +17,20 @@
 //!   never run (they are how the API sees the static pods);
 //! - hollow nodes share one pod watch ([`dispatch_pods`]) that routes each
 //!   event to its node's manager, instead of a watch (an HTTP/1.1
-//!   connection) per node.
+//!   connection) per node;
+//! - housekeeping (upstream's `HandlePodCleanups`): after the first full
+//!   pod list and every [`HOUSEKEEPING_PERIOD`], sandboxes, containers and
+//!   pod directories of pods no worker owns (deleted while the kubelet was
+//!   down, or force-deleted) are stopped and removed. Runtime objects are
+//!   listed *before* they are compared with the workers, so a pod whose
+//!   worker starts meanwhile is never taken for an orphan; static pods'
+//!   sandboxes are left alone until the static pod set has arrived.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -32,6 +40,10 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::admission::admit;
+use crate::runtime::{
+    Container, ContainerFilter, ContainerRuntime, ContainerState, PodSandbox, PodSandboxFilter,
+    LABEL_POD_UID,
+};
 use crate::status::is_terminal;
 use crate::worker::{PodWorker, Start, WorkerContext};
 
@@ -44,6 +56,129 @@ fn is_finished(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .is_some_and(is_terminal)
+}
+
+/// How often housekeeping looks for orphans (upstream's
+/// `housekeepingPeriod`).
+pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(2);
+/// The grace period orphans' containers get (upstream kills orphaned
+/// runtime pods with a one-second override).
+const ORPHAN_GRACE: Duration = Duration::from_secs(1);
+/// How long after the start static pods' orphans are protected when no
+/// static pod set has come: the reader reads the directory at once, but
+/// sends nothing while it is empty.
+const STATIC_SET_PATIENCE: Duration = Duration::from_secs(20);
+
+/// What the runtime and the pods directory hold of a pod no worker owns.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Orphan {
+    pub sandboxes: Vec<String>,
+    /// Container ids, with whether they still run.
+    pub containers: Vec<(String, bool)>,
+    /// Whether it has a directory under the pods directory.
+    pub dir: bool,
+}
+
+/// The pods (by UID) that have sandboxes, containers or directories but
+/// are not `known`. Runtime objects without the pod UID label are not the
+/// kubelet's and are left alone.
+pub fn find_orphans(
+    sandboxes: &[PodSandbox],
+    containers: &[Container],
+    dirs: &[String],
+    known: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Orphan> {
+    let mut orphans: BTreeMap<String, Orphan> = BTreeMap::new();
+    let unknown = |uid: Option<&String>| uid.filter(|u| !u.is_empty() && !known(u)).cloned();
+    for s in sandboxes {
+        if let Some(uid) = unknown(s.labels.get(LABEL_POD_UID)) {
+            orphans.entry(uid).or_default().sandboxes.push(s.id.clone());
+        }
+    }
+    for c in containers {
+        if let Some(uid) = unknown(c.labels.get(LABEL_POD_UID)) {
+            let running = c.state == ContainerState::Running;
+            orphans
+                .entry(uid)
+                .or_default()
+                .containers
+                .push((c.id.clone(), running));
+        }
+    }
+    for d in dirs {
+        if let Some(uid) = unknown(Some(d)) {
+            orphans.entry(uid).or_default().dir = true;
+        }
+    }
+    orphans
+}
+
+/// Whether a sandbox's annotations say it runs a static pod.
+fn is_static_sandbox(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .get(crate::static_pods::ANNOTATION_CONFIG_SOURCE)
+        .is_some_and(|s| s == "file")
+}
+
+/// Stops and removes one orphan: its running containers get
+/// [`ORPHAN_GRACE`], then its sandboxes, containers and volumes go. With
+/// `spare_static`, a pod whose sandbox is a static pod's is left alone.
+async fn remove_orphan(
+    runtime: &dyn ContainerRuntime,
+    pods_dir: Option<&std::path::Path>,
+    allow_mount: bool,
+    uid: &str,
+    orphan: &Orphan,
+    spare_static: bool,
+) {
+    if spare_static {
+        // Without a sandbox to ask, it may be a static pod's not yet
+        // (re)started: wait for the static pod set.
+        if orphan.sandboxes.is_empty() {
+            return;
+        }
+        for id in &orphan.sandboxes {
+            match runtime.pod_sandbox_status(id).await {
+                Ok(status) if !is_static_sandbox(&status.annotations) => {}
+                _ => return,
+            }
+        }
+    }
+    tracing::info!(pod_uid = %uid, sandboxes = orphan.sandboxes.len(), containers = orphan.containers.len(), "removing an orphaned pod");
+    for (id, running) in &orphan.containers {
+        if *running {
+            let _ = runtime.stop_container(id, ORPHAN_GRACE).await;
+        }
+    }
+    for id in &orphan.sandboxes {
+        let _ = runtime.stop_pod_sandbox(id).await;
+        let _ = runtime.remove_pod_sandbox(id).await;
+    }
+    for (id, _) in &orphan.containers {
+        let _ = runtime.remove_container(id).await;
+    }
+    if let Some(dir) = pods_dir.map(|d| d.join(uid)) {
+        match crate::volumes::tear_down_pod_volumes(&dir, allow_mount) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            Err(error) => {
+                tracing::warn!(pod_uid = %uid, %error, "tearing an orphan's volumes down failed")
+            }
+        }
+    }
+}
+
+/// The pod UIDs with a directory under `pods_dir`.
+fn pod_dirs(pods_dir: Option<&std::path::Path>) -> Vec<String> {
+    let Some(Ok(entries)) = pods_dir.map(std::fs::read_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
 }
 
 struct WorkerHandle {
@@ -123,6 +258,14 @@ pub struct PodManager {
     static_uids: HashSet<String>,
     /// Pod events from a shared watch instead of a watch of its own.
     feed: Option<PodFeed>,
+    /// Whether the first full pod list has been applied: until then no
+    /// pod counts as an orphan.
+    synced: bool,
+    /// Whether the static pod set has come (or none is configured).
+    static_synced: bool,
+    started: Instant,
+    /// The orphan removal under way, if any.
+    cleaning: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl PodManager {
@@ -140,6 +283,10 @@ impl PodManager {
             static_pods: None,
             static_uids: HashSet::new(),
             feed: None,
+            synced: false,
+            static_synced: true,
+            started: Instant::now(),
+            cleaning: None,
         }
     }
 
@@ -153,7 +300,56 @@ impl PodManager {
     /// Also runs the static pods sent on `pods`.
     pub fn with_static_pods(mut self, pods: mpsc::UnboundedReceiver<Vec<Arc<Pod>>>) -> Self {
         self.static_pods = Some(pods);
+        self.static_synced = false;
         self
+    }
+
+    /// One housekeeping pass: lists what the runtime and the pods
+    /// directory hold, and removes (in a task of its own) what belongs to
+    /// no worker. The listing comes first, so anything in it that a worker
+    /// owns had its worker already.
+    async fn housekeeping(&mut self) {
+        if !self.synced || self.cleaning.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let runtime = self.ctx.runtime.clone();
+        let sandboxes = match runtime.list_pod_sandbox(&PodSandboxFilter::default()).await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::warn!(%error, "housekeeping: listing sandboxes failed");
+                return;
+            }
+        };
+        let containers = match runtime.list_containers(&ContainerFilter::default()).await {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, "housekeeping: listing containers failed");
+                return;
+            }
+        };
+        let pods_dir = self.ctx.pods_dir.clone();
+        let dirs = pod_dirs(pods_dir.as_deref());
+        let orphans = find_orphans(&sandboxes, &containers, &dirs, |uid| {
+            self.workers.contains_key(uid) || self.static_uids.contains(uid)
+        });
+        if orphans.is_empty() {
+            return;
+        }
+        let spare_static = !self.static_synced && self.started.elapsed() < STATIC_SET_PATIENCE;
+        let allow_mount = self.ctx.allow_mount;
+        self.cleaning = Some(tokio::spawn(async move {
+            for (uid, orphan) in &orphans {
+                remove_orphan(
+                    runtime.as_ref(),
+                    pods_dir.as_deref(),
+                    allow_mount,
+                    uid,
+                    orphan,
+                    spare_static,
+                )
+                .await;
+            }
+        }));
     }
 
     /// A new set of static pods: start the new ones, stop those gone.
@@ -262,6 +458,8 @@ impl PodManager {
         let mut events = self.ctx.runtime.container_events();
         let mut relist: Option<Vec<Pod>> = None;
         let mut static_pods = self.static_pods.take();
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_static = async {
                 match static_pods.as_mut() {
@@ -270,7 +468,11 @@ impl PodManager {
                 }
             };
             tokio::select! {
-                Some(pods) = next_static => self.apply_static(pods),
+                Some(pods) = next_static => {
+                    self.apply_static(pods);
+                    self.static_synced = true;
+                }
+                _ = housekeeping.tick() => self.housekeeping().await,
                 event = stream.next() => {
                     let Some(event) = event else { return };
                     match event {
@@ -298,6 +500,12 @@ impl PodManager {
                             });
                             for pod in pods {
                                 self.apply(pod);
+                            }
+                            if !self.synced {
+                                // Upstream's first housekeeping follows
+                                // the first full pod list.
+                                self.synced = true;
+                                self.housekeeping().await;
                             }
                         }
                         Ok(watcher::Event::Apply(pod)) => self.apply(pod),
@@ -353,6 +561,97 @@ mod tests {
         ];
         for (event, want) in cases {
             assert_eq!(route(&event, &nodes), want, "{event:?}");
+        }
+    }
+
+    fn labelled(uid: Option<&str>) -> BTreeMap<String, String> {
+        uid.map(|u| (LABEL_POD_UID.to_string(), u.to_string()))
+            .into_iter()
+            .collect()
+    }
+
+    fn sandbox(id: &str, uid: Option<&str>) -> PodSandbox {
+        PodSandbox {
+            id: id.into(),
+            metadata: Default::default(),
+            state: crate::runtime::SandboxState::Ready,
+            created_at: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            labels: labelled(uid),
+        }
+    }
+
+    fn container(id: &str, uid: Option<&str>, state: ContainerState) -> Container {
+        Container {
+            id: id.into(),
+            pod_sandbox_id: String::new(),
+            metadata: Default::default(),
+            image: Default::default(),
+            image_ref: String::new(),
+            state,
+            created_at: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            labels: labelled(uid),
+        }
+    }
+
+    #[test]
+    fn orphans_are_what_no_worker_owns() {
+        let sandboxes = [
+            sandbox("s-known", Some("known")),
+            sandbox("s-gone", Some("gone")),
+            sandbox("s-foreign", None),
+        ];
+        let containers = [
+            container("c-known", Some("known"), ContainerState::Running),
+            container("c-gone-1", Some("gone"), ContainerState::Running),
+            container("c-gone-0", Some("gone"), ContainerState::Exited),
+            container("c-foreign", None, ContainerState::Running),
+            container("c-lost", Some("lost"), ContainerState::Exited),
+        ];
+        let dirs = ["known".to_string(), "gone".to_string(), "old".to_string()];
+        let got = find_orphans(&sandboxes, &containers, &dirs, |u| u == "known");
+        let want: BTreeMap<String, Orphan> = [
+            (
+                "gone".to_string(),
+                Orphan {
+                    sandboxes: vec!["s-gone".into()],
+                    containers: vec![("c-gone-1".into(), true), ("c-gone-0".into(), false)],
+                    dir: true,
+                },
+            ),
+            (
+                "lost".to_string(),
+                Orphan {
+                    containers: vec![("c-lost".into(), false)],
+                    ..Default::default()
+                },
+            ),
+            (
+                "old".to_string(),
+                Orphan {
+                    dir: true,
+                    ..Default::default()
+                },
+            ),
+        ]
+        .into();
+        assert_eq!(got, want);
+        // Everything known: nothing to do.
+        assert!(find_orphans(&sandboxes, &containers, &[], |_| true).is_empty());
+    }
+
+    #[test]
+    fn static_sandboxes_are_told_by_their_source() {
+        let cases = [
+            (vec![("kubernetes.io/config.source", "file")], true),
+            (vec![("kubernetes.io/config.source", "api")], false),
+            (vec![], false),
+        ];
+        for (annotations, want) in cases {
+            let a: BTreeMap<String, String> = annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(is_static_sandbox(&a), want, "{a:?}");
         }
     }
 }
