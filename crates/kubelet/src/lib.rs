@@ -117,6 +117,18 @@ impl Kubelet {
         config: KubeletConfig,
         feed: Option<pods::PodFeed>,
     ) -> anyhow::Result<KubeletHandle> {
+        Self::start_with_feeds(client, config, feed, None).await
+    }
+
+    /// [`Kubelet::start_with_feed`], with its Node's events from
+    /// `node_feed` (a Node watch shared by hollow nodes,
+    /// [`node::dispatch_nodes`]) when given.
+    pub async fn start_with_feeds(
+        client: kube::Client,
+        config: KubeletConfig,
+        feed: Option<pods::PodFeed>,
+        node_feed: Option<node::NodeFeed>,
+    ) -> anyhow::Result<KubeletHandle> {
         if let Some(problem) = crate::config::node_name_problem(&config.node_name) {
             anyhow::bail!("invalid node name {:?}: {problem}", config.node_name);
         }
@@ -182,6 +194,7 @@ impl Kubelet {
             registered_rx.clone(),
             poke,
             pod_cidr,
+            node_feed,
         ));
         tasks.spawn(lease::run(
             client.clone(),
