@@ -10,8 +10,9 @@
 //!   kubelet restart; the default) and the in-memory [`runtime::fake`]
 //!   runtime (annotation-driven exits, hollow nodes);
 //! - [`node`]: registration and node status; [`lease`]: the node Lease;
-//! - [`pods`]: the pod watch and one worker per pod; [`admission`]: whether
-//!   a pod fits;
+//! - [`pods`]: the pod watch, one worker per pod and the housekeeping of
+//!   orphans (pods deleted while the kubelet was down); [`admission`]:
+//!   whether a pod fits;
 //!   [`worker`]: the pod state machine; [`status`]: pod status computation;
 //!   [`status_manager`]: coalesced, rate-limited `pods/status` writes;
 //!   [`backoff`]: `CrashLoopBackOff`; [`probe`]: liveness, readiness and
@@ -27,7 +28,8 @@
 //!   [`streaming`]: its `/exec`, `/attach` and `/portForward` upgrades
 //!   (WebSocket and SPDY/3.1) for `kubectl exec`, `attach`, `port-forward`;
 //! - [`stats`]: resource usage sampling and `/stats/summary`;
-//!   [`metrics`]: `/metrics` and `/metrics/resource`;
+//!   [`metrics`]: `/metrics` (with the pod start and pod worker duration
+//!   histograms) and `/metrics/resource`;
 //! - [`static_pods`]: pods from `--pod-manifest-path` files, with mirror
 //!   pods in the API;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
