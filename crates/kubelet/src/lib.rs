@@ -220,6 +220,7 @@ impl Kubelet {
             node: node_rx.clone(),
             pods_dir: config.root_dir.as_ref().map(|r| r.join("pods")),
             allow_mount: config.allow_mount,
+            node_name: config.node_name.clone(),
         });
         let mut pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
         if let Some(feed) = feed {

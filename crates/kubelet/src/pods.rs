@@ -24,7 +24,10 @@
 //!   down, or force-deleted) are stopped and removed. Runtime objects are
 //!   listed *before* they are compared with the workers, so a pod whose
 //!   worker starts meanwhile is never taken for an orphan; static pods'
-//!   sandboxes are left alone until the static pod set has arrived.
+//!   sandboxes are left alone until the static pod set has arrived. Only
+//!   sandboxes and containers labelled with this node's name
+//!   ([`LABEL_NODE_NAME`]) count: several kubelets (or tests) may share
+//!   one containerd, and each must leave the others' pods alone.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
@@ -58,6 +61,10 @@ fn is_finished(pod: &Pod) -> bool {
         .is_some_and(is_terminal)
 }
 
+/// The label with the node name on the sandboxes and containers a
+/// kubelet creates: which of a shared runtime's pods are its own.
+pub const LABEL_NODE_NAME: &str = "tugboat.dev/node-name";
+
 /// How often housekeeping looks for orphans (upstream's
 /// `housekeepingPeriod`).
 pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(2);
@@ -80,9 +87,10 @@ pub struct Orphan {
 }
 
 /// The pods (by UID) that have sandboxes, containers or directories but
-/// are not `known`. Runtime objects without the pod UID label are not the
-/// kubelet's and are left alone.
+/// are not `known`. Runtime objects without the pod UID label, or not
+/// labelled as `node`'s, are not this kubelet's and are left alone.
 pub fn find_orphans(
+    node: &str,
     sandboxes: &[PodSandbox],
     containers: &[Container],
     dirs: &[String],
@@ -90,12 +98,14 @@ pub fn find_orphans(
 ) -> BTreeMap<String, Orphan> {
     let mut orphans: BTreeMap<String, Orphan> = BTreeMap::new();
     let unknown = |uid: Option<&String>| uid.filter(|u| !u.is_empty() && !known(u)).cloned();
-    for s in sandboxes {
+    let ours =
+        |labels: &BTreeMap<String, String>| labels.get(LABEL_NODE_NAME).is_some_and(|n| n == node);
+    for s in sandboxes.iter().filter(|s| ours(&s.labels)) {
         if let Some(uid) = unknown(s.labels.get(LABEL_POD_UID)) {
             orphans.entry(uid).or_default().sandboxes.push(s.id.clone());
         }
     }
-    for c in containers {
+    for c in containers.iter().filter(|c| ours(&c.labels)) {
         if let Some(uid) = unknown(c.labels.get(LABEL_POD_UID)) {
             let running = c.state == ContainerState::Running;
             orphans
@@ -329,7 +339,7 @@ impl PodManager {
         };
         let pods_dir = self.ctx.pods_dir.clone();
         let dirs = pod_dirs(pods_dir.as_deref());
-        let orphans = find_orphans(&sandboxes, &containers, &dirs, |uid| {
+        let orphans = find_orphans(&self.node_name, &sandboxes, &containers, &dirs, |uid| {
             self.workers.contains_key(uid) || self.static_uids.contains(uid)
         });
         if orphans.is_empty() {
@@ -564,19 +574,21 @@ mod tests {
         }
     }
 
-    fn labelled(uid: Option<&str>) -> BTreeMap<String, String> {
+    /// Labels of pod `uid` on node `node`.
+    fn labelled(uid: Option<&str>, node: &str) -> BTreeMap<String, String> {
         uid.map(|u| (LABEL_POD_UID.to_string(), u.to_string()))
             .into_iter()
+            .chain([(LABEL_NODE_NAME.to_string(), node.to_string())])
             .collect()
     }
 
-    fn sandbox(id: &str, uid: Option<&str>) -> PodSandbox {
+    fn sandbox(id: &str, uid: Option<&str>, node: &str) -> PodSandbox {
         PodSandbox {
             id: id.into(),
             metadata: Default::default(),
             state: crate::runtime::SandboxState::Ready,
             created_at: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            labels: labelled(uid),
+            labels: labelled(uid, node),
         }
     }
 
@@ -589,16 +601,22 @@ mod tests {
             image_ref: String::new(),
             state,
             created_at: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            labels: labelled(uid),
+            labels: labelled(uid, "n"),
         }
     }
 
     #[test]
     fn orphans_are_what_no_worker_owns() {
+        let mut unlabelled = sandbox("s-old", Some("old-kubelet"), "n");
+        unlabelled.labels.remove(LABEL_NODE_NAME);
         let sandboxes = [
-            sandbox("s-known", Some("known")),
-            sandbox("s-gone", Some("gone")),
-            sandbox("s-foreign", None),
+            sandbox("s-known", Some("known"), "n"),
+            sandbox("s-gone", Some("gone"), "n"),
+            sandbox("s-foreign", None, "n"),
+            // Another kubelet's pod on a shared runtime, and one from a
+            // kubelet that labelled nothing: not ours to remove.
+            sandbox("s-other", Some("theirs"), "other-node"),
+            unlabelled,
         ];
         let containers = [
             container("c-known", Some("known"), ContainerState::Running),
@@ -608,7 +626,7 @@ mod tests {
             container("c-lost", Some("lost"), ContainerState::Exited),
         ];
         let dirs = ["known".to_string(), "gone".to_string(), "old".to_string()];
-        let got = find_orphans(&sandboxes, &containers, &dirs, |u| u == "known");
+        let got = find_orphans("n", &sandboxes, &containers, &dirs, |u| u == "known");
         let want: BTreeMap<String, Orphan> = [
             (
                 "gone".to_string(),
@@ -636,7 +654,7 @@ mod tests {
         .into();
         assert_eq!(got, want);
         // Everything known: nothing to do.
-        assert!(find_orphans(&sandboxes, &containers, &[], |_| true).is_empty());
+        assert!(find_orphans("n", &sandboxes, &containers, &[], |_| true).is_empty());
     }
 
     #[test]

@@ -236,6 +236,9 @@ pub struct WorkerContext {
     pub pods_dir: Option<PathBuf>,
     /// Whether the kubelet may mount (tmpfs for Memory emptyDirs).
     pub allow_mount: bool,
+    /// This node's name, put on every sandbox and container
+    /// ([`crate::pods::LABEL_NODE_NAME`]).
+    pub node_name: String,
 }
 
 impl WorkerContext {
@@ -715,6 +718,10 @@ impl PodWorker {
         labels.insert(LABEL_POD_NAME.into(), self.name().into());
         labels.insert(LABEL_POD_NAMESPACE.into(), self.namespace().into());
         labels.insert(LABEL_POD_UID.into(), self.uid.clone());
+        labels.insert(
+            crate::pods::LABEL_NODE_NAME.into(),
+            self.ctx.node_name.clone(),
+        );
         PodSandboxConfig {
             metadata: PodSandboxMetadata {
                 name: self.name().into(),
@@ -846,6 +853,7 @@ impl PodWorker {
             (LABEL_POD_UID, self.uid.as_str()),
             (LABEL_CONTAINER_NAME, c.name.as_str()),
             (LABEL_CONTAINER_KIND, kind),
+            (crate::pods::LABEL_NODE_NAME, self.ctx.node_name.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
