@@ -672,4 +672,107 @@ mod tests {
             assert_eq!(is_static_sandbox(&a), want, "{a:?}");
         }
     }
+
+    /// A sandbox of pod `uid` on node `node` in `rt`.
+    async fn run_sandbox(
+        rt: &crate::runtime::fake::FakeRuntime,
+        uid: &str,
+        node: &str,
+        source: &str,
+    ) -> String {
+        let config = crate::runtime::PodSandboxConfig {
+            metadata: crate::runtime::PodSandboxMetadata {
+                name: uid.into(),
+                namespace: "default".into(),
+                uid: uid.into(),
+                attempt: 0,
+            },
+            labels: labelled(Some(uid), node),
+            annotations: [(
+                crate::static_pods::ANNOTATION_CONFIG_SOURCE.to_string(),
+                source.to_string(),
+            )]
+            .into(),
+            ..Default::default()
+        };
+        rt.run_pod_sandbox(&config).await.unwrap()
+    }
+
+    async fn sandbox_uids(rt: &crate::runtime::fake::FakeRuntime) -> Vec<String> {
+        let mut uids: Vec<String> = rt
+            .list_pod_sandbox(&PodSandboxFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|s| s.labels.get(LABEL_POD_UID).cloned())
+            .collect();
+        uids.sort();
+        uids
+    }
+
+    /// Polls until the sandboxes left are `want`.
+    async fn wait_sandboxes(rt: &crate::runtime::fake::FakeRuntime, want: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = sandbox_uids(rt).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sandboxes {got:?}, wanted {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn housekeeping_waits_for_the_pod_list_and_the_static_pods() {
+        use crate::runtime::fake::FakeRuntime;
+        let rt = FakeRuntime::new();
+        rt.update_runtime_config("10.244.0.0/24").await.unwrap();
+        run_sandbox(&rt, "orphan", "n", "api").await;
+        run_sandbox(&rt, "static", "n", "file").await;
+        run_sandbox(&rt, "theirs", "other", "api").await;
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let limiter = Arc::new(crate::ratelimit::RateLimiter::new(50.0, 100));
+        let (_node_tx, node_rx) = watch::channel(Arc::new(Node::default()));
+        let ctx = Arc::new(WorkerContext {
+            client: client.clone(),
+            runtime: Arc::new(rt.clone()),
+            runtime_name: "fake".into(),
+            host_ips: vec![],
+            status: crate::status_manager::StatusManager::new(client, limiter.clone()),
+            recorder: None,
+            limiter,
+            node: node_rx.clone(),
+            pods_dir: None,
+            allow_mount: false,
+            node_name: "n".into(),
+        });
+        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
+        let (static_tx, static_rx) = mpsc::unbounded_channel();
+        let manager = PodManager::new(ctx, "n".into(), node_rx)
+            .with_feed(feed_rx)
+            .with_static_pods(static_rx);
+        let task = tokio::spawn(manager.run());
+
+        // Before the first full pod list nothing is an orphan.
+        tokio::time::sleep(HOUSEKEEPING_PERIOD + Duration::from_millis(500)).await;
+        assert_eq!(sandbox_uids(&rt).await, ["orphan", "static", "theirs"]);
+
+        // Listed (with none of them): the orphan goes at once; the static
+        // pod's sandbox waits for the static pod set, another node's stays.
+        feed_tx.send(watcher::Event::Init).unwrap();
+        feed_tx.send(watcher::Event::InitDone).unwrap();
+        wait_sandboxes(&rt, &["static", "theirs"]).await;
+        tokio::time::sleep(HOUSEKEEPING_PERIOD + Duration::from_millis(500)).await;
+        assert_eq!(sandbox_uids(&rt).await, ["static", "theirs"]);
+
+        // The static pod set came without it: its file is gone.
+        static_tx.send(Vec::new()).unwrap();
+        wait_sandboxes(&rt, &["theirs"]).await;
+        task.abort();
+    }
 }
