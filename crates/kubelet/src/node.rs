@@ -424,7 +424,9 @@ impl NodeAgent {
     /// Registers the Node, then keeps its status up to date.
     pub async fn run(self) {
         let api: Api<Node> = Api::all(self.client.clone());
-        let (registered, created) = self.register().await;
+        // The one-off and the occasional futures are boxed so that this
+        // long-lived one (one per hollow node) stays small.
+        let (registered, created) = Box::pin(self.register()).await;
         if let Some(r) = &self.recorder {
             r.normal(&registered, "Starting", "Starting kubelet.");
         }
@@ -458,13 +460,12 @@ impl NodeAgent {
             });
             if due {
                 let patch = json!({ "status": status });
-                match api
-                    .patch_status(
-                        &self.config.node_name,
-                        &PatchParams::default(),
-                        &Patch::Strategic(&patch),
-                    )
-                    .await
+                match Box::pin(api.patch_status(
+                    &self.config.node_name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&patch),
+                ))
+                .await
                 {
                     Ok(node) => {
                         let now = status.conditions.clone().unwrap_or_default();
@@ -490,8 +491,9 @@ impl NodeAgent {
 /// Watches the kubelet's own Node: keeps `node` current and hands a
 /// `spec.podCIDR` (node IPAM) to the runtime.
 /// The Node watch events of one kubelet, when a [`dispatch_nodes`] watch
-/// shared by several feeds it.
-pub type NodeFeed = tokio::sync::mpsc::UnboundedReceiver<watcher::Event<Node>>;
+/// shared by several feeds it. Boxed, as [`crate::pods::PodFeed`]: a
+/// channel allocates 32 slots at a time.
+pub type NodeFeed = tokio::sync::mpsc::UnboundedReceiver<Box<watcher::Event<Node>>>;
 
 /// Which of `nodes` a Node watch event concerns: a Node its own kubelet
 /// only; the start and end of a (re-)list nobody (each kubelet only acts
@@ -514,7 +516,7 @@ pub fn node_route<'a>(
 /// name) until they are all gone.
 pub async fn dispatch_nodes(
     client: kube::Client,
-    feeds: HashMap<String, tokio::sync::mpsc::UnboundedSender<watcher::Event<Node>>>,
+    feeds: HashMap<String, tokio::sync::mpsc::UnboundedSender<Box<watcher::Event<Node>>>>,
 ) {
     let nodes: HashSet<String> = feeds.keys().cloned().collect();
     let api: Api<Node> = Api::all(client);
@@ -530,7 +532,7 @@ pub async fn dispatch_nodes(
             }
         };
         if let Some(tx) = node_route(&event, &nodes).and_then(|n| feeds.get(n)) {
-            let _ = tx.send(event);
+            let _ = tx.send(Box::new(event));
         }
         if feeds.values().all(|tx| tx.is_closed()) {
             return;
@@ -560,7 +562,7 @@ pub async fn watch_node(
     }
     let mut stream: NodeEventStream = match feed {
         Some(feed) => futures::stream::unfold(feed, |mut rx| async move {
-            rx.recv().await.map(|e| (Ok(e), rx))
+            rx.recv().await.map(|e| (Ok(*e), rx))
         })
         .boxed(),
         None => {

@@ -198,8 +198,9 @@ struct WorkerHandle {
 }
 
 /// The pod watch events of one node, when a [`dispatch_pods`] watch
-/// shared by several nodes feeds its manager.
-pub type PodFeed = mpsc::UnboundedReceiver<watcher::Event<Pod>>;
+/// shared by several nodes feeds its manager. Boxed: a channel allocates
+/// its slots 32 at a time, and 32 inline Pods are ~40 KiB per hollow node.
+pub type PodFeed = mpsc::UnboundedReceiver<Box<watcher::Event<Pod>>>;
 
 type PodEventStream =
     Pin<Box<dyn futures::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send>>;
@@ -228,7 +229,7 @@ pub fn route<'a>(event: &'a watcher::Event<Pod>, nodes: &'a [String]) -> Vec<&'a
 /// name) until they are all gone.
 pub async fn dispatch_pods(
     client: kube::Client,
-    feeds: HashMap<String, mpsc::UnboundedSender<watcher::Event<Pod>>>,
+    feeds: HashMap<String, mpsc::UnboundedSender<Box<watcher::Event<Pod>>>>,
 ) {
     let nodes: Vec<String> = feeds.keys().cloned().collect();
     let api: Api<Pod> = Api::all(client);
@@ -245,7 +246,7 @@ pub async fn dispatch_pods(
         };
         for node in route(&event, &nodes) {
             if let Some(tx) = feeds.get(node) {
-                let _ = tx.send(event.clone());
+                let _ = tx.send(Box::new(event.clone()));
             }
         }
         if feeds.values().all(|tx| tx.is_closed()) {
@@ -455,7 +456,7 @@ impl PodManager {
     pub async fn run(mut self) {
         let mut stream: PodEventStream = match self.feed.take() {
             Some(feed) => futures::stream::unfold(feed, |mut rx| async move {
-                rx.recv().await.map(|e| (Ok(e), rx))
+                rx.recv().await.map(|e| (Ok(*e), rx))
             })
             .boxed(),
             None => {
@@ -482,7 +483,9 @@ impl PodManager {
                     self.apply_static(pods);
                     self.static_synced = true;
                 }
-                _ = housekeeping.tick() => self.housekeeping().await,
+                // Boxed: an inline housekeeping pass would enlarge this
+                // long-lived future (one per hollow node).
+                _ = housekeeping.tick() => Box::pin(self.housekeeping()).await,
                 event = stream.next() => {
                     let Some(event) = event else { return };
                     match event {
@@ -515,7 +518,7 @@ impl PodManager {
                                 // Upstream's first housekeeping follows
                                 // the first full pod list.
                                 self.synced = true;
-                                self.housekeeping().await;
+                                Box::pin(self.housekeeping()).await;
                             }
                         }
                         Ok(watcher::Event::Apply(pod)) => self.apply(pod),
@@ -764,8 +767,8 @@ mod tests {
 
         // Listed (with none of them): the orphan goes at once; the static
         // pod's sandbox waits for the static pod set, another node's stays.
-        feed_tx.send(watcher::Event::Init).unwrap();
-        feed_tx.send(watcher::Event::InitDone).unwrap();
+        feed_tx.send(Box::new(watcher::Event::Init)).unwrap();
+        feed_tx.send(Box::new(watcher::Event::InitDone)).unwrap();
         wait_sandboxes(&rt, &["static", "theirs"]).await;
         tokio::time::sleep(HOUSEKEEPING_PERIOD + Duration::from_millis(500)).await;
         assert_eq!(sandbox_uids(&rt).await, ["static", "theirs"]);
