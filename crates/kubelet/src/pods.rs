@@ -154,27 +154,40 @@ async fn remove_orphan(
             }
         }
     }
-    tracing::info!(pod_uid = %uid, sandboxes = orphan.sandboxes.len(), containers = orphan.containers.len(), "removing an orphaned pod");
+    if orphan.sandboxes.is_empty() && orphan.containers.is_empty() {
+        tracing::debug!(pod_uid = %uid, "removing an orphaned pod directory");
+    } else {
+        tracing::info!(pod_uid = %uid, sandboxes = orphan.sandboxes.len(), containers = orphan.containers.len(), "removing an orphaned pod");
+    }
+    let mut removed = true;
     for (id, running) in &orphan.containers {
         if *running {
-            let _ = runtime.stop_container(id, ORPHAN_GRACE).await;
+            removed &= runtime.stop_container(id, ORPHAN_GRACE).await.is_ok();
         }
     }
     for id in &orphan.sandboxes {
-        let _ = runtime.stop_pod_sandbox(id).await;
-        let _ = runtime.remove_pod_sandbox(id).await;
+        removed &= runtime.stop_pod_sandbox(id).await.is_ok();
+        removed &= runtime.remove_pod_sandbox(id).await.is_ok();
     }
     for (id, _) in &orphan.containers {
-        let _ = runtime.remove_container(id).await;
+        removed &= runtime.remove_container(id).await.is_ok();
     }
-    if let Some(dir) = pods_dir.map(|d| d.join(uid)) {
-        match crate::volumes::tear_down_pod_volumes(&dir, allow_mount) {
-            Ok(()) => {
-                let _ = std::fs::remove_dir(&dir);
+    // The directory only once nothing runs from it (the process runtime's
+    // containers work in it), and only without mounts left in it.
+    let Some(dir) = pods_dir
+        .map(|d| d.join(uid))
+        .filter(|d| removed && d.is_dir())
+    else {
+        return;
+    };
+    match crate::volumes::tear_down_pod_volumes(&dir, allow_mount) {
+        Ok(()) => {
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(pod_uid = %uid, %error, "removing an orphan's directory failed");
             }
-            Err(error) => {
-                tracing::warn!(pod_uid = %uid, %error, "tearing an orphan's volumes down failed")
-            }
+        }
+        Err(error) => {
+            tracing::warn!(pod_uid = %uid, %error, "tearing an orphan's volumes down failed")
         }
     }
 }
