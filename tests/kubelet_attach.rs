@@ -3,7 +3,8 @@
 //! -i` reaches the container (its `got <line>` shows in `kubectl logs` and
 //! in attach's own output); the container's stdin stays open between
 //! attach sessions and across a kubelet restart (the shim holds it), and
-//! with `stdinOnce` the first session's end is the container's EOF.
+//! with `stdinOnce` the first session's end is the container's EOF, as
+//! `kubectl run -i --rm` relies on.
 
 use std::io::{Read, Write};
 use std::process::{Child, Stdio};
@@ -256,6 +257,59 @@ fn attach_stdin_reaches_process_runtime_containers() {
         PATIENCE,
         "the stdinOnce pod Succeeded",
         |out| out == "Succeeded",
+    );
+
+    // `kubectl run -i --rm`: stdin and stdinOnce, attached as soon as the
+    // pod runs; the input is the container's, its output kubectl's, and
+    // the end of the input ends the container.
+    let overrides =
+        r#"{"apiVersion":"v1","spec":{"nodeName":"worker","terminationGracePeriodSeconds":1}}"#;
+    let mut run = c
+        .server
+        .kubectl_cmd(
+            V,
+            &[
+                "run",
+                "-i",
+                "--rm",
+                "runner",
+                "--image=busybox",
+                "--restart=Never",
+                "--overrides",
+                overrides,
+                "--command",
+                "--",
+                "sh",
+                "-c",
+                "while read l; do echo \"got $l\"; done; echo done",
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl run");
+    run.stdin.take().unwrap().write_all(b"ran\n").unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while run.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = run.kill();
+            let out = run.wait_with_output().unwrap();
+            panic!(
+                "kubectl run -i did not end: {}\n{}\nkubelet log:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                c.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("got ran\ndone"),
+        "kubectl run -i: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     // A container without `stdin: true` has no stdin to attach to.
