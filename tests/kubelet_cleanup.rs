@@ -108,12 +108,43 @@ fn sleeping(pid: u32) -> bool {
     String::from_utf8_lossy(&cmdline).starts_with("sleep")
 }
 
+/// Deletes the pods at the end, while a kubelet runs, so that their
+/// processes (whose shims outlive the kubelet) go even after a failed
+/// assertion.
+struct Cleanup<'a> {
+    server: &'a ApiServer,
+    kubelet: Option<Component>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if self.kubelet.is_some() {
+            let _ = self.server.kubectl(
+                V,
+                &[
+                    "delete",
+                    "pod",
+                    "keep",
+                    "gone",
+                    "--ignore-not-found",
+                    "--wait=true",
+                    "--timeout=20s",
+                ],
+            );
+        }
+    }
+}
+
 #[test]
 fn pods_deleted_while_the_kubelet_was_down_are_cleaned_up() {
     let server = ApiServer::start();
     let root = server.data_dir.with_extension("kubelet-root");
     let healthz = free_port();
     let kubelet = start_kubelet(&server, &root, healthz);
+    let mut cleanup = Cleanup {
+        server: &server,
+        kubelet: None,
+    };
     let mut pids = Vec::new();
     for name in ["keep", "gone"] {
         server.kubectl_stdin(V, &["apply", "-f", "-"], &pod(name));
@@ -144,7 +175,9 @@ fn pods_deleted_while_the_kubelet_was_down_are_cleaned_up() {
         "the process must outlive the stopped kubelet"
     );
 
-    let kubelet = start_kubelet(&server, &root, healthz);
+    let kubelet = cleanup
+        .kubelet
+        .insert(start_kubelet(&server, &root, healthz));
     let deadline = Instant::now() + Duration::from_secs(10);
     while sleeping(gone_pid) {
         assert!(
@@ -181,4 +214,13 @@ fn pods_deleted_while_the_kubelet_was_down_are_cleaned_up() {
     );
     let phase = server.kubectl_ok(V, &["get", "pod", "keep", "-o", "jsonpath={.status.phase}"]);
     assert_eq!(phase, "Running");
+    drop(cleanup);
+    let deadline = Instant::now() + PATIENCE;
+    while sleeping(*keep_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the kept pod's process outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
