@@ -4,7 +4,8 @@
 //! runtime, pod CIDR [`hollow_pod_cidr`] (`10.244.<i>.0/24`, continuing
 //! into `10.245.0.0/16` and up past 256 nodes) and InternalIP
 //! [`hollow_node_ip`] (from `172.16.0.2` up). The nodes share one pod watch
-//! ([`crate::pods::dispatch_pods`]): a watch per node would be an HTTP/1.1
+//! ([`crate::pods::dispatch_pods`]) and one Node watch
+//! ([`crate::node::dispatch_nodes`]): a watch per node would be an HTTP/1.1
 //! connection (and a TLS session) per node, most of a hollow node's memory.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -45,11 +46,14 @@ pub struct HollowNodes {
     runtimes: Vec<FakeRuntime>,
     /// The shared pod watch.
     dispatch: tokio::task::JoinHandle<()>,
+    /// The shared Node watch.
+    dispatch_nodes: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for HollowNodes {
     fn drop(&mut self) {
         self.dispatch.abort();
+        self.dispatch_nodes.abort();
     }
 }
 
@@ -79,17 +83,27 @@ impl HollowNodes {
             runtimes.push(runtime);
         }
         let mut feeds = std::collections::HashMap::new();
+        let mut node_feeds = std::collections::HashMap::new();
         let mut starts = Vec::with_capacity(count);
         for config in configs {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             feeds.insert(config.node_name.clone(), tx);
-            starts.push(Kubelet::start_with_feed(client.clone(), config, Some(rx)));
+            let (node_tx, node_rx) = tokio::sync::mpsc::unbounded_channel();
+            node_feeds.insert(config.node_name.clone(), node_tx);
+            starts.push(Kubelet::start_with_feeds(
+                client.clone(),
+                config,
+                Some(rx),
+                Some(node_rx),
+            ));
         }
         let dispatch = tokio::spawn(crate::pods::dispatch_pods(client.clone(), feeds));
+        let dispatch_nodes = tokio::spawn(crate::node::dispatch_nodes(client.clone(), node_feeds));
         let nodes = match try_join_all(starts).await {
             Ok(nodes) => nodes,
             Err(e) => {
                 dispatch.abort();
+                dispatch_nodes.abort();
                 return Err(e).context("starting hollow nodes");
             }
         };
@@ -97,6 +111,7 @@ impl HollowNodes {
             nodes,
             runtimes,
             dispatch,
+            dispatch_nodes,
         })
     }
 
@@ -142,6 +157,7 @@ impl HollowNodes {
     /// Stops every node.
     pub async fn shutdown(mut self) {
         self.dispatch.abort();
+        self.dispatch_nodes.abort();
         for node in std::mem::take(&mut self.nodes) {
             node.shutdown().await;
         }

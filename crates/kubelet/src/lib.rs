@@ -10,8 +10,9 @@
 //!   kubelet restart; the default) and the in-memory [`runtime::fake`]
 //!   runtime (annotation-driven exits, hollow nodes);
 //! - [`node`]: registration and node status; [`lease`]: the node Lease;
-//! - [`pods`]: the pod watch and one worker per pod; [`admission`]: whether
-//!   a pod fits;
+//! - [`pods`]: the pod watch, one worker per pod and the housekeeping of
+//!   orphans (pods deleted while the kubelet was down); [`admission`]:
+//!   whether a pod fits;
 //!   [`worker`]: the pod state machine; [`status`]: pod status computation;
 //!   [`status_manager`]: coalesced, rate-limited `pods/status` writes;
 //!   [`backoff`]: `CrashLoopBackOff`; [`probe`]: liveness, readiness and
@@ -27,7 +28,8 @@
 //!   [`streaming`]: its `/exec`, `/attach` and `/portForward` upgrades
 //!   (WebSocket and SPDY/3.1) for `kubectl exec`, `attach`, `port-forward`;
 //! - [`stats`]: resource usage sampling and `/stats/summary`;
-//!   [`metrics`]: `/metrics` and `/metrics/resource`;
+//!   [`metrics`]: `/metrics` (with the pod start and pod worker duration
+//!   histograms) and `/metrics/resource`;
 //! - [`static_pods`]: pods from `--pod-manifest-path` files, with mirror
 //!   pods in the API;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
@@ -117,6 +119,18 @@ impl Kubelet {
         config: KubeletConfig,
         feed: Option<pods::PodFeed>,
     ) -> anyhow::Result<KubeletHandle> {
+        Self::start_with_feeds(client, config, feed, None).await
+    }
+
+    /// [`Kubelet::start_with_feed`], with its Node's events from
+    /// `node_feed` (a Node watch shared by hollow nodes,
+    /// [`node::dispatch_nodes`]) when given.
+    pub async fn start_with_feeds(
+        client: kube::Client,
+        config: KubeletConfig,
+        feed: Option<pods::PodFeed>,
+        node_feed: Option<node::NodeFeed>,
+    ) -> anyhow::Result<KubeletHandle> {
         if let Some(problem) = crate::config::node_name_problem(&config.node_name) {
             anyhow::bail!("invalid node name {:?}: {problem}", config.node_name);
         }
@@ -182,6 +196,7 @@ impl Kubelet {
             registered_rx.clone(),
             poke,
             pod_cidr,
+            node_feed,
         ));
         tasks.spawn(lease::run(
             client.clone(),
@@ -205,6 +220,7 @@ impl Kubelet {
             node: node_rx.clone(),
             pods_dir: config.root_dir.as_ref().map(|r| r.join("pods")),
             allow_mount: config.allow_mount,
+            node_name: config.node_name.clone(),
         });
         let mut pods = PodManager::new(ctx, config.node_name.clone(), node_rx.clone());
         if let Some(feed) = feed {

@@ -2,18 +2,24 @@
 //! from `prometheus-client`, as the scheduler serves):
 //! - `GET /metrics`: `kubelet_node_name`, `kubelet_running_pods` (pods
 //!   with a ready sandbox) and `kubelet_running_containers` by
-//!   `container_state`, counted from the runtime at scrape time;
+//!   `container_state`, counted from the runtime at scrape time; and the
+//!   pod workers' histograms ([`PodMetrics`]):
+//!   `kubelet_pod_start_duration_seconds` (from the kubelet first seeing a
+//!   pod to its first `Running` status) and
+//!   `kubelet_pod_worker_duration_seconds` by `operation_type`;
 //! - `GET /metrics/resource`: the resource metrics upstream's kubelet
 //!   serves for metrics-server (`node_`, `pod_` and `container_`
 //!   `cpu_usage_seconds_total` and `memory_working_set_bytes`), made from
 //!   the same [`Summary`] as `/stats/summary`.
 //!
-//! The values are read when scraped, so each scrape builds a small registry
-//! ([`render_kubelet`], [`render_resource`] are pure).
+//! The gauges are read when scraped, so each scrape builds a small registry
+//! ([`render_kubelet`], [`render_resource`] are pure); the histograms are
+//! process-wide, like upstream's legacy registry ([`pod_metrics`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
@@ -22,6 +28,7 @@ use axum::routing::get;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::runtime::{ContainerFilter, ContainerState, PodSandboxFilter, SandboxState};
@@ -33,6 +40,71 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 type FloatCounter = Counter<f64, AtomicU64>;
+
+/// Upstream's `podStartupDurationBuckets`: roughly exponential, round in
+/// everyday units.
+pub const POD_START_BUCKETS: [f64; 25] = [
+    0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 180.0, 240.0,
+    300.0, 360.0, 480.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
+];
+/// Prometheus' default buckets (upstream's `metrics.DefBuckets`).
+pub const DEF_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// The pod workers' histograms.
+#[derive(Clone)]
+pub struct PodMetrics {
+    start: Histogram,
+    worker: HistogramFamily,
+}
+
+impl Default for PodMetrics {
+    fn default() -> Self {
+        PodMetrics {
+            start: Histogram::new(POD_START_BUCKETS),
+            worker: Family::new_with_constructor(|| Histogram::new(DEF_BUCKETS)),
+        }
+    }
+}
+
+impl PodMetrics {
+    /// A pod became `Running` for the first time, `since_seen` after the
+    /// kubelet first saw it.
+    pub fn observe_start(&self, since_seen: Duration) {
+        self.start.observe(since_seen.as_secs_f64());
+    }
+
+    /// One pass of a pod worker: `create` (its first), `update` (after a
+    /// change of the pod) or `sync`.
+    pub fn observe_worker(&self, operation: &str, took: Duration) {
+        self.worker
+            .get_or_create(&vec![("operation_type".into(), operation.into())])
+            .observe(took.as_secs_f64());
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "kubelet_pod_start_duration_seconds",
+            "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run",
+            self.start.clone(),
+        );
+        registry.register(
+            "kubelet_pod_worker_duration_seconds",
+            "Duration in seconds to sync a single pod. Broken down by operation type: create, update, or sync",
+            self.worker.clone(),
+        );
+    }
+}
+
+static POD_METRICS: LazyLock<PodMetrics> = LazyLock::new(PodMetrics::default);
+
+/// The process's pod worker histograms, which `/metrics` serves.
+pub fn pod_metrics() -> &'static PodMetrics {
+    &POD_METRICS
+}
 
 fn encode(registry: &Registry) -> String {
     let mut out = String::new();
@@ -56,6 +128,7 @@ pub fn render_kubelet(
     node_name: &str,
     running_pods: usize,
     containers: &BTreeMap<&'static str, usize>,
+    workers: &PodMetrics,
 ) -> String {
     let mut registry = Registry::default();
     let node = Family::<Labels, Gauge>::default();
@@ -84,6 +157,7 @@ pub fn render_kubelet(
         "Number of containers currently running",
         by_state,
     );
+    workers.register(&mut registry);
     encode(&registry)
 }
 
@@ -206,7 +280,7 @@ pub fn routes(provider: Arc<StatsProvider>, node_name: &str) -> axum::Router {
                 {
                     *states.entry(state_name(c.state)).or_insert(0) += 1;
                 }
-                let body = render_kubelet(&node_name, pods, &states);
+                let body = render_kubelet(&node_name, pods, &states, pod_metrics());
                 ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
             }),
         )
@@ -230,12 +304,34 @@ mod tests {
     #[test]
     fn kubelet_metrics_count_pods_and_containers_by_state() {
         let states = BTreeMap::from([("running", 3), ("exited", 1)]);
-        let text = render_kubelet("node-a", 2, &states);
+        let text = render_kubelet("node-a", 2, &states, &PodMetrics::default());
         for line in [
             "kubelet_node_name{node=\"node-a\"} 1",
             "kubelet_running_pods 2",
             "kubelet_running_containers{container_state=\"running\"} 3",
             "kubelet_running_containers{container_state=\"exited\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn pod_start_and_worker_durations_are_histograms_with_upstream_buckets() {
+        let pods = PodMetrics::default();
+        pods.observe_start(Duration::from_millis(2500));
+        pods.observe_start(Duration::from_secs(7200));
+        pods.observe_worker("create", Duration::from_millis(20));
+        let text = render_kubelet("node-a", 0, &BTreeMap::new(), &pods);
+        for line in [
+            "# TYPE kubelet_pod_start_duration_seconds histogram",
+            "kubelet_pod_start_duration_seconds_bucket{le=\"2.0\"} 0",
+            "kubelet_pod_start_duration_seconds_bucket{le=\"3.0\"} 1",
+            "kubelet_pod_start_duration_seconds_bucket{le=\"3600.0\"} 1",
+            "kubelet_pod_start_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "kubelet_pod_start_duration_seconds_count 2",
+            "kubelet_pod_worker_duration_seconds_bucket{le=\"0.01\",operation_type=\"create\"} 0",
+            "kubelet_pod_worker_duration_seconds_bucket{le=\"0.025\",operation_type=\"create\"} 1",
+            "kubelet_pod_worker_duration_seconds_count{operation_type=\"create\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

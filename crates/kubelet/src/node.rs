@@ -20,9 +20,12 @@
 //!   transition records upstream's event (`NodeReady`, ...);
 //! - **its own Node, watched**: the newest copy feeds admission and the
 //!   Lease's owner reference, and a `spec.podCIDR` set by the node IPAM
-//!   controller is handed to the runtime.
+//!   controller is handed to the runtime. Hollow nodes share one Node
+//!   watch ([`dispatch_nodes`]) that routes each Node to its kubelet, as
+//!   they share the pod watch: a watch per node is a long request (an
+//!   HTTP/1.1 connection, a TLS session, a watcher on the server) per node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -421,7 +424,9 @@ impl NodeAgent {
     /// Registers the Node, then keeps its status up to date.
     pub async fn run(self) {
         let api: Api<Node> = Api::all(self.client.clone());
-        let (registered, created) = self.register().await;
+        // The one-off and the occasional futures are boxed so that this
+        // long-lived one (one per hollow node) stays small.
+        let (registered, created) = Box::pin(self.register()).await;
         if let Some(r) = &self.recorder {
             r.normal(&registered, "Starting", "Starting kubelet.");
         }
@@ -455,13 +460,12 @@ impl NodeAgent {
             });
             if due {
                 let patch = json!({ "status": status });
-                match api
-                    .patch_status(
-                        &self.config.node_name,
-                        &PatchParams::default(),
-                        &Patch::Strategic(&patch),
-                    )
-                    .await
+                match Box::pin(api.patch_status(
+                    &self.config.node_name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&patch),
+                ))
+                .await
                 {
                     Ok(node) => {
                         let now = status.conditions.clone().unwrap_or_default();
@@ -486,6 +490,60 @@ impl NodeAgent {
 
 /// Watches the kubelet's own Node: keeps `node` current and hands a
 /// `spec.podCIDR` (node IPAM) to the runtime.
+/// The Node watch events of one kubelet, when a [`dispatch_nodes`] watch
+/// shared by several feeds it. Boxed, as [`crate::pods::PodFeed`]: a
+/// channel allocates 32 slots at a time.
+pub type NodeFeed = tokio::sync::mpsc::UnboundedReceiver<Box<watcher::Event<Node>>>;
+
+/// Which of `nodes` a Node watch event concerns: a Node its own kubelet
+/// only; the start and end of a (re-)list nobody (each kubelet only acts
+/// on copies of its Node).
+pub fn node_route<'a>(
+    event: &'a watcher::Event<Node>,
+    nodes: &'a HashSet<String>,
+) -> Option<&'a str> {
+    match event {
+        watcher::Event::Init | watcher::Event::InitDone => None,
+        watcher::Event::InitApply(n) | watcher::Event::Apply(n) | watcher::Event::Delete(n) => n
+            .metadata
+            .name
+            .as_deref()
+            .filter(|name| nodes.contains(*name)),
+    }
+}
+
+/// One watch over every Node, feeding the kubelets of `feeds` (by node
+/// name) until they are all gone.
+pub async fn dispatch_nodes(
+    client: kube::Client,
+    feeds: HashMap<String, tokio::sync::mpsc::UnboundedSender<Box<watcher::Event<Node>>>>,
+) {
+    let nodes: HashSet<String> = feeds.keys().cloned().collect();
+    let api: Api<Node> = Api::all(client);
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::warn!(%error, "shared node watch failed; retrying");
+                continue;
+            }
+        };
+        if let Some(tx) = node_route(&event, &nodes).and_then(|n| feeds.get(n)) {
+            let _ = tx.send(Box::new(event));
+        }
+        if feeds.values().all(|tx| tx.is_closed()) {
+            return;
+        }
+    }
+}
+
+type NodeEventStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<watcher::Event<Node>, watcher::Error>> + Send>,
+>;
+
 pub async fn watch_node(
     client: kube::Client,
     config: Arc<KubeletConfig>,
@@ -493,16 +551,27 @@ pub async fn watch_node(
     registered: watch::Receiver<bool>,
     poke: Arc<Notify>,
     mut pod_cidr: String,
+    feed: Option<NodeFeed>,
 ) {
     // Before registration the Node may not exist; its first copy comes
-    // from the registration itself.
+    // from the registration itself. (A shared watch's events meanwhile
+    // wait in the feed.)
     let mut registered = registered;
     if registered.wait_for(|r| *r).await.is_err() {
         return;
     }
-    let api: Api<Node> = Api::all(client);
-    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", config.node_name));
-    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    let mut stream: NodeEventStream = match feed {
+        Some(feed) => futures::stream::unfold(feed, |mut rx| async move {
+            rx.recv().await.map(|e| (Ok(*e), rx))
+        })
+        .boxed(),
+        None => {
+            let api: Api<Node> = Api::all(client);
+            let cfg =
+                watcher::Config::default().fields(&format!("metadata.name={}", config.node_name));
+            watcher(api, cfg).default_backoff().boxed()
+        }
+    };
     while let Some(event) = stream.next().await {
         let seen = match event {
             Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => n,
@@ -535,6 +604,29 @@ pub async fn watch_node(
 mod tests {
     use super::*;
     use crate::runtime::RuntimeCondition;
+
+    #[test]
+    fn shared_node_watch_events_go_to_their_kubelet() {
+        let node = |name: &str| {
+            let mut n = Node::default();
+            n.metadata.name = Some(name.into());
+            n
+        };
+        let nodes: HashSet<String> = ["a".to_string(), "b".to_string()].into();
+        let cases = [
+            (watcher::Event::Init, None),
+            (watcher::Event::InitDone, None),
+            (watcher::Event::InitApply(node("a")), Some("a")),
+            (watcher::Event::Apply(node("b")), Some("b")),
+            (watcher::Event::Delete(node("a")), Some("a")),
+            // Another kubelet's node, or a nameless one: nobody.
+            (watcher::Event::Apply(node("c")), None),
+            (watcher::Event::Apply(Node::default()), None),
+        ];
+        for (event, want) in cases {
+            assert_eq!(node_route(&event, &nodes), want, "{event:?}");
+        }
+    }
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap()

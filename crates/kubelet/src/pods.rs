@@ -17,12 +17,23 @@
 //!   never run (they are how the API sees the static pods);
 //! - hollow nodes share one pod watch ([`dispatch_pods`]) that routes each
 //!   event to its node's manager, instead of a watch (an HTTP/1.1
-//!   connection) per node.
+//!   connection) per node;
+//! - housekeeping (upstream's `HandlePodCleanups`): after the first full
+//!   pod list and every [`HOUSEKEEPING_PERIOD`], sandboxes, containers and
+//!   pod directories of pods no worker owns (deleted while the kubelet was
+//!   down, or force-deleted) are stopped and removed. Runtime objects are
+//!   listed *before* they are compared with the workers, so a pod whose
+//!   worker starts meanwhile is never taken for an orphan; static pods'
+//!   sandboxes are left alone until the static pod set has arrived. Only
+//!   sandboxes and containers labelled with this node's name
+//!   ([`LABEL_NODE_NAME`]) count: several kubelets (or tests) may share
+//!   one containerd, and each must leave the others' pods alone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -32,6 +43,10 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::admission::admit;
+use crate::runtime::{
+    Container, ContainerFilter, ContainerRuntime, ContainerState, PodSandbox, PodSandboxFilter,
+    LABEL_POD_UID,
+};
 use crate::status::is_terminal;
 use crate::worker::{PodWorker, Start, WorkerContext};
 
@@ -46,6 +61,149 @@ fn is_finished(pod: &Pod) -> bool {
         .is_some_and(is_terminal)
 }
 
+/// The label with the node name on the sandboxes and containers a
+/// kubelet creates: which of a shared runtime's pods are its own.
+pub const LABEL_NODE_NAME: &str = "tugboat.dev/node-name";
+
+/// How often housekeeping looks for orphans (upstream's
+/// `housekeepingPeriod`).
+pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(2);
+/// The grace period orphans' containers get (upstream kills orphaned
+/// runtime pods with a one-second override).
+const ORPHAN_GRACE: Duration = Duration::from_secs(1);
+/// How long after the start static pods' orphans are protected when no
+/// static pod set has come: the reader reads the directory at once, but
+/// sends nothing while it is empty.
+const STATIC_SET_PATIENCE: Duration = Duration::from_secs(20);
+
+/// What the runtime and the pods directory hold of a pod no worker owns.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Orphan {
+    pub sandboxes: Vec<String>,
+    /// Container ids, with whether they still run.
+    pub containers: Vec<(String, bool)>,
+    /// Whether it has a directory under the pods directory.
+    pub dir: bool,
+}
+
+/// The pods (by UID) that have sandboxes, containers or directories but
+/// are not `known`. Runtime objects without the pod UID label, or not
+/// labelled as `node`'s, are not this kubelet's and are left alone.
+pub fn find_orphans(
+    node: &str,
+    sandboxes: &[PodSandbox],
+    containers: &[Container],
+    dirs: &[String],
+    known: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Orphan> {
+    let mut orphans: BTreeMap<String, Orphan> = BTreeMap::new();
+    let unknown = |uid: Option<&String>| uid.filter(|u| !u.is_empty() && !known(u)).cloned();
+    let ours =
+        |labels: &BTreeMap<String, String>| labels.get(LABEL_NODE_NAME).is_some_and(|n| n == node);
+    for s in sandboxes.iter().filter(|s| ours(&s.labels)) {
+        if let Some(uid) = unknown(s.labels.get(LABEL_POD_UID)) {
+            orphans.entry(uid).or_default().sandboxes.push(s.id.clone());
+        }
+    }
+    for c in containers.iter().filter(|c| ours(&c.labels)) {
+        if let Some(uid) = unknown(c.labels.get(LABEL_POD_UID)) {
+            let running = c.state == ContainerState::Running;
+            orphans
+                .entry(uid)
+                .or_default()
+                .containers
+                .push((c.id.clone(), running));
+        }
+    }
+    for d in dirs {
+        if let Some(uid) = unknown(Some(d)) {
+            orphans.entry(uid).or_default().dir = true;
+        }
+    }
+    orphans
+}
+
+/// Whether a sandbox's annotations say it runs a static pod.
+fn is_static_sandbox(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .get(crate::static_pods::ANNOTATION_CONFIG_SOURCE)
+        .is_some_and(|s| s == "file")
+}
+
+/// Stops and removes one orphan: its running containers get
+/// [`ORPHAN_GRACE`], then its sandboxes, containers and volumes go. With
+/// `spare_static`, a pod whose sandbox is a static pod's is left alone.
+async fn remove_orphan(
+    runtime: &dyn ContainerRuntime,
+    pods_dir: Option<&std::path::Path>,
+    allow_mount: bool,
+    uid: &str,
+    orphan: &Orphan,
+    spare_static: bool,
+) {
+    if spare_static {
+        // Without a sandbox to ask, it may be a static pod's not yet
+        // (re)started: wait for the static pod set.
+        if orphan.sandboxes.is_empty() {
+            return;
+        }
+        for id in &orphan.sandboxes {
+            match runtime.pod_sandbox_status(id).await {
+                Ok(status) if !is_static_sandbox(&status.annotations) => {}
+                _ => return,
+            }
+        }
+    }
+    if orphan.sandboxes.is_empty() && orphan.containers.is_empty() {
+        tracing::debug!(pod_uid = %uid, "removing an orphaned pod directory");
+    } else {
+        tracing::info!(pod_uid = %uid, sandboxes = orphan.sandboxes.len(), containers = orphan.containers.len(), "removing an orphaned pod");
+    }
+    let mut removed = true;
+    for (id, running) in &orphan.containers {
+        if *running {
+            removed &= runtime.stop_container(id, ORPHAN_GRACE).await.is_ok();
+        }
+    }
+    for id in &orphan.sandboxes {
+        removed &= runtime.stop_pod_sandbox(id).await.is_ok();
+        removed &= runtime.remove_pod_sandbox(id).await.is_ok();
+    }
+    for (id, _) in &orphan.containers {
+        removed &= runtime.remove_container(id).await.is_ok();
+    }
+    // The directory only once nothing runs from it (the process runtime's
+    // containers work in it), and only without mounts left in it.
+    let Some(dir) = pods_dir
+        .map(|d| d.join(uid))
+        .filter(|d| removed && d.is_dir())
+    else {
+        return;
+    };
+    match crate::volumes::tear_down_pod_volumes(&dir, allow_mount) {
+        Ok(()) => {
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(pod_uid = %uid, %error, "removing an orphan's directory failed");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(pod_uid = %uid, %error, "tearing an orphan's volumes down failed")
+        }
+    }
+}
+
+/// The pod UIDs with a directory under `pods_dir`.
+fn pod_dirs(pods_dir: Option<&std::path::Path>) -> Vec<String> {
+    let Some(Ok(entries)) = pods_dir.map(std::fs::read_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
 struct WorkerHandle {
     updates: watch::Sender<Option<Arc<Pod>>>,
     poke: Arc<Notify>,
@@ -53,8 +211,9 @@ struct WorkerHandle {
 }
 
 /// The pod watch events of one node, when a [`dispatch_pods`] watch
-/// shared by several nodes feeds its manager.
-pub type PodFeed = mpsc::UnboundedReceiver<watcher::Event<Pod>>;
+/// shared by several nodes feeds its manager. Boxed: a channel allocates
+/// its slots 32 at a time, and 32 inline Pods are ~40 KiB per hollow node.
+pub type PodFeed = mpsc::UnboundedReceiver<Box<watcher::Event<Pod>>>;
 
 type PodEventStream =
     Pin<Box<dyn futures::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send>>;
@@ -83,7 +242,7 @@ pub fn route<'a>(event: &'a watcher::Event<Pod>, nodes: &'a [String]) -> Vec<&'a
 /// name) until they are all gone.
 pub async fn dispatch_pods(
     client: kube::Client,
-    feeds: HashMap<String, mpsc::UnboundedSender<watcher::Event<Pod>>>,
+    feeds: HashMap<String, mpsc::UnboundedSender<Box<watcher::Event<Pod>>>>,
 ) {
     let nodes: Vec<String> = feeds.keys().cloned().collect();
     let api: Api<Pod> = Api::all(client);
@@ -100,7 +259,7 @@ pub async fn dispatch_pods(
         };
         for node in route(&event, &nodes) {
             if let Some(tx) = feeds.get(node) {
-                let _ = tx.send(event.clone());
+                let _ = tx.send(Box::new(event.clone()));
             }
         }
         if feeds.values().all(|tx| tx.is_closed()) {
@@ -123,6 +282,14 @@ pub struct PodManager {
     static_uids: HashSet<String>,
     /// Pod events from a shared watch instead of a watch of its own.
     feed: Option<PodFeed>,
+    /// Whether the first full pod list has been applied: until then no
+    /// pod counts as an orphan.
+    synced: bool,
+    /// Whether the static pod set has come (or none is configured).
+    static_synced: bool,
+    started: Instant,
+    /// The orphan removal under way, if any.
+    cleaning: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl PodManager {
@@ -140,6 +307,10 @@ impl PodManager {
             static_pods: None,
             static_uids: HashSet::new(),
             feed: None,
+            synced: false,
+            static_synced: true,
+            started: Instant::now(),
+            cleaning: None,
         }
     }
 
@@ -153,7 +324,56 @@ impl PodManager {
     /// Also runs the static pods sent on `pods`.
     pub fn with_static_pods(mut self, pods: mpsc::UnboundedReceiver<Vec<Arc<Pod>>>) -> Self {
         self.static_pods = Some(pods);
+        self.static_synced = false;
         self
+    }
+
+    /// One housekeeping pass: lists what the runtime and the pods
+    /// directory hold, and removes (in a task of its own) what belongs to
+    /// no worker. The listing comes first, so anything in it that a worker
+    /// owns had its worker already.
+    async fn housekeeping(&mut self) {
+        if !self.synced || self.cleaning.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let runtime = self.ctx.runtime.clone();
+        let sandboxes = match runtime.list_pod_sandbox(&PodSandboxFilter::default()).await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::warn!(%error, "housekeeping: listing sandboxes failed");
+                return;
+            }
+        };
+        let containers = match runtime.list_containers(&ContainerFilter::default()).await {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, "housekeeping: listing containers failed");
+                return;
+            }
+        };
+        let pods_dir = self.ctx.pods_dir.clone();
+        let dirs = pod_dirs(pods_dir.as_deref());
+        let orphans = find_orphans(&self.node_name, &sandboxes, &containers, &dirs, |uid| {
+            self.workers.contains_key(uid) || self.static_uids.contains(uid)
+        });
+        if orphans.is_empty() {
+            return;
+        }
+        let spare_static = !self.static_synced && self.started.elapsed() < STATIC_SET_PATIENCE;
+        let allow_mount = self.ctx.allow_mount;
+        self.cleaning = Some(tokio::spawn(async move {
+            for (uid, orphan) in &orphans {
+                remove_orphan(
+                    runtime.as_ref(),
+                    pods_dir.as_deref(),
+                    allow_mount,
+                    uid,
+                    orphan,
+                    spare_static,
+                )
+                .await;
+            }
+        }));
     }
 
     /// A new set of static pods: start the new ones, stop those gone.
@@ -249,7 +469,7 @@ impl PodManager {
     pub async fn run(mut self) {
         let mut stream: PodEventStream = match self.feed.take() {
             Some(feed) => futures::stream::unfold(feed, |mut rx| async move {
-                rx.recv().await.map(|e| (Ok(e), rx))
+                rx.recv().await.map(|e| (Ok(*e), rx))
             })
             .boxed(),
             None => {
@@ -262,6 +482,8 @@ impl PodManager {
         let mut events = self.ctx.runtime.container_events();
         let mut relist: Option<Vec<Pod>> = None;
         let mut static_pods = self.static_pods.take();
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_static = async {
                 match static_pods.as_mut() {
@@ -270,7 +492,13 @@ impl PodManager {
                 }
             };
             tokio::select! {
-                Some(pods) = next_static => self.apply_static(pods),
+                Some(pods) = next_static => {
+                    self.apply_static(pods);
+                    self.static_synced = true;
+                }
+                // Boxed: an inline housekeeping pass would enlarge this
+                // long-lived future (one per hollow node).
+                _ = housekeeping.tick() => Box::pin(self.housekeeping()).await,
                 event = stream.next() => {
                     let Some(event) = event else { return };
                     match event {
@@ -298,6 +526,12 @@ impl PodManager {
                             });
                             for pod in pods {
                                 self.apply(pod);
+                            }
+                            if !self.synced {
+                                // Upstream's first housekeeping follows
+                                // the first full pod list.
+                                self.synced = true;
+                                Box::pin(self.housekeeping()).await;
                             }
                         }
                         Ok(watcher::Event::Apply(pod)) => self.apply(pod),
@@ -354,5 +588,207 @@ mod tests {
         for (event, want) in cases {
             assert_eq!(route(&event, &nodes), want, "{event:?}");
         }
+    }
+
+    /// Labels of pod `uid` on node `node`.
+    fn labelled(uid: Option<&str>, node: &str) -> BTreeMap<String, String> {
+        uid.map(|u| (LABEL_POD_UID.to_string(), u.to_string()))
+            .into_iter()
+            .chain([(LABEL_NODE_NAME.to_string(), node.to_string())])
+            .collect()
+    }
+
+    fn sandbox(id: &str, uid: Option<&str>, node: &str) -> PodSandbox {
+        PodSandbox {
+            id: id.into(),
+            metadata: Default::default(),
+            state: crate::runtime::SandboxState::Ready,
+            created_at: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            labels: labelled(uid, node),
+        }
+    }
+
+    fn container(id: &str, uid: Option<&str>, state: ContainerState) -> Container {
+        Container {
+            id: id.into(),
+            pod_sandbox_id: String::new(),
+            metadata: Default::default(),
+            image: Default::default(),
+            image_ref: String::new(),
+            state,
+            created_at: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            labels: labelled(uid, "n"),
+        }
+    }
+
+    #[test]
+    fn orphans_are_what_no_worker_owns() {
+        let mut unlabelled = sandbox("s-old", Some("old-kubelet"), "n");
+        unlabelled.labels.remove(LABEL_NODE_NAME);
+        let sandboxes = [
+            sandbox("s-known", Some("known"), "n"),
+            sandbox("s-gone", Some("gone"), "n"),
+            sandbox("s-foreign", None, "n"),
+            // Another kubelet's pod on a shared runtime, and one from a
+            // kubelet that labelled nothing: not ours to remove.
+            sandbox("s-other", Some("theirs"), "other-node"),
+            unlabelled,
+        ];
+        let containers = [
+            container("c-known", Some("known"), ContainerState::Running),
+            container("c-gone-1", Some("gone"), ContainerState::Running),
+            container("c-gone-0", Some("gone"), ContainerState::Exited),
+            container("c-foreign", None, ContainerState::Running),
+            container("c-lost", Some("lost"), ContainerState::Exited),
+        ];
+        let dirs = ["known".to_string(), "gone".to_string(), "old".to_string()];
+        let got = find_orphans("n", &sandboxes, &containers, &dirs, |u| u == "known");
+        let want: BTreeMap<String, Orphan> = [
+            (
+                "gone".to_string(),
+                Orphan {
+                    sandboxes: vec!["s-gone".into()],
+                    containers: vec![("c-gone-1".into(), true), ("c-gone-0".into(), false)],
+                    dir: true,
+                },
+            ),
+            (
+                "lost".to_string(),
+                Orphan {
+                    containers: vec![("c-lost".into(), false)],
+                    ..Default::default()
+                },
+            ),
+            (
+                "old".to_string(),
+                Orphan {
+                    dir: true,
+                    ..Default::default()
+                },
+            ),
+        ]
+        .into();
+        assert_eq!(got, want);
+        // Everything known: nothing to do.
+        assert!(find_orphans("n", &sandboxes, &containers, &[], |_| true).is_empty());
+    }
+
+    #[test]
+    fn static_sandboxes_are_told_by_their_source() {
+        let cases = [
+            (vec![("kubernetes.io/config.source", "file")], true),
+            (vec![("kubernetes.io/config.source", "api")], false),
+            (vec![], false),
+        ];
+        for (annotations, want) in cases {
+            let a: BTreeMap<String, String> = annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(is_static_sandbox(&a), want, "{a:?}");
+        }
+    }
+
+    /// A sandbox of pod `uid` on node `node` in `rt`.
+    async fn run_sandbox(
+        rt: &crate::runtime::fake::FakeRuntime,
+        uid: &str,
+        node: &str,
+        source: &str,
+    ) -> String {
+        let config = crate::runtime::PodSandboxConfig {
+            metadata: crate::runtime::PodSandboxMetadata {
+                name: uid.into(),
+                namespace: "default".into(),
+                uid: uid.into(),
+                attempt: 0,
+            },
+            labels: labelled(Some(uid), node),
+            annotations: [(
+                crate::static_pods::ANNOTATION_CONFIG_SOURCE.to_string(),
+                source.to_string(),
+            )]
+            .into(),
+            ..Default::default()
+        };
+        rt.run_pod_sandbox(&config).await.unwrap()
+    }
+
+    async fn sandbox_uids(rt: &crate::runtime::fake::FakeRuntime) -> Vec<String> {
+        let mut uids: Vec<String> = rt
+            .list_pod_sandbox(&PodSandboxFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|s| s.labels.get(LABEL_POD_UID).cloned())
+            .collect();
+        uids.sort();
+        uids
+    }
+
+    /// Polls until the sandboxes left are `want`.
+    async fn wait_sandboxes(rt: &crate::runtime::fake::FakeRuntime, want: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = sandbox_uids(rt).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sandboxes {got:?}, wanted {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn housekeeping_waits_for_the_pod_list_and_the_static_pods() {
+        use crate::runtime::fake::FakeRuntime;
+        let rt = FakeRuntime::new();
+        rt.update_runtime_config("10.244.0.0/24").await.unwrap();
+        run_sandbox(&rt, "orphan", "n", "api").await;
+        run_sandbox(&rt, "static", "n", "file").await;
+        run_sandbox(&rt, "theirs", "other", "api").await;
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let limiter = Arc::new(crate::ratelimit::RateLimiter::new(50.0, 100));
+        let (_node_tx, node_rx) = watch::channel(Arc::new(Node::default()));
+        let ctx = Arc::new(WorkerContext {
+            client: client.clone(),
+            runtime: Arc::new(rt.clone()),
+            runtime_name: "fake".into(),
+            host_ips: vec![],
+            status: crate::status_manager::StatusManager::new(client, limiter.clone()),
+            recorder: None,
+            limiter,
+            node: node_rx.clone(),
+            pods_dir: None,
+            allow_mount: false,
+            node_name: "n".into(),
+        });
+        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
+        let (static_tx, static_rx) = mpsc::unbounded_channel();
+        let manager = PodManager::new(ctx, "n".into(), node_rx)
+            .with_feed(feed_rx)
+            .with_static_pods(static_rx);
+        let task = tokio::spawn(manager.run());
+
+        // Before the first full pod list nothing is an orphan.
+        tokio::time::sleep(HOUSEKEEPING_PERIOD + Duration::from_millis(500)).await;
+        assert_eq!(sandbox_uids(&rt).await, ["orphan", "static", "theirs"]);
+
+        // Listed (with none of them): the orphan goes at once; the static
+        // pod's sandbox waits for the static pod set, another node's stays.
+        feed_tx.send(Box::new(watcher::Event::Init)).unwrap();
+        feed_tx.send(Box::new(watcher::Event::InitDone)).unwrap();
+        wait_sandboxes(&rt, &["static", "theirs"]).await;
+        tokio::time::sleep(HOUSEKEEPING_PERIOD + Duration::from_millis(500)).await;
+        assert_eq!(sandbox_uids(&rt).await, ["static", "theirs"]);
+
+        // The static pod set came without it: its file is gone.
+        static_tx.send(Vec::new()).unwrap();
+        wait_sandboxes(&rt, &["theirs"]).await;
+        task.abort();
     }
 }

@@ -236,6 +236,9 @@ pub struct WorkerContext {
     pub pods_dir: Option<PathBuf>,
     /// Whether the kubelet may mount (tmpfs for Memory emptyDirs).
     pub allow_mount: bool,
+    /// This node's name, put on every sandbox and container
+    /// ([`crate::pods::LABEL_NODE_NAME`]).
+    pub node_name: String,
 }
 
 impl WorkerContext {
@@ -325,6 +328,17 @@ pub struct PodWorker {
     volumes_refreshed: Instant,
     /// The last `FailedMount` message and when it was recorded.
     mount_event: Option<(String, Instant)>,
+    /// When this kubelet first saw the pod (`kubelet_pod_start_duration_seconds`
+    /// runs from then).
+    first_seen: Instant,
+}
+
+/// Whether a status publication is the pod's start (upstream observes
+/// `kubelet_pod_start_duration_seconds` when the phase turns `Running`): a
+/// pod already running when the kubelet (re)started is not starting.
+fn became_running(previous: Option<&PodStatus>, next: &PodStatus) -> bool {
+    let phase = |s: Option<&PodStatus>| s.and_then(|s| s.phase.clone());
+    phase(Some(next)).as_deref() == Some("Running") && phase(previous).as_deref() != Some("Running")
 }
 
 impl PodWorker {
@@ -371,6 +385,7 @@ impl PodWorker {
             volumes: None,
             volumes_refreshed: Instant::now(),
             mount_event: None,
+            first_seen: Instant::now(),
         };
         match start {
             Start::Run => worker.active.store(true, Ordering::SeqCst),
@@ -407,6 +422,9 @@ impl PodWorker {
     }
 
     fn publish(&mut self, status: PodStatus) {
+        if became_running(self.last_status.as_ref(), &status) {
+            crate::metrics::pod_metrics().observe_start(self.first_seen.elapsed());
+        }
         let (ns, name) = (self.namespace().to_string(), self.name().to_string());
         self.ctx.status.set(&self.uid, &ns, &name, status.clone());
         self.last_status = Some(status);
@@ -431,6 +449,8 @@ impl PodWorker {
 
     /// Runs the worker until the pod is gone from the API.
     pub async fn run(mut self) {
+        // `kubelet_pod_worker_duration_seconds`' operation of the next pass.
+        let mut operation = "create";
         loop {
             let current = self.updates.borrow_and_update().clone();
             let Some(pod) = current else {
@@ -438,11 +458,14 @@ impl PodWorker {
                 return;
             };
             self.pod = pod;
+            let began = Instant::now();
             let next = match self.stage {
                 Stage::Syncing => self.sync().await,
                 Stage::Terminating => self.terminate().await,
                 Stage::Terminated => self.finish().await,
             };
+            crate::metrics::pod_metrics().observe_worker(operation, began.elapsed());
+            operation = "sync";
             let Next::Wait(until) = next else { continue };
             let sleep = async {
                 match until {
@@ -456,6 +479,7 @@ impl PodWorker {
                         // The kubelet is shutting down.
                         return;
                     }
+                    operation = "update";
                 }
                 _ = self.poke.notified() => {}
                 _ = sleep => {}
@@ -694,6 +718,10 @@ impl PodWorker {
         labels.insert(LABEL_POD_NAME.into(), self.name().into());
         labels.insert(LABEL_POD_NAMESPACE.into(), self.namespace().into());
         labels.insert(LABEL_POD_UID.into(), self.uid.clone());
+        labels.insert(
+            crate::pods::LABEL_NODE_NAME.into(),
+            self.ctx.node_name.clone(),
+        );
         PodSandboxConfig {
             metadata: PodSandboxMetadata {
                 name: self.name().into(),
@@ -825,6 +853,7 @@ impl PodWorker {
             (LABEL_POD_UID, self.uid.as_str()),
             (LABEL_CONTAINER_NAME, c.name.as_str()),
             (LABEL_CONTAINER_KIND, kind),
+            (crate::pods::LABEL_NODE_NAME, self.ctx.node_name.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1616,6 +1645,33 @@ mod tests {
         }));
         let a = compute_actions(&p, &rt(false, &[("a", Exited, 0)]));
         assert!(a.kill_pod && !a.create_sandbox);
+    }
+
+    #[test]
+    fn the_pod_start_is_its_first_running_status() {
+        let st = |phase: Option<&str>| PodStatus {
+            phase: phase.map(String::from),
+            ..Default::default()
+        };
+        let cases = [
+            // Nothing published yet, or still pending: starting now.
+            (None, Some("Running"), true),
+            (Some(st(Some("Pending"))), Some("Running"), true),
+            (Some(st(None)), Some("Running"), true),
+            // Running already (a kubelet restart, a later status): no.
+            (Some(st(Some("Running"))), Some("Running"), false),
+            // Not running: no.
+            (None, Some("Pending"), false),
+            (Some(st(Some("Running"))), Some("Succeeded"), false),
+            (Some(st(Some("Pending"))), Some("Failed"), false),
+        ];
+        for (previous, next, want) in cases {
+            assert_eq!(
+                became_running(previous.as_ref(), &st(next)),
+                want,
+                "{previous:?} -> {next:?}"
+            );
+        }
     }
 
     #[test]

@@ -446,9 +446,10 @@ impl Default for FakeRuntime {
 impl FakeRuntime {
     pub fn new() -> Self {
         // Tokio allocates every slot up front: 4096 events were ~400 KiB
-        // per hollow node. A receiver that lags re-lists (the pod manager
-        // wakes every worker), so a small buffer loses nothing.
-        let (events, _) = broadcast::channel(256);
+        // per hollow node, 256 still 27 KiB. A receiver that lags re-lists
+        // (the pod manager wakes every worker), so a small buffer loses
+        // nothing.
+        let (events, _) = broadcast::channel(32);
         FakeRuntime {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),

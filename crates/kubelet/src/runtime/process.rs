@@ -31,8 +31,14 @@
 //!   directory, in a process group of its own that a timeout kills;
 //!   `exec_stream` (`kubectl exec`) does the same with live pipes, or a
 //!   pseudo-terminal for `-t` ([`super::streaming::spawn_local`]);
-//!   `attach_stream` follows the container's log (the shim gives the
-//!   container no stdin, so attach is output only).
+//!   `attach_stream` follows the container's log, and for a container
+//!   created with `stdin: true` writes the attacher's input to the FIFO
+//!   `containers/<id>/stdin`. The shim reads that FIFO one attach session
+//!   at a time into a pipe it holds open to the process's stdin, so the
+//!   process sees no EOF when an attacher leaves — unless `stdinOnce`,
+//!   where the end of the first session closes the process's stdin
+//!   ([`feed_stdin`]). The FIFO and the shim outlive the kubelet, so a
+//!   restarted kubelet attaches as before.
 //! - Limits use cgroup v2 where the host has a writable hierarchy: each
 //!   container gets `tugboat.slice/pod-<uid>/<id>` with `cpu.max` and
 //!   `memory.max` from the container config's annotations
@@ -401,9 +407,56 @@ fn started_from_json(v: &Value) -> Option<Started> {
     })
 }
 
+/// Opens a container's stdin FIFO for an attach session. Between two
+/// sessions the shim reopens its end, so a missing reader is waited for a
+/// little; one that stays missing means the stdin is closed (`stdinOnce`
+/// used up, or the shim gone).
+async fn open_stdin(fifo: &Path) -> std::io::Result<tokio::net::unix::pipe::Sender> {
+    let mut tries = 0;
+    loop {
+        match tokio::net::unix::pipe::OpenOptions::new().open_sender(fifo) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                tries += 1;
+                if tries >= 40 {
+                    return Err(std::io::Error::other(
+                        "the container's stdin is closed (stdinOnce, or its shim ended)",
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------
 // The shim.
 // ---------------------------------------------------------------------
+
+/// The FIFO in a container's directory that feeds its stdin.
+const STDIN_FIFO: &str = "stdin";
+
+/// The shim's stdin feeder: each attach session opens [`STDIN_FIFO`] for
+/// writing; what it writes goes to the process. The shim holding `input`
+/// (the pipe to the process) across sessions is what keeps the process
+/// from seeing EOF between attachers; with `once`, the first session's end
+/// closes it, as `stdinOnce` says.
+fn feed_stdin(fifo: &Path, mut input: impl Write, once: bool) {
+    loop {
+        // Blocks until an attacher opens the FIFO; reads end (EOF) when
+        // every writer of the session has closed it.
+        let Ok(mut session) = std::fs::File::open(fifo) else {
+            return;
+        };
+        if std::io::copy(&mut session, &mut input).is_err() {
+            // The process closed its stdin or ended.
+            return;
+        }
+        if once {
+            return;
+        }
+    }
+}
 
 fn write_exit(dir: &Path, code: i32, reason: Option<&str>, message: &str) {
     let value = json!({
@@ -483,12 +536,33 @@ pub fn shim_main(dir: &Path) -> i32 {
             eprintln!("process-shim: entering cgroup {cgroup}: {e}; running unconfined");
         }
     }
+    let flag = |key: &str| spec.get(key).and_then(Value::as_bool) == Some(true);
+    let (with_stdin, stdin_once) = (flag("stdin"), flag("stdinOnce"));
+    let fifo = dir.join(STDIN_FIFO);
+    if with_stdin {
+        match rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        ) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => {
+                let message = format!("creating the stdin FIFO {}: {e}", fifo.display());
+                write_exit(dir, 128, Some("StartError"), &message);
+                return 1;
+            }
+        }
+    }
     let mut command = Command::new(program);
     command
         .args(args)
         .env_clear()
         .current_dir(str_of(&spec, "cwd"))
-        .stdin(Stdio::null())
+        .stdin(if with_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so a stop signals everything it started
@@ -523,6 +597,9 @@ pub fn shim_main(dir: &Path) -> i32 {
     });
     if let Err(e) = write_json(&dir.join("pid.json"), &started) {
         eprintln!("process-shim: writing the pid record: {e}");
+    }
+    if let Some(input) = child.stdin.take() {
+        std::thread::spawn(move || feed_stdin(&fifo, input, stdin_once));
     }
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let mut pumps = 0;
@@ -676,7 +753,14 @@ impl ContainerRecord {
             "cwd": self.cwd,
             "logPath": self.log_path,
             "cgroup": self.cgroup,
+            "stdin": self.annotation_set(super::cri::ANNOTATION_STDIN),
+            "stdinOnce": self.annotation_set(super::cri::ANNOTATION_STDIN_ONCE),
         })
+    }
+
+    /// Whether the worker set one of the `true` flag annotations.
+    fn annotation_set(&self, key: &str) -> bool {
+        self.annotations.get(key).is_some_and(|v| v == "true")
     }
 
     fn to_json(&self, id: &str) -> Value {
@@ -1583,11 +1667,6 @@ impl ContainerRuntime for ProcessRuntime {
         req: &super::streaming::StreamRequest,
     ) -> Result<super::streaming::StreamTarget> {
         let id = req.container_id.clone();
-        if req.stdin {
-            return Err(failed(format!(
-                "container {id}: the process runtime cannot attach to a container's stdin"
-            )));
-        }
         let log = {
             let mut state = self.inner.lock();
             self.inner.refresh(&mut state, &id);
@@ -1598,7 +1677,22 @@ impl ContainerRuntime for ProcessRuntime {
             if c.state() != ContainerState::Running {
                 return Err(failed(format!("container {id} is not running")));
             }
+            if req.stdin && !c.annotation_set(super::cri::ANNOTATION_STDIN) {
+                return Err(failed(format!(
+                    "container {id} has no stdin to attach to: its spec does not set `stdin: true`"
+                )));
+            }
             c.log_path.clone()
+        };
+        let stdin = if req.stdin {
+            let fifo = self.inner.container_dir(&id).join(STDIN_FIFO);
+            Some(
+                open_stdin(&fifo)
+                    .await
+                    .map_err(|e| failed(format!("container {id}: attaching to its stdin: {e}")))?,
+            )
+        } else {
+            None
         };
         // The exit: the runtime's record of it, polled (the shim writes it).
         let inner = Arc::downgrade(&self.inner);
@@ -1620,9 +1714,11 @@ impl ContainerRuntime for ProcessRuntime {
                 }
             }
         });
-        super::streaming::follow_log(log, req, exit)
-            .map(super::streaming::StreamTarget::Local)
-            .map_err(failed)
+        let mut local = super::streaming::follow_log(log, req, exit).map_err(failed)?;
+        if let Some(stdin) = stdin {
+            local.stdin = Some(Box::pin(stdin));
+        }
+        Ok(super::streaming::StreamTarget::Local(local))
     }
 
     /// From the container's cgroup when it has one (it holds the shim too,
@@ -1673,6 +1769,83 @@ mod tests {
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+
+    /// A `Write` whose bytes the test reads back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn stdin_sessions_reach_the_process_and_stdin_once_ends_after_one() {
+        for once in [false, true] {
+            let dir = std::env::temp_dir().join(format!("tug-stdin-{}-{once}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let fifo = dir.join(STDIN_FIFO);
+            rustix::fs::mkfifoat(
+                rustix::fs::CWD,
+                &fifo,
+                rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            )
+            .unwrap();
+            let sink = Sink::default();
+            let feeder = {
+                let (fifo, sink) = (fifo.clone(), sink.clone());
+                std::thread::spawn(move || feed_stdin(&fifo, sink, once))
+            };
+            let send = |line: &'static str| {
+                let fifo = fifo.clone();
+                async move {
+                    use tokio::io::AsyncWriteExt;
+                    let mut w = open_stdin(&fifo).await?;
+                    w.write_all(line.as_bytes()).await?;
+                    // Dropped: the session ends.
+                    std::io::Result::Ok(())
+                }
+            };
+            send("one\n").await.unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline && !(once && feeder.is_finished()) {
+                if !once && sink.0.lock().unwrap().len() == 4 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if once {
+                // The first session's end closed the process's stdin, and
+                // a later attacher is told so.
+                assert!(feeder.is_finished(), "stdinOnce kept stdin open");
+                let e = send("two\n").await.unwrap_err();
+                assert!(e.to_string().contains("stdin is closed"), "{e}");
+                assert_eq!(&*sink.0.lock().unwrap(), b"one\n");
+            } else {
+                // Still open after the first attacher left: a second one
+                // gets through.
+                assert!(!feeder.is_finished());
+                send("two\n").await.unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while sink.0.lock().unwrap().len() < 8 {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the second session was lost"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert_eq!(&*sink.0.lock().unwrap(), b"one\ntwo\n");
+                assert!(!feeder.is_finished());
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
