@@ -173,7 +173,7 @@ mod subresources {
     #[tokio::test]
     async fn eviction_honours_a_disruption_budget_that_allows_nothing() {
         let server = TestServer::start().await.unwrap();
-        let client = server.client().await.unwrap();
+        let client = server.client_without_retries().await.unwrap();
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         pods.create(&PostParams::default(), &pod("e"))
             .await
@@ -313,7 +313,8 @@ async fn requests_past_the_in_flight_limit_get_429_while_watches_still_open() {
     let server = TestServer::start_configured(storage, |c| c.max_in_flight = 0)
         .await
         .unwrap();
-    let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
+    let cms: Api<ConfigMap> =
+        Api::namespaced(server.client_without_retries().await.unwrap(), "default");
     let err = cms.list(&ListParams::default()).await.unwrap_err();
     assert!(
         matches!(err, kube::Error::Api(ref s) if s.code == 429 && s.reason == "TooManyRequests"),

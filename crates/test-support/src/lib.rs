@@ -57,9 +57,21 @@ impl TestServer {
 impl TestServer {
     /// A kube-rs client with the admin credentials of this server.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(self.config().await?)?)
+    }
+
+    /// A client that hands every 429/503/504 straight back: kube-rs's
+    /// default client retries those up to 15 times with backoff growing to
+    /// minutes, which a test asserting the status itself must not wait for.
+    pub async fn client_without_retries(&self) -> anyhow::Result<kube::Client> {
+        let mut config = self.config().await?;
+        config.default_retry = false;
         Ok(kube::Client::try_from(config)?)
+    }
+
+    async fn config(&self) -> anyhow::Result<kube::Config> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)
     }
 }
 
