@@ -1,0 +1,46 @@
+//! `tug`: a kubectl-style command-line client.
+//!
+//! Everything goes through kube-rs: the kubeconfig (`--kubeconfig`,
+//! `KUBECONFIG`, `~/.kube/config`, `--context`, `-n`), discovery of every
+//! served resource (so short names, categories and custom types work), and
+//! dynamic requests built from `ApiResource`. Verbs live in `cmd/`, pure
+//! formatting in `printers/`; errors print the way kubectl prints them and
+//! exit with status 1.
+
+pub mod args;
+pub mod cmd;
+pub mod ctx;
+pub mod discovery;
+pub mod error;
+pub mod printers;
+
+use clap::{Parser, Subcommand};
+
+use ctx::{ConnectArgs, Ctx};
+use error::Result;
+
+/// tug controls a Tugboat (or any Kubernetes) cluster.
+///
+/// Find more information in the project's README.
+#[derive(Debug, Parser)]
+#[command(name = "tug", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Display one or many resources
+    Get(cmd::get::GetArgs),
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Get(a) => cmd::get::run(&Ctx::connect(&cli.connect).await?, a).await,
+    }
+}
