@@ -425,6 +425,10 @@ async fn watch(
         let (header, _) = table_rows(f.table.as_ref().unwrap_or(&Value::Null), &opts);
         writer.color_column = header.iter().position(|h| h == "STATUS");
     }
+    let mut columns = f
+        .table
+        .as_ref()
+        .map_or(Value::Null, |t| t["columnDefinitions"].clone());
     while let Some(event) = stream.try_next().await? {
         let obj = match event {
             kube::api::WatchEvent::Added(o)
@@ -445,6 +449,13 @@ async fn watch(
                 _ => print_objects(output, &[obj], true, true, &mut writer),
             }
         } else {
+            // Servers send column definitions with the first watch event
+            // only; later events reuse them.
+            let mut obj = obj;
+            match obj["columnDefinitions"].as_array() {
+                Some(c) if !c.is_empty() => columns = obj["columnDefinitions"].clone(),
+                _ => obj["columnDefinitions"] = columns.clone(),
+            }
             let (_, rows) = table_rows(&obj, &opts);
             writer.write(&rows)
         };

@@ -1,0 +1,231 @@
+//! End to end: `tug`, our kubectl-style CLI, against the real
+//! `tug-apiserver`, with the real `kubectl` 1.33 as the golden reference.
+//!
+//! Every comparison runs both clients with the same arguments and asserts
+//! the same stdout, stderr and exit status, byte for byte (AGE cells are the
+//! same because both runs happen within a second; a comparison is retried
+//! when a second boundary falls between them). Needs
+//! `cargo build -p tugboat-kubectl -p tugboat-apiserver --bins` first.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tugboat_e2e::{binary, ApiServer};
+
+/// The kubectl release tug follows.
+const V: &str = "1.33";
+
+const APP: &str = include_str!("fixtures/app.yaml");
+
+/// `tug` with the server's kubeconfig.
+fn tug_cmd(server: &ApiServer, args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary("tug"));
+    cmd.stdin(Stdio::null())
+        .env("KUBECONFIG", &server.kubeconfig)
+        .env_remove("NO_COLOR")
+        .args(args);
+    cmd
+}
+
+fn tug(server: &ApiServer, args: &[&str]) -> Output {
+    tug_cmd(server, args).output().expect("run tug")
+}
+
+/// stdout, stderr and exit status as one comparable text.
+fn shown(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}\nexit: {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        out.status.code()
+    )
+}
+
+/// Run `tug ARGS` and `kubectl ARGS`; they must print the same.
+#[track_caller]
+fn same_as_kubectl(server: &ApiServer, args: &[&str]) -> String {
+    let mut last = (String::new(), String::new());
+    for _ in 0..3 {
+        let ours = shown(&tug(server, args));
+        let theirs = shown(&server.kubectl(V, args));
+        if ours == theirs {
+            return ours;
+        }
+        last = (ours, theirs);
+    }
+    panic!(
+        "`tug {}` differs from kubectl\n--- tug\n{}\n--- kubectl\n{}",
+        args.join(" "),
+        last.0,
+        last.1
+    );
+}
+
+/// A server with the fixture app (deployment, service, configmap, secret)
+/// and two pods, created by kubectl.
+fn server_with_app() -> ApiServer {
+    let server = ApiServer::start();
+    server.kubectl_stdin(V, &["create", "-f", "-"], APP);
+    server.kubectl_ok(V, &["run", "p1", "--image=nginx", "-l", "app=x,tier=web"]);
+    server.kubectl_ok(V, &["run", "a-longer-pod-name", "--image=busybox:1.36"]);
+    server.kubectl_ok(V, &["create", "namespace", "other"]);
+    server.kubectl_ok(
+        V,
+        &[
+            "-n",
+            "other",
+            "create",
+            "configmap",
+            "c1",
+            "--from-literal=k=v",
+        ],
+    );
+    server
+}
+
+#[test]
+fn get_tables_match_kubectl() {
+    let server = server_with_app();
+    let cases: &[&[&str]] = &[
+        &["get", "pods"],
+        &["get", "po", "-o", "wide"],
+        &["get", "deploy,po,svc,cm"],
+        &["get", "deployments.apps", "-o", "wide"],
+        &["get", "all"],
+        &["get", "pod/p1"],
+        &["get", "pods", "p1", "a-longer-pod-name"],
+        &["get", "cm", "-A"],
+        &["get", "pods", "--show-labels"],
+        &["get", "pods", "-l", "app=x"],
+        &["get", "pods", "--sort-by=.metadata.name"],
+        &["get", "cm,deploy", "--no-headers"],
+        &["get", "ns"],
+        &["get", "-n", "other", "configmaps"],
+    ];
+    for args in cases {
+        same_as_kubectl(&server, args);
+    }
+    // A spot check that the comparison shows what a user sees.
+    let out = same_as_kubectl(&server, &["get", "deploy,svc"]);
+    assert!(out.contains("deployment.apps/web   0/2"), "{out}");
+    assert!(out.contains("\n\nNAME          TYPE"), "{out}");
+}
+
+#[test]
+fn get_object_formats_match_kubectl() {
+    let server = server_with_app();
+    let cases: &[&[&str]] = &[
+        &["get", "pod", "p1", "-o", "yaml"],
+        &["get", "deploy", "web", "-o", "yaml"],
+        &["get", "svc,cm,secret", "-o", "yaml"],
+        &["get", "pod", "p1", "-o", "json"],
+        &["get", "all", "-o", "json"],
+        &["get", "ns", "default", "-o", "json"],
+        &["get", "deploy,po,cm", "-o", "name"],
+        &["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"],
+        &[
+            "get",
+            "pods",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.spec.containers[0].image}{"\n"}{end}"#,
+        ],
+        &["get", "cm", "web-config", "-o", "jsonpath={.data}"],
+        &[
+            "get",
+            "pods",
+            "-o",
+            "custom-columns=NAME:.metadata.name,IMAGES:.spec.containers[*].image,NODE:.spec.nodeName",
+        ],
+        &["get", "pods", "-o", "custom-columns=N:.metadata.name", "--no-headers"],
+        &["get", "pods", "--sort-by=.metadata.name", "-o", "name"],
+    ];
+    for args in cases {
+        same_as_kubectl(&server, args);
+    }
+}
+
+#[test]
+fn errors_match_kubectl() {
+    let server = server_with_app();
+    let cases: &[&[&str]] = &[
+        &["get", "pod", "nope"],
+        &["get", "pods", "p1", "nope"],
+        &["get", "nosuchtype"],
+        &["get", "pods", "-l", "app=none"],
+        &["get", "-n", "empty", "pods"],
+    ];
+    for args in cases {
+        same_as_kubectl(&server, args);
+    }
+    // A usage error exits 1 as kubectl's do (clap's wording differs).
+    assert_eq!(tug(&server, &["get", "pods", "-o"]).status.code(), Some(1));
+    // tug lists only the formats it implements.
+    let out = tug(&server, &["get", "pods", "-o", "bogus"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with(
+        "error: unable to match a printer suitable for the output format \"bogus\", allowed formats are: "
+    ));
+    let out = tug(&server, &["get", "pod", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error from server (NotFound): pods \"nope\" not found\n"
+    );
+}
+
+#[test]
+fn get_watch_prints_rows_as_objects_change() {
+    let server = server_with_app();
+    let mut child = tug_cmd(&server, &["get", "pods", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tug get -w");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let wait_for = |what: &str, lines: &mut Vec<String>| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !lines.iter().any(|l| l.starts_with(what)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => lines.push(l),
+                Err(_) => panic!(
+                    "no `{what}` row from tug get -w; got:\n{}",
+                    lines.join("\n")
+                ),
+            }
+        }
+    };
+    wait_for("p1 ", &mut lines);
+    server.kubectl_ok(V, &["run", "late", "--image=nginx"]);
+    wait_for("late ", &mut lines);
+    server.kubectl_ok(V, &["delete", "pod", "p1", "--wait=false"]);
+    let before = lines.iter().filter(|l| l.starts_with("p1 ")).count();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while lines.iter().filter(|l| l.starts_with("p1 ")).count() == before {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => lines.push(l),
+            Err(_) => panic!("no row for the deleted p1; got:\n{}", lines.join("\n")),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // The header once, then rows aligned under it (widths remembered).
+    assert!(lines[0].starts_with("NAME "), "{lines:?}");
+    let status_col = lines[0].find("STATUS").expect("STATUS header");
+    let late = lines
+        .iter()
+        .find(|l| l.starts_with("late "))
+        .expect("late row");
+    assert_eq!(&late[status_col..status_col + 7], "Pending", "{lines:#?}");
+}
