@@ -229,3 +229,316 @@ fn get_watch_prints_rows_as_objects_change() {
         .expect("late row");
     assert_eq!(&late[status_col..status_col + 7], "Pending", "{lines:#?}");
 }
+
+/// Run `tug -n ours ARGS` and `kubectl -n theirs ARGS` (so both can create
+/// the same names) and compare what they print, namespaces aside.
+#[track_caller]
+fn same_in_namespaces(server: &ApiServer, args: &[&str], stdin: Option<&str>) -> String {
+    let run = |mut cmd: Command| {
+        let out = match stdin {
+            Some(text) => {
+                use std::io::Write;
+                let mut child = cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(text.as_bytes())
+                    .expect("stdin");
+                child.wait_with_output().expect("wait")
+            }
+            None => cmd.output().expect("run"),
+        };
+        shown(&out)
+    };
+    let mut ours_args = vec!["-n", "ours"];
+    ours_args.extend_from_slice(args);
+    let mut theirs_args = vec!["-n", "theirs"];
+    theirs_args.extend_from_slice(args);
+    if args[0] == "apply" {
+        theirs_args.push("--server-side");
+    }
+    let ours = run(tug_cmd(server, &ours_args)).replace("ours", "NS");
+    let theirs = run(server.kubectl_cmd(V, &theirs_args)).replace("theirs", "NS");
+    assert_eq!(
+        ours,
+        theirs,
+        "`tug {}` differs from kubectl",
+        args.join(" ")
+    );
+    ours
+}
+
+/// A jsonpath read with kubectl.
+fn read(server: &ApiServer, args: &[&str]) -> String {
+    server.kubectl_ok(V, args)
+}
+
+#[test]
+fn create_apply_delete_match_kubectl() {
+    let server = ApiServer::start();
+    for ns in ["ours", "theirs"] {
+        server.kubectl_ok(V, &["create", "namespace", ns]);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path().join("app.yaml");
+    std::fs::write(&app, APP).expect("write app.yaml");
+    let app = app.to_str().expect("utf-8 path");
+    let data = dir.path().join("greeting.txt");
+    std::fs::write(&data, "hello\n").expect("write data");
+    let from_file = format!("--from-file={}", data.display());
+
+    let out = same_in_namespaces(&server, &["create", "-f", app], None);
+    assert!(
+        out.contains("deployment.apps/web created\nservice/web created\n"),
+        "{out}"
+    );
+    // Creating again: AlreadyExists for each object, naming the file.
+    let out = same_in_namespaces(&server, &["create", "-f", app], None);
+    assert!(
+        out.contains("Error from server (AlreadyExists): error when creating"),
+        "{out}"
+    );
+    assert!(out.ends_with("exit: Some(1)"), "{out}");
+    let generators: &[&[&str]] = &[
+        &[
+            "create",
+            "deployment",
+            "d1",
+            "--image=reg.io/team/api:1.0",
+            "--replicas=3",
+        ],
+        &[
+            "create",
+            "configmap",
+            "c1",
+            "--from-literal=a=b",
+            &from_file,
+        ],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s1",
+            "--from-literal=password=hunter2",
+        ],
+        &["create", "service", "clusterip", "svc1", "--tcp=80:8080"],
+        &[
+            "create",
+            "cm",
+            "c2",
+            "--from-literal=x=y",
+            "--dry-run=server",
+        ],
+        &[
+            "create",
+            "cm",
+            "c3",
+            "--from-literal=x=y",
+            "--dry-run=client",
+        ],
+    ];
+    for args in generators {
+        same_in_namespaces(&server, args, None);
+    }
+    // The generated objects are the same objects kubectl makes.
+    for what in ["deploy/d1", "cm/c1", "secret/s1", "svc/svc1"] {
+        let spec = |ns: &str| {
+            read(
+                &server,
+                &[
+                    "-n",
+                    ns,
+                    "get",
+                    what,
+                    "-o",
+                    "jsonpath={.metadata.labels} {.spec} {.data}",
+                ],
+            )
+            .replace(ns, "NS")
+        };
+        let (ours, theirs) = (spec("ours"), spec("theirs"));
+        // Cluster IPs are allocated per service.
+        if what == "svc/svc1" {
+            assert!(ours.contains(r#""targetPort":8080"#), "{ours}");
+        } else {
+            assert_eq!(ours, theirs, "{what}");
+        }
+    }
+    assert_eq!(
+        read(
+            &server,
+            &[
+                "-n",
+                "ours",
+                "get",
+                "cm",
+                "c1",
+                "-o",
+                "jsonpath={.data.greeting\\.txt}"
+            ]
+        ),
+        "hello\n"
+    );
+    assert!(
+        server
+            .kubectl(V, &["-n", "ours", "get", "cm", "c2"])
+            .status
+            .code()
+            == Some(1),
+        "server dry run persisted"
+    );
+
+    // Server-side apply: dry run, real, from stdin, then a change.
+    same_in_namespaces(&server, &["delete", "-f", app], None);
+    let out = same_in_namespaces(&server, &["apply", "-f", app, "--dry-run=server"], None);
+    assert!(
+        out.contains("deployment.apps/web serverside-applied (server dry run)"),
+        "{out}"
+    );
+    let out = same_in_namespaces(&server, &["apply", "-f", "-"], Some(APP));
+    assert!(
+        out.contains("configmap/web-config serverside-applied"),
+        "{out}"
+    );
+    let changed = APP.replace("replicas: 2", "replicas: 5");
+    same_in_namespaces(&server, &["apply", "-f", "-"], Some(&changed));
+    assert_eq!(
+        read(
+            &server,
+            &[
+                "-n",
+                "ours",
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ]
+        ),
+        "5"
+    );
+    let managers = read(
+        &server,
+        &[
+            "-n",
+            "ours",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+            "--show-managed-fields",
+        ],
+    );
+    assert!(
+        managers.split(' ').any(|m| m == "tug"),
+        "field manager: {managers}"
+    );
+
+    // Another manager takes replicas; applying again conflicts unless forced.
+    server.kubectl_stdin(
+        V,
+        &[
+            "-n",
+            "ours",
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &APP.replace("replicas: 2", "replicas: 7"),
+    );
+    let out = tug_cmd(&server, &["-n", "ours", "apply", "-f", app])
+        .output()
+        .expect("tug apply");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("Error from server (Conflict)"), "{err}");
+    let out = tug_cmd(
+        &server,
+        &["-n", "ours", "apply", "-f", app, "--force-conflicts"],
+    )
+    .output()
+    .expect("tug apply");
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    assert_eq!(
+        read(
+            &server,
+            &[
+                "-n",
+                "ours",
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ]
+        ),
+        "2"
+    );
+
+    // Directories, recursively.
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("nested")).expect("mkdir");
+    let cm = |n: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {n}\ndata:\n  k: v\n")
+    };
+    std::fs::write(tree.join("top.yaml"), cm("top")).expect("write");
+    std::fs::write(tree.join("nested/deep.yml"), cm("deep")).expect("write");
+    let tree = tree.to_str().expect("utf-8");
+    let out = same_in_namespaces(&server, &["apply", "-f", tree], None);
+    assert!(
+        out.starts_with("stdout:\nconfigmap/top serverside-applied\n\n"),
+        "{out}"
+    );
+    let out = same_in_namespaces(&server, &["apply", "-R", "-f", tree], None);
+    assert!(out.contains("configmap/deep serverside-applied"), "{out}");
+
+    // Deleting: by name, by label, everything, errors.
+    let deletes: &[&[&str]] = &[
+        &["delete", "deploy", "d1"],
+        &["delete", "cm", "-l", "tier=backend"],
+        &["delete", "cm", "nope"],
+        &["delete", "cm", "nope", "--ignore-not-found"],
+        // Foreground deletion waits for the garbage collector, which this
+        // test does not run: don't wait.
+        &[
+            "delete",
+            "secret",
+            "--all",
+            "--cascade=foreground",
+            "--wait=false",
+        ],
+        &["delete", "svc/svc1", "svc/web", "--wait=false"],
+        &["delete", "cm", "-l", "nothing=here"],
+        &["delete", "cm"],
+    ];
+    for args in deletes {
+        same_in_namespaces(&server, args, None);
+    }
+    assert_eq!(
+        read(&server, &["-n", "ours", "get", "svc,deploy", "-o", "name"]),
+        "deployment.apps/web\n"
+    );
+    let secret = read(
+        &server,
+        &[
+            "-n",
+            "ours",
+            "get",
+            "secret",
+            "web-secret",
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+    );
+    assert_eq!(secret, r#"["foregroundDeletion"]"#);
+}

@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod ctx;
 pub mod discovery;
 pub mod error;
+pub mod manifest;
 pub mod printers;
 
 use clap::{Parser, Subcommand};
@@ -36,11 +37,21 @@ pub struct Cli {
 pub enum Command {
     /// Display one or many resources
     Get(cmd::get::GetArgs),
+    /// Create a resource from a file or from stdin
+    Create(cmd::create::CreateArgs),
+    /// Apply a configuration to a resource by file name or stdin (server-side apply)
+    Apply(cmd::apply::ApplyArgs),
+    /// Delete resources by file names, stdin, resources and names, or by resources and label selector
+    Delete(cmd::delete::DeleteArgs),
 }
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    let ctx = Ctx::connect(&cli.connect).await?;
     match cli.command {
-        Command::Get(a) => cmd::get::run(&Ctx::connect(&cli.connect).await?, a).await,
+        Command::Get(a) => cmd::get::run(&ctx, a).await,
+        Command::Create(a) => cmd::create::run(&ctx, a).await,
+        Command::Apply(a) => cmd::apply::run(&ctx, a).await,
+        Command::Delete(a) => cmd::delete::run(&ctx, a).await,
     }
 }
