@@ -542,3 +542,100 @@ fn create_apply_delete_match_kubectl() {
     );
     assert_eq!(secret, r#"["foregroundDeletion"]"#);
 }
+
+#[test]
+fn label_annotate_patch_scale_match_kubectl() {
+    let server = ApiServer::start();
+    for ns in ["ours", "theirs"] {
+        server.kubectl_ok(V, &["create", "namespace", ns]);
+        server.kubectl_stdin(V, &["-n", ns, "create", "-f", "-"], APP);
+        server.kubectl_ok(V, &["-n", ns, "run", "p1", "--image=nginx"]);
+    }
+    let steps: &[&[&str]] = &[
+        &["label", "pod", "p1", "a=b"],
+        &["label", "pod", "p1", "a=c"],
+        &["label", "pod", "p1", "a=b"],
+        &["label", "pod", "p1", "--overwrite", "a=z", "x=y"],
+        &["label", "pod", "p1", "gone-"],
+        &["label", "pod", "p1", "x-"],
+        &["label", "cm", "--all", "team=blue"],
+        &[
+            "label",
+            "cm",
+            "-l",
+            "tier=backend",
+            "tier=frontend",
+            "--overwrite",
+        ],
+        &["annotate", "deploy/web", "note=first"],
+        &["annotate", "deploy/web", "note=second", "--overwrite"],
+        &["annotate", "deploy/web", "note-"],
+        &["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":3}}"#],
+        &["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":3}}"#],
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"labels":{"q":"1"}}}"#,
+        ],
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+        ],
+        &["patch", "deploy", "nope", "-p", "{}"],
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type=json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/replicas","value":9}]"#,
+        ],
+        &["scale", "deploy", "web", "--replicas=6"],
+        &[
+            "scale",
+            "deploy/web",
+            "--replicas=2",
+            "--current-replicas=5",
+        ],
+        &[
+            "scale",
+            "deploy/web",
+            "--replicas=1",
+            "--current-replicas=6",
+        ],
+    ];
+    for args in steps {
+        same_in_namespaces(&server, args, None);
+    }
+    // Both namespaces ended up with the same labels, annotations and sizes.
+    let state = |ns: &str| {
+        read(
+            &server,
+            &[
+                "-n",
+                ns,
+                "get",
+                "pod/p1",
+                "deploy/web",
+                "cm/web-config",
+                "-o",
+                r#"jsonpath={range .items[*]}{.metadata.name} {.metadata.labels} {.metadata.annotations.note} {.spec.replicas}{"\n"}{end}"#,
+            ],
+        )
+    };
+    let ours = state("ours");
+    assert_eq!(ours, state("theirs"));
+    assert!(ours.contains(r#"p1 {"a":"z","run":"p1"}"#), "{ours}");
+    assert!(ours.contains(r#"web {"app":"web","q":"1"}  1"#), "{ours}");
+    assert!(
+        ours.contains(r#""team":"blue","tier":"frontend""#),
+        "{ours}"
+    );
+}

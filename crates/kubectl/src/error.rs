@@ -11,6 +11,8 @@ pub enum CliError {
     Server { reason: String, message: String },
     /// Anything else: bad flags, unreadable files, connection failures.
     Client(String),
+    /// A message printed exactly as is (kubectl's "The X \"y\" is invalid").
+    Plain(String),
 }
 
 impl fmt::Display for CliError {
@@ -23,6 +25,7 @@ impl fmt::Display for CliError {
                 write!(f, "Error from server ({reason}): {message}")
             }
             CliError::Client(m) => write!(f, "error: {m}"),
+            CliError::Plain(m) => f.write_str(m),
         }
     }
 }
@@ -49,12 +52,48 @@ impl CliError {
 impl From<kube::Error> for CliError {
     fn from(e: kube::Error) -> CliError {
         match e {
-            kube::Error::Api(s) => CliError::Server {
-                reason: s.reason.clone(),
-                message: s.message.clone(),
-            },
+            kube::Error::Api(s) => from_status(&s),
             other => CliError::Client(other.to_string()),
         }
+    }
+}
+
+/// kubectl's rendering of a failure Status: Invalid lists its causes
+/// under "The Kind \"name\" is invalid", Unauthorized asks to log in,
+/// everything else is "Error from server (Reason): message".
+pub fn from_status(s: &kube::core::Status) -> CliError {
+    match (s.reason.as_str(), &s.details) {
+        ("Unauthorized", _) => CliError::Plain(format!(
+            "error: You must be logged in to the server ({})",
+            s.message
+        )),
+        ("Invalid", Some(d)) => {
+            let head = if d.kind.is_empty() && d.name.is_empty() {
+                "The request is invalid".to_string()
+            } else {
+                format!("The {} {:?} is invalid", d.kind, d.name)
+            };
+            let causes: Vec<String> = d
+                .causes
+                .iter()
+                .map(|c| {
+                    if c.field.is_empty() {
+                        c.message.clone()
+                    } else {
+                        format!("{}: {}", c.field, c.message)
+                    }
+                })
+                .collect();
+            CliError::Plain(match causes.as_slice() {
+                [] => head,
+                [one] => format!("{head}: {one}"),
+                many => format!("{head}: \n* {}", many.join("\n* ")),
+            })
+        }
+        _ => CliError::Server {
+            reason: s.reason.clone(),
+            message: s.message.clone(),
+        },
     }
 }
 
@@ -108,6 +147,16 @@ mod tests {
             assert_eq!(e.to_string(), want);
         }
         assert!(cases_not_found());
+        let invalid: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "reason": "Invalid", "code": 422, "message": "long",
+            "details": {"name": "web", "kind": "Deployment", "causes": [
+                {"reason": "FieldValueInvalid", "message": "bad", "field": "spec.replicas"}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            from_status(&invalid).to_string(),
+            "The Deployment \"web\" is invalid: spec.replicas: bad"
+        );
     }
 
     fn cases_not_found() -> bool {

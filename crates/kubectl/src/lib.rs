@@ -43,6 +43,14 @@ pub enum Command {
     Apply(cmd::apply::ApplyArgs),
     /// Delete resources by file names, stdin, resources and names, or by resources and label selector
     Delete(cmd::delete::DeleteArgs),
+    /// Update the labels on a resource
+    Label(cmd::label::LabelArgs),
+    /// Update the annotations on a resource
+    Annotate(cmd::label::LabelArgs),
+    /// Update fields of a resource
+    Patch(cmd::patch::PatchArgs),
+    /// Set a new size for a deployment, replica set, or stateful set
+    Scale(cmd::scale::ScaleArgs),
 }
 
 /// Run a parsed command line.
@@ -53,5 +61,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Create(a) => cmd::create::run(&ctx, a).await,
         Command::Apply(a) => cmd::apply::run(&ctx, a).await,
         Command::Delete(a) => cmd::delete::run(&ctx, a).await,
+        Command::Label(a) => cmd::label::run(&ctx, a, cmd::label::Field::Labels).await,
+        Command::Annotate(a) => cmd::annotate::run(&ctx, a).await,
+        Command::Patch(a) => cmd::patch::run(&ctx, a).await,
+        Command::Scale(a) => cmd::scale::run(&ctx, a).await,
     }
 }

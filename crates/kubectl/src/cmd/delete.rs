@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use kube::api::{DeleteParams, GetParams, ListParams, PropagationPolicy};
 
-use super::{locate, DryRun};
+use super::{locate, DryRun, Target};
 use crate::args::parse_resource_args;
 use crate::ctx::Ctx;
-use crate::discovery::Resource;
 use crate::error::{CliError, Result};
 use crate::manifest;
 
@@ -143,9 +142,6 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     };
     Ok(Duration::from_secs(secs))
 }
-
-/// What to delete: resource, namespace, name.
-type Target = (Resource, Option<String>, String);
 
 pub async fn run(ctx: &Ctx, a: DeleteArgs) -> Result<()> {
     let dry = DryRun::parse(&a.dry_run)?;
