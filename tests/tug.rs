@@ -639,3 +639,51 @@ fn label_annotate_patch_scale_match_kubectl() {
         "{ours}"
     );
 }
+
+#[test]
+fn describe_matches_kubectl() {
+    let server = server_with_app();
+    server.kubectl_ok(
+        V,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "second",
+            "--tcp=443:https",
+            "--tcp=80:8080",
+        ],
+    );
+    server.kubectl_ok(V, &["annotate", "deploy", "web", "team=blue", "owner=ops"]);
+    // An event about the deployment (what the controller would record).
+    let uid = server.kubectl_ok(
+        V,
+        &["get", "deploy", "web", "-o", "jsonpath={.metadata.uid}"],
+    );
+    let event = format!(
+        r#"{{"apiVersion": "v1", "kind": "Event", "metadata": {{"name": "web.1"}},
+            "involvedObject": {{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "default", "uid": "{uid}"}},
+            "reason": "ScalingReplicaSet", "message": "Scaled up replica set web-abc to 2", "type": "Normal", "count": 2,
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T01:00:00Z",
+            "source": {{"component": "deployment-controller"}}}}"#
+    );
+    server.kubectl_stdin(V, &["create", "-f", "-"], &event);
+    let cases: &[&[&str]] = &[
+        &["describe", "svc", "web"],
+        &["describe", "services"],
+        &["describe", "deploy", "web"],
+        &["describe", "deployment/web", "--show-events=false"],
+        &["describe", "deploy", "nope"],
+    ];
+    for args in cases {
+        same_as_kubectl(&server, args);
+    }
+    let out = same_as_kubectl(&server, &["describe", "deploy", "web"]);
+    assert!(
+        out.contains(
+            "Replicas:               2 desired | 0 updated | 0 total | 0 available | 0 unavailable"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("  Normal  ScalingReplicaSet"), "{out}");
+}

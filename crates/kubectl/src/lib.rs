@@ -43,6 +43,8 @@ pub enum Command {
     Apply(cmd::apply::ApplyArgs),
     /// Delete resources by file names, stdin, resources and names, or by resources and label selector
     Delete(cmd::delete::DeleteArgs),
+    /// Show details of a specific resource or group of resources
+    Describe(cmd::describe::DescribeArgs),
     /// Update the labels on a resource
     Label(cmd::label::LabelArgs),
     /// Update the annotations on a resource
@@ -61,6 +63,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Create(a) => cmd::create::run(&ctx, a).await,
         Command::Apply(a) => cmd::apply::run(&ctx, a).await,
         Command::Delete(a) => cmd::delete::run(&ctx, a).await,
+        Command::Describe(a) => cmd::describe::run(&ctx, a).await,
         Command::Label(a) => cmd::label::run(&ctx, a, cmd::label::Field::Labels).await,
         Command::Annotate(a) => cmd::annotate::run(&ctx, a).await,
         Command::Patch(a) => cmd::patch::run(&ctx, a).await,

@@ -6,6 +6,7 @@ pub mod annotate;
 pub mod apply;
 pub mod create;
 pub mod delete;
+pub mod describe;
 pub mod get;
 pub mod label;
 pub mod patch;

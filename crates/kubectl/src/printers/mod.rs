@@ -2,6 +2,7 @@
 //! talks to the server, so each printer is unit-tested on its own.
 
 pub mod columns;
+pub mod describe;
 pub mod json;
 pub mod jsonpath;
 pub mod table;

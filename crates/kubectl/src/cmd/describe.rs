@@ -1,0 +1,612 @@
+//! `tug describe`: kubectl's describer layout for services and
+//! deployments, ending with the Events whose involvedObject is the object.
+
+use std::io::Write;
+
+use chrono::Utc;
+use kube::api::ListParams;
+use serde_json::Value;
+
+use super::{get_one, last_error, select, Target};
+use crate::ctx::Ctx;
+use crate::discovery::Resource;
+use crate::error::{CliError, Result};
+use crate::printers::describe::{
+    annotations_multiline, labels_multiline, rfc1123z, since, tabwrite,
+};
+
+/// Show details of a specific resource or group of resources.
+///
+/// Implemented for services and deployments.
+///
+/// Examples:
+///   # Describe a deployment
+///   tug describe deployment web
+///
+///   # Describe all services
+///   tug describe services
+///
+///   # Describe services labelled app=web
+///   tug describe svc -l app=web
+#[derive(Debug, Clone, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct DescribeArgs {
+    /// TYPE [NAME_PREFIX] | TYPE/NAME
+    #[arg(required = true)]
+    pub resources: Vec<String>,
+    /// Selector (label query) to filter on.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Hide the Events section.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub show_events: bool,
+}
+
+pub async fn run(ctx: &Ctx, a: DescribeArgs) -> Result<()> {
+    // Without names, describe every object of the types (like --all).
+    let targets = select(ctx, &a.resources, &[], a.selector.as_deref(), true).await?;
+    let mut errors = Vec::new();
+    let mut first = true;
+    for t in &targets {
+        match describe_one(ctx, t, a.show_events).await {
+            Ok(text) => {
+                let mut out = std::io::stdout().lock();
+                if !first {
+                    out.write_all(b"\n\n")?;
+                }
+                first = false;
+                out.write_all(text.as_bytes())?;
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    last_error(errors)
+}
+
+async fn describe_one(ctx: &Ctx, t: &Target, show_events: bool) -> Result<String> {
+    let obj = get_one(ctx, t).await?;
+    let body = match t.0.kind.as_str() {
+        "Service" => describe_service(&obj, &endpoint_slices(ctx, t).await?),
+        "Deployment" => describe_deployment(&obj),
+        other => {
+            return Err(CliError::client(format!(
+                "tug describe does not support {other} yet"
+            )))
+        }
+    };
+    let events = if show_events {
+        Some(events_for(ctx, &t.0, &obj).await?)
+    } else {
+        None
+    };
+    // kubectl flushes its tabwriter before an events table, but `Events:
+    // <none>` stays aligned with the fields above it.
+    Ok(match events {
+        Some(ev) if !ev.is_empty() => {
+            tabwrite(&body) + &tabwrite(&describe_events(&ev, Utc::now()))
+        }
+        Some(_) => tabwrite(&(body + "Events:\t<none>\n")),
+        None => tabwrite(&body),
+    })
+}
+
+async fn endpoint_slices(ctx: &Ctx, t: &Target) -> Result<Vec<Value>> {
+    let Ok(rs) = ctx.resolve("endpointslices.discovery.k8s.io").await else {
+        return Ok(Vec::new());
+    };
+    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", t.2));
+    let list = ctx
+        .send(ctx.request(&rs[0], t.1.as_deref()).list(&lp)?)
+        .await?;
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// core/v1 Events about the object (name, namespace, kind and uid).
+async fn events_for(ctx: &Ctx, r: &Resource, obj: &Value) -> Result<Vec<Value>> {
+    let md = &obj["metadata"];
+    let ns = md["namespace"].as_str().unwrap_or("");
+    let mut fields = vec![
+        format!("involvedObject.name={}", md["name"].as_str().unwrap_or("")),
+        format!("involvedObject.kind={}", r.kind),
+        format!("involvedObject.uid={}", md["uid"].as_str().unwrap_or("")),
+    ];
+    if !ns.is_empty() {
+        fields.push(format!("involvedObject.namespace={ns}"));
+    }
+    let events = ctx.resolve("events").await?;
+    let lp = ListParams::default().fields(&fields.join(","));
+    let list = ctx
+        .send(
+            ctx.request(&events[0], Some(if ns.is_empty() { "default" } else { ns }))
+                .list(&lp)?,
+        )
+        .await?;
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// The Events section: `<none>`, or a Type/Reason/Age/From/Message table
+/// ordered by last occurrence.
+pub fn describe_events(events: &[Value], now: chrono::DateTime<Utc>) -> String {
+    if events.is_empty() {
+        return "Events:\t<none>\n".into();
+    }
+    let last = |e: &Value| {
+        e["lastTimestamp"]
+            .as_str()
+            .or(e["eventTime"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut sorted: Vec<&Value> = events.iter().collect();
+    sorted.sort_by_key(|e| last(e));
+    let mut out = String::from(
+        "Events:\n  Type\tReason\tAge\tFrom\tMessage\n  ----\t------\t----\t----\t-------\n",
+    );
+    for e in sorted {
+        let first = if e["eventTime"].is_string() {
+            since(&e["eventTime"], now)
+        } else {
+            since(&e["firstTimestamp"], now)
+        };
+        let count = e["count"].as_i64().unwrap_or(0);
+        let interval = if e["series"].is_object() {
+            format!(
+                "{} (x{} over {first})",
+                since(&e["series"]["lastObservedTime"], now),
+                e["series"]["count"].as_i64().unwrap_or(0)
+            )
+        } else if count > 1 {
+            format!(
+                "{} (x{count} over {first})",
+                since(&e["lastTimestamp"], now)
+            )
+        } else {
+            first
+        };
+        let source = e["source"]["component"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .or(e["reportingComponent"].as_str())
+            .unwrap_or("");
+        out.push_str(&format!(
+            "  {}\t{}\t{interval}\t{source}\t{}\n",
+            e["type"].as_str().unwrap_or(""),
+            e["reason"].as_str().unwrap_or(""),
+            e["message"].as_str().unwrap_or("").trim()
+        ));
+    }
+    out
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// `k=v,k2=v2` sorted, as labels.FormatLabels (`<none>` when empty).
+fn format_map(v: &Value) -> String {
+    crate::printers::table::format_labels(v)
+}
+
+/// kubectl's service describer.
+pub fn describe_service(svc: &Value, slices: &[Value]) -> String {
+    let md = &svc["metadata"];
+    let spec = &svc["spec"];
+    let mut w = format!(
+        "Name:\t{}\nNamespace:\t{}\n",
+        s(&md["name"]),
+        s(&md["namespace"])
+    );
+    w += &labels_multiline("", "Labels", &md["labels"]);
+    w += &annotations_multiline("", "Annotations", &md["annotations"]);
+    w += &format!(
+        "Selector:\t{}\n",
+        format_map(&spec["selector"]).replace("<none>", "")
+    );
+    w += &format!("Type:\t{}\n", s(&spec["type"]));
+    if let Some(p) = spec["ipFamilyPolicy"].as_str() {
+        w += &format!("IP Family Policy:\t{p}\n");
+    }
+    let join = |v: &Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| s(x).to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    if spec["ipFamilies"].as_array().is_some_and(|a| !a.is_empty()) {
+        w += &format!("IP Families:\t{}\n", join(&spec["ipFamilies"]));
+    }
+    w += &format!("IP:\t{}\n", s(&spec["clusterIP"]));
+    if spec["clusterIPs"].as_array().is_some_and(|a| !a.is_empty()) {
+        w += &format!("IPs:\t{}\n", join(&spec["clusterIPs"]));
+    } else {
+        w += "IPs:\t<none>\n";
+    }
+    if spec["externalIPs"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        w += &format!("External IPs:\t{}\n", join(&spec["externalIPs"]));
+    }
+    if let Some(n) = spec["externalName"].as_str().filter(|n| !n.is_empty()) {
+        w += &format!("External Name:\t{n}\n");
+    }
+    for p in spec["ports"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or(&[])
+    {
+        let name = p["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("<unset>");
+        let proto = p["protocol"].as_str().unwrap_or("TCP");
+        w += &format!("Port:\t{name}\t{}/{proto}\n", p["port"]);
+        let target = match &p["targetPort"] {
+            Value::String(t) => t.clone(),
+            other => other.to_string(),
+        };
+        w += &format!("TargetPort:\t{target}/{proto}\n");
+        if let Some(np) = p["nodePort"].as_i64().filter(|n| *n != 0) {
+            w += &format!("NodePort:\t{name}\t{np}/{proto}\n");
+        }
+        w += &format!(
+            "Endpoints:\t{}\n",
+            endpoints_for(slices, p["name"].as_str().unwrap_or(""))
+        );
+    }
+    w += &format!("Session Affinity:\t{}\n", s(&spec["sessionAffinity"]));
+    if let Some(p) = spec["internalTrafficPolicy"].as_str() {
+        w += &format!("Internal Traffic Policy:\t{p}\n");
+    }
+    w
+}
+
+/// Ready endpoint addresses for one service port: up to three `ip:port`,
+/// then `+ N more...`; `<none>` when there are none.
+fn endpoints_for(slices: &[Value], port_name: &str) -> String {
+    let mut list = Vec::new();
+    for sl in slices {
+        let port = sl["ports"]
+            .as_array()
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| p["name"].as_str().unwrap_or("") == port_name)
+            })
+            .and_then(|p| p["port"].as_i64());
+        let Some(port) = port else { continue };
+        for ep in sl["endpoints"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or(&[])
+        {
+            if ep["conditions"]["ready"].as_bool() == Some(false) {
+                continue;
+            }
+            for addr in ep["addresses"]
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or(&[])
+            {
+                list.push(format!("{}:{port}", s(addr)));
+            }
+        }
+    }
+    match list.len() {
+        0 => "<none>".into(),
+        n if n > 3 => format!("{} + {} more...", list[..3].join(","), n - 3),
+        _ => list.join(","),
+    }
+}
+
+/// kubectl's deployment describer.
+pub fn describe_deployment(d: &Value) -> String {
+    let md = &d["metadata"];
+    let spec = &d["spec"];
+    let st = &d["status"];
+    let mut w = format!(
+        "Name:\t{}\nNamespace:\t{}\n",
+        s(&md["name"]),
+        s(&md["namespace"])
+    );
+    w += &format!(
+        "CreationTimestamp:\t{}\n",
+        rfc1123z(&md["creationTimestamp"])
+    );
+    w += &labels_multiline("", "Labels", &md["labels"]);
+    w += &annotations_multiline("", "Annotations", &md["annotations"]);
+    w += &format!("Selector:\t{}\n", format_selector(&spec["selector"]));
+    let n = |v: &Value| v.as_i64().unwrap_or(0);
+    w += &format!(
+        "Replicas:\t{} desired | {} updated | {} total | {} available | {} unavailable\n",
+        spec["replicas"].as_i64().unwrap_or(1),
+        n(&st["updatedReplicas"]),
+        n(&st["replicas"]),
+        n(&st["availableReplicas"]),
+        n(&st["unavailableReplicas"])
+    );
+    w += &format!("StrategyType:\t{}\n", s(&spec["strategy"]["type"]));
+    w += &format!("MinReadySeconds:\t{}\n", n(&spec["minReadySeconds"]));
+    let ru = &spec["strategy"]["rollingUpdate"];
+    if ru.is_object() {
+        let text = |v: &Value| match v {
+            Value::String(x) => x.clone(),
+            other => other.to_string(),
+        };
+        w += &format!(
+            "RollingUpdateStrategy:\t{} max unavailable, {} max surge\n",
+            text(&ru["maxUnavailable"]),
+            text(&ru["maxSurge"])
+        );
+    }
+    w += &pod_template(&spec["template"]);
+    if let Some(conds) = st["conditions"].as_array().filter(|c| !c.is_empty()) {
+        w += "Conditions:\n  Type\tStatus\tReason\n  ----\t------\t------\n";
+        for c in conds {
+            w += &format!(
+                "  {} \t{}\t{}\n",
+                s(&c["type"]),
+                s(&c["status"]),
+                s(&c["reason"])
+            );
+        }
+    }
+    w
+}
+
+/// metav1.FormatLabelSelector: match labels then expressions.
+fn format_selector(sel: &Value) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = sel["matchLabels"].as_object() {
+        let mut keys: Vec<&String> = m.keys().collect();
+        keys.sort();
+        parts.extend(keys.iter().map(|k| format!("{k}={}", s(&m[k.as_str()]))));
+    }
+    for e in sel["matchExpressions"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or(&[])
+    {
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .map(|a| a.iter().map(s).collect())
+            .unwrap_or_default();
+        let key = s(&e["key"]);
+        parts.push(match s(&e["operator"]) {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            op => format!("{key} {op} ({})", values.join(",")),
+        });
+    }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// DescribePodTemplate.
+fn pod_template(t: &Value) -> String {
+    let mut w = String::from("Pod Template:\n");
+    w += &labels_multiline("  ", "Labels", &t["metadata"]["labels"]);
+    if t["metadata"]["annotations"]
+        .as_object()
+        .is_some_and(|a| !a.is_empty())
+    {
+        w += &annotations_multiline("  ", "Annotations", &t["metadata"]["annotations"]);
+    }
+    let spec = &t["spec"];
+    if let Some(sa) = spec["serviceAccountName"]
+        .as_str()
+        .filter(|x| !x.is_empty())
+    {
+        w += &format!("  Service Account:\t{sa}\n");
+    }
+    if let Some(init) = spec["initContainers"].as_array().filter(|c| !c.is_empty()) {
+        w += &containers("Init Containers", init);
+    }
+    w += &containers(
+        "Containers",
+        spec["containers"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or(&[]),
+    );
+    match spec["volumes"].as_array().filter(|v| !v.is_empty()) {
+        None => w += "  Volumes:\t<none>\n",
+        Some(vols) => {
+            w += "  Volumes:\n";
+            for v in vols {
+                w += &format!("   {}:\n", s(&v["name"]));
+            }
+        }
+    }
+    if let Some(pc) = spec["priorityClassName"].as_str().filter(|x| !x.is_empty()) {
+        w += &format!("  Priority Class Name:\t{pc}\n");
+    }
+    w += &labels_multiline("  ", "Node-Selectors", &spec["nodeSelector"]);
+    match spec["tolerations"].as_array().filter(|v| !v.is_empty()) {
+        None => w += "  Tolerations:\t<none>\n",
+        Some(ts) => {
+            for (i, t) in ts.iter().enumerate() {
+                w += if i == 0 { "  Tolerations:\t" } else { "  \t" };
+                w += &toleration(t);
+                w += "\n";
+            }
+        }
+    }
+    w
+}
+
+fn toleration(t: &Value) -> String {
+    let mut out = s(&t["key"]).to_string();
+    if let Some(v) = t["value"].as_str().filter(|v| !v.is_empty()) {
+        out += &format!("={v}");
+    }
+    if let Some(e) = t["effect"].as_str().filter(|v| !v.is_empty()) {
+        out += &format!(":{e}");
+    }
+    if s(&t["operator"]) == "Exists" && t["value"].as_str().unwrap_or("").is_empty() {
+        out += " op=Exists";
+    }
+    if let Some(secs) = t["tolerationSeconds"].as_i64() {
+        out += &format!(" for {secs}s");
+    }
+    out
+}
+
+/// describeContainers for a pod template (no runtime status).
+fn containers(label: &str, cs: &[Value]) -> String {
+    let mut w = format!("  {label}:\n");
+    for c in cs {
+        w += &format!("   {}:\n", s(&c["name"]));
+        w += &format!("    Image:\t{}\n", s(&c["image"]));
+        let ports: Vec<&Value> = c["ports"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        if ports.is_empty() {
+            w += "    Port:\t<none>\n    Host Port:\t<none>\n";
+        } else {
+            let fmt = |key: &str| {
+                ports
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}/{}",
+                            p[key].as_i64().unwrap_or(0),
+                            p["protocol"].as_str().unwrap_or("TCP")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            w += &format!(
+                "    Port:\t{}\n    Host Port:\t{}\n",
+                fmt("containerPort"),
+                fmt("hostPort")
+            );
+        }
+        for (key, title) in [("command", "Command"), ("args", "Args")] {
+            if let Some(items) = c[key].as_array().filter(|a| !a.is_empty()) {
+                w += &format!("    {title}:\n");
+                for i in items {
+                    w += &format!("      {}\n", s(i));
+                }
+            }
+        }
+        for (key, title) in [("limits", "Limits"), ("requests", "Requests")] {
+            if let Some(m) = c["resources"][key].as_object().filter(|m| !m.is_empty()) {
+                w += &format!("    {title}:\n");
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                for k in keys {
+                    w += &format!("      {k}:\t{}\n", s(&m[k.as_str()]));
+                }
+            }
+        }
+        match c["env"].as_array().filter(|e| !e.is_empty()) {
+            None => w += "    Environment:\t<none>\n",
+            Some(env) => {
+                w += "    Environment:\n";
+                for e in env {
+                    w += &format!("      {}:\t{}\n", s(&e["name"]), s(&e["value"]));
+                }
+            }
+        }
+        match c["volumeMounts"].as_array().filter(|e| !e.is_empty()) {
+            None => w += "    Mounts:\t<none>\n",
+            Some(ms) => {
+                w += "    Mounts:\n";
+                for m in ms {
+                    let ro = if m["readOnly"].as_bool() == Some(true) {
+                        "ro"
+                    } else {
+                        "rw"
+                    };
+                    w += &format!(
+                        "      {} from {} ({ro})\n",
+                        s(&m["mountPath"]),
+                        s(&m["name"])
+                    );
+                }
+            }
+        }
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn services_describe_like_kubectl() {
+        let svc = json!({
+            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"selector": {"app": "web"}, "type": "ClusterIP", "ipFamilyPolicy": "SingleStack",
+                     "ipFamilies": ["IPv4"], "clusterIP": "10.0.0.9", "clusterIPs": ["10.0.0.9"],
+                     "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+                     "sessionAffinity": "None", "internalTrafficPolicy": "Cluster"}
+        });
+        let slices = [json!({"ports": [{"name": "", "port": 8080}], "endpoints": [
+            {"addresses": ["10.1.0.1"], "conditions": {"ready": true}},
+            {"addresses": ["10.1.0.2"], "conditions": {"ready": false}}]})];
+        let want = "\
+Name:                     web
+Namespace:                default
+Labels:                   app=web
+Annotations:              <none>
+Selector:                 app=web
+Type:                     ClusterIP
+IP Family Policy:         SingleStack
+IP Families:              IPv4
+IP:                       10.0.0.9
+IPs:                      10.0.0.9
+Port:                     <unset>  80/TCP
+TargetPort:               8080/TCP
+Endpoints:                10.1.0.1:8080
+Session Affinity:         None
+Internal Traffic Policy:  Cluster
+";
+        assert_eq!(tabwrite(&describe_service(&svc, &slices)), want);
+    }
+
+    #[test]
+    fn events_section() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:10:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(describe_events(&[], now), "Events:\t<none>\n");
+        let evs = [
+            json!({"type": "Warning", "reason": "Failed", "message": "boom ", "count": 3,
+                   "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:09:00Z",
+                   "source": {"component": "kubelet"}}),
+            json!({"type": "Normal", "reason": "Scheduled", "message": "ok",
+                   "firstTimestamp": "2026-01-01T00:05:00Z", "lastTimestamp": "2026-01-01T00:05:00Z",
+                   "reportingComponent": "default-scheduler"}),
+        ];
+        let want = "\
+Events:
+  Type     Reason     Age                From               Message
+  ----     ------     ----               ----               -------
+  Normal   Scheduled  5m                 default-scheduler  ok
+  Warning  Failed     60s (x3 over 10m)  kubelet            boom
+";
+        assert_eq!(tabwrite(&describe_events(&evs, now)), want);
+    }
+
+    #[test]
+    fn selectors_format_like_metav1() {
+        let sel = json!({"matchLabels": {"b": "2", "a": "1"}, "matchExpressions": [
+            {"key": "t", "operator": "In", "values": ["x", "y"]}, {"key": "e", "operator": "Exists"}]});
+        assert_eq!(format_selector(&sel), "a=1,b=2,t in (x,y),e");
+        assert_eq!(format_selector(&json!({})), "<none>");
+    }
+}
