@@ -687,3 +687,51 @@ fn describe_matches_kubectl() {
     );
     assert!(out.contains("  Normal  ScalingReplicaSet"), "{out}");
 }
+
+#[test]
+fn edit_reopens_on_error_and_saves() {
+    let server = server_with_app();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // First pass breaks replicas; when re-opened with the error on top, the
+    // "user" fixes it.
+    let script = dir.path().join("editor.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nif grep -q 'was not valid' \"$1\"; then\n  sed -i 's/replicas: notanumber/replicas: 4/' \"$1\"\nelse\n  sed -i 's/^  replicas: .*/  replicas: notanumber/' \"$1\"\nfi\n",
+    )
+    .expect("write editor");
+    let run = |editor: &str| {
+        tug_cmd(&server, &["edit", "deploy", "web"])
+            .env("KUBE_EDITOR", editor)
+            .output()
+            .expect("tug edit")
+    };
+    let out = run(&format!("sh {}", script.display()));
+    assert_eq!(
+        shown(&out),
+        "stdout:\ndeployment.apps/web edited\n\nstderr:\n\nexit: Some(0)"
+    );
+    assert_eq!(
+        read(
+            &server,
+            &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]
+        ),
+        "4"
+    );
+    // Saving without changes cancels.
+    let out = run("true");
+    assert_eq!(
+        shown(&out),
+        "stdout:\nEdit cancelled, no changes made.\n\nstderr:\n\nexit: Some(0)"
+    );
+    // An emptied file cancels too; EDITOR is used when KUBE_EDITOR is unset.
+    let out = tug_cmd(&server, &["edit", "cm/web-config"])
+        .env_remove("KUBE_EDITOR")
+        .env("EDITOR", "truncate -s 0")
+        .output()
+        .expect("tug edit");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Edit cancelled, no changes made.\n"
+    );
+}

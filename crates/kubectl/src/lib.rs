@@ -45,6 +45,8 @@ pub enum Command {
     Delete(cmd::delete::DeleteArgs),
     /// Show details of a specific resource or group of resources
     Describe(cmd::describe::DescribeArgs),
+    /// Edit a resource on the server
+    Edit(cmd::edit::EditArgs),
     /// Update the labels on a resource
     Label(cmd::label::LabelArgs),
     /// Update the annotations on a resource
@@ -64,6 +66,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Apply(a) => cmd::apply::run(&ctx, a).await,
         Command::Delete(a) => cmd::delete::run(&ctx, a).await,
         Command::Describe(a) => cmd::describe::run(&ctx, a).await,
+        Command::Edit(a) => cmd::edit::run(&ctx, a).await,
         Command::Label(a) => cmd::label::run(&ctx, a, cmd::label::Field::Labels).await,
         Command::Annotate(a) => cmd::annotate::run(&ctx, a).await,
         Command::Patch(a) => cmd::patch::run(&ctx, a).await,

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod create;
 pub mod delete;
 pub mod describe;
+pub mod edit;
 pub mod get;
 pub mod label;
 pub mod patch;
