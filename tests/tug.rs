@@ -640,6 +640,44 @@ fn label_annotate_patch_scale_match_kubectl() {
     );
 }
 
+/// A replica set and a pod using more of the describers' fields.
+const RICH: &str = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs1, labels: {app: rs1}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: rs1}}
+  template:
+    metadata: {labels: {app: rs1}}
+    spec:
+      containers:
+      - name: c
+        image: busybox
+        command: [sleep, "3600"]
+        env: [{name: A, value: b}]
+        resources: {limits: {cpu: 100m, memory: 64Mi}}
+        volumeMounts: [{name: cfg, mountPath: /cfg}]
+      volumes:
+      - name: cfg
+        configMap: {name: web-config}
+      - name: tmp
+        emptyDir: {}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: rich, labels: {app: rs1}, annotations: {note: hi}}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    args: [a, b]
+    ports: [{containerPort: 80}, {containerPort: 53, protocol: UDP}]
+    resources: {requests: {cpu: 50m}}
+  tolerations: [{key: k, operator: Equal, value: v, effect: NoSchedule}]
+  nodeSelector: {disk: ssd}
+"#;
+
 #[test]
 fn describe_matches_kubectl() {
     let server = server_with_app();
@@ -668,7 +706,12 @@ fn describe_matches_kubectl() {
             "source": {{"component": "deployment-controller"}}}}"#
     );
     server.kubectl_stdin(V, &["create", "-f", "-"], &event);
+    server.kubectl_stdin(V, &["create", "-f", "-"], RICH);
     let cases: &[&[&str]] = &[
+        &["describe", "pod", "p1"],
+        &["describe", "pod", "rich"],
+        &["describe", "pods"],
+        &["describe", "rs", "rs1"],
         &["describe", "svc", "web"],
         &["describe", "services"],
         &["describe", "deploy", "web"],

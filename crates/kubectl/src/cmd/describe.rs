@@ -1,5 +1,5 @@
-//! `tug describe`: kubectl's describer layout for services and
-//! deployments, ending with the Events whose involvedObject is the object.
+//! `tug describe`: kubectl's describer layout for pods, services,
+//! deployments and replica sets, ending with the Events whose involvedObject is the object.
 
 use std::io::Write;
 
@@ -17,7 +17,7 @@ use crate::printers::describe::{
 
 /// Show details of a specific resource or group of resources.
 ///
-/// Implemented for services and deployments.
+/// Implemented for pods, services, deployments and replica sets.
 ///
 /// Examples:
 ///   # Describe a deployment
@@ -68,6 +68,22 @@ async fn describe_one(ctx: &Ctx, t: &Target, show_events: bool) -> Result<String
     let body = match t.0.kind.as_str() {
         "Service" => describe_service(&obj, &endpoint_slices(ctx, t).await?),
         "Deployment" => describe_deployment(&obj),
+        "Pod" => describe_pod(&obj),
+        "ReplicaSet" => {
+            let lp = ListParams::default()
+                .labels(&format_selector(&obj["spec"]["selector"]).replace("<none>", ""));
+            let pods = ctx.resolve("pods").await?;
+            let list = ctx
+                .send(ctx.request(&pods[0], t.1.as_deref()).list(&lp)?)
+                .await?;
+            describe_replicaset(
+                &obj,
+                list["items"]
+                    .as_array()
+                    .map(|a| a.as_slice())
+                    .unwrap_or(&[]),
+            )
+        }
         other => {
             return Err(CliError::client(format!(
                 "tug describe does not support {other} yet"
@@ -423,6 +439,7 @@ fn pod_template(t: &Value) -> String {
             w += "  Volumes:\n";
             for v in vols {
                 w += &format!("   {}:\n", s(&v["name"]));
+                w += &volume_source(v);
             }
         }
     }
@@ -462,10 +479,24 @@ fn toleration(t: &Value) -> String {
 
 /// describeContainers for a pod template (no runtime status).
 fn containers(label: &str, cs: &[Value]) -> String {
-    let mut w = format!("  {label}:\n");
+    containers_with(label, cs, &[], "  ")
+}
+
+/// describeContainers: `space` is the template indent ("  ") or "" for a
+/// pod, whose containers also show their runtime status.
+fn containers_with(label: &str, cs: &[Value], statuses: &[Value], space: &str) -> String {
+    let mut w = format!("{space}{label}:\n");
+    let name_indent = if space.is_empty() { "" } else { " " };
     for c in cs {
-        w += &format!("   {}:\n", s(&c["name"]));
+        let status = statuses.iter().find(|st| st["name"] == c["name"]);
+        w += &format!("  {name_indent}{}:\n", s(&c["name"]));
+        if let Some(id) = status.and_then(|st| st["containerID"].as_str()) {
+            w += &format!("    Container ID:\t{id}\n");
+        }
         w += &format!("    Image:\t{}\n", s(&c["image"]));
+        if let Some(st) = status {
+            w += &format!("    Image ID:\t{}\n", s(&st["imageID"]));
+        }
         let ports: Vec<&Value> = c["ports"]
             .as_array()
             .map(|a| a.iter().collect())
@@ -486,8 +517,9 @@ fn containers(label: &str, cs: &[Value]) -> String {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let plural = if ports.len() > 1 { "s" } else { "" };
             w += &format!(
-                "    Port:\t{}\n    Host Port:\t{}\n",
+                "    Port{plural}:\t{}\n    Host Port{plural}:\t{}\n",
                 fmt("containerPort"),
                 fmt("hostPort")
             );
@@ -499,6 +531,17 @@ fn containers(label: &str, cs: &[Value]) -> String {
                     w += &format!("      {}\n", s(i));
                 }
             }
+        }
+        if let Some(st) = status {
+            w += &container_state("State", &st["state"]);
+            if st["lastState"].as_object().is_some_and(|m| !m.is_empty()) {
+                w += &container_state("Last State", &st["lastState"]);
+            }
+            w += &format!("    Ready:\t{}\n", st["ready"].as_bool().unwrap_or(false));
+            w += &format!(
+                "    Restart Count:\t{}\n",
+                st["restartCount"].as_i64().unwrap_or(0)
+            );
         }
         for (key, title) in [("limits", "Limits"), ("requests", "Requests")] {
             if let Some(m) = c["resources"][key].as_object().filter(|m| !m.is_empty()) {
@@ -536,6 +579,292 @@ fn containers(label: &str, cs: &[Value]) -> String {
                     );
                 }
             }
+        }
+    }
+    w
+}
+
+/// describeStatus for one container state.
+fn container_state(title: &str, st: &Value) -> String {
+    let mut w = String::new();
+    if let Some(r) = st["running"].as_object() {
+        w += &format!(
+            "    {title}:\tRunning\n      Started:\t{}\n",
+            rfc1123z(&r["startedAt"].clone())
+        );
+    } else if let Some(t) = st["terminated"].as_object() {
+        w += &format!("    {title}:\tTerminated\n");
+        if let Some(r) = t.get("reason").and_then(|v| v.as_str()) {
+            w += &format!("      Reason:\t{r}\n");
+        }
+        if let Some(m) = t.get("message").and_then(|v| v.as_str()) {
+            w += &format!("      Message:\t{m}\n");
+        }
+        w += &format!(
+            "      Exit Code:\t{}\n",
+            t.get("exitCode").and_then(|v| v.as_i64()).unwrap_or(0)
+        );
+        if let Some(sig) = t.get("signal").and_then(|v| v.as_i64()).filter(|x| *x > 0) {
+            w += &format!("      Signal:\t{sig}\n");
+        }
+        w += &format!(
+            "      Started:\t{}\n",
+            rfc1123z(t.get("startedAt").unwrap_or(&Value::Null))
+        );
+        w += &format!(
+            "      Finished:\t{}\n",
+            rfc1123z(t.get("finishedAt").unwrap_or(&Value::Null))
+        );
+    } else {
+        w += &format!("    {title}:\tWaiting\n");
+        if let Some(r) = st["waiting"]["reason"].as_str() {
+            w += &format!("      Reason:\t{r}\n");
+        }
+    }
+    w
+}
+
+/// `Kind/name` of the controlling owner, if any.
+fn controlled_by(md: &Value) -> Option<String> {
+    md["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|o| o["controller"].as_bool() == Some(true))
+        .map(|o| format!("{}/{}", s(&o["kind"]), s(&o["name"])))
+}
+
+/// The pod's QoS class: the server's, else computed from resources.
+fn qos_class(pod: &Value) -> String {
+    if let Some(q) = pod["status"]["qosClass"].as_str() {
+        return q.to_string();
+    }
+    let cs = pod["spec"]["containers"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or(&[]);
+    let empty = |c: &Value, k: &str| c["resources"][k].as_object().is_none_or(|m| m.is_empty());
+    if cs
+        .iter()
+        .all(|c| empty(c, "requests") && empty(c, "limits"))
+    {
+        return "BestEffort".into();
+    }
+    let guaranteed = cs.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let lim = &c["resources"]["limits"][*r];
+            !lim.is_null()
+                && (c["resources"]["requests"][*r].is_null()
+                    || c["resources"]["requests"][*r] == *lim)
+        })
+    });
+    if guaranteed {
+        "Guaranteed".into()
+    } else {
+        "Burstable".into()
+    }
+}
+
+/// kubectl's pod describer.
+pub fn describe_pod(pod: &Value) -> String {
+    let md = &pod["metadata"];
+    let spec = &pod["spec"];
+    let st = &pod["status"];
+    let mut w = format!(
+        "Name:\t{}\nNamespace:\t{}\n",
+        s(&md["name"]),
+        s(&md["namespace"])
+    );
+    if let Some(p) = spec["priority"].as_i64() {
+        w += &format!("Priority:\t{p}\n");
+    }
+    if let Some(pc) = spec["priorityClassName"].as_str().filter(|x| !x.is_empty()) {
+        w += &format!("Priority Class Name:\t{pc}\n");
+    }
+    if let Some(sa) = spec["serviceAccountName"]
+        .as_str()
+        .filter(|x| !x.is_empty())
+    {
+        w += &format!("Service Account:\t{sa}\n");
+    }
+    match spec["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        None => w += "Node:\t<none>\n",
+        Some(n) => w += &format!("Node:\t{n}/{}\n", s(&st["hostIP"])),
+    }
+    if st["startTime"].is_string() {
+        w += &format!("Start Time:\t{}\n", rfc1123z(&st["startTime"]));
+    }
+    w += &labels_multiline("", "Labels", &md["labels"]);
+    w += &annotations_multiline("", "Annotations", &md["annotations"]);
+    if md["deletionTimestamp"].is_string() {
+        w += &format!(
+            "Status:\tTerminating (lasts {})\n",
+            since(&md["deletionTimestamp"], Utc::now())
+        );
+        w += &format!(
+            "Termination Grace Period:\t{}s\n",
+            md["deletionGracePeriodSeconds"].as_i64().unwrap_or(0)
+        );
+    } else {
+        w += &format!("Status:\t{}\n", s(&st["phase"]));
+    }
+    if let Some(r) = st["reason"].as_str().filter(|x| !x.is_empty()) {
+        w += &format!("Reason:\t{r}\n");
+    }
+    if let Some(m) = st["message"].as_str().filter(|x| !x.is_empty()) {
+        w += &format!("Message:\t{m}\n");
+    }
+    w += &format!("IP:\t{}\n", s(&st["podIP"]));
+    match st["podIPs"].as_array().filter(|a| !a.is_empty()) {
+        None => w += "IPs:\t<none>\n",
+        Some(ips) => {
+            w += "IPs:\n";
+            for ip in ips {
+                w += &format!("  IP:\t{}\n", s(&ip["ip"]));
+            }
+        }
+    }
+    if let Some(c) = controlled_by(md) {
+        w += &format!("Controlled By:\t{c}\n");
+    }
+    let statuses = |k: &str| st[k].as_array().cloned().unwrap_or_default();
+    if let Some(init) = spec["initContainers"].as_array().filter(|c| !c.is_empty()) {
+        w += &containers_with(
+            "Init Containers",
+            init,
+            &statuses("initContainerStatuses"),
+            "",
+        );
+    }
+    w += &containers_with(
+        "Containers",
+        spec["containers"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or(&[]),
+        &statuses("containerStatuses"),
+        "",
+    );
+    if let Some(conds) = st["conditions"].as_array().filter(|c| !c.is_empty()) {
+        w += "Conditions:\n  Type\tStatus\n";
+        for c in conds {
+            w += &format!("  {} \t{} \n", s(&c["type"]), s(&c["status"]));
+        }
+    }
+    match spec["volumes"].as_array().filter(|v| !v.is_empty()) {
+        None => w += "Volumes:\t<none>\n",
+        Some(vols) => {
+            w += "Volumes:\n";
+            for v in vols {
+                w += &format!("  {}:\n", s(&v["name"]));
+                w += &volume_source(v);
+            }
+        }
+    }
+    w += &format!("QoS Class:\t{}\n", qos_class(pod));
+    w += &labels_multiline("", "Node-Selectors", &spec["nodeSelector"]);
+    match spec["tolerations"].as_array().filter(|v| !v.is_empty()) {
+        None => w += "Tolerations:\t<none>\n",
+        Some(ts) => {
+            for (i, t) in ts.iter().enumerate() {
+                w += if i == 0 { "Tolerations:\t" } else { "\t" };
+                w += &toleration(t);
+                w += "\n";
+            }
+        }
+    }
+    w
+}
+
+/// The common volume sources, as kubectl prints them.
+fn volume_source(v: &Value) -> String {
+    if let Some(cm) = v["configMap"].as_object() {
+        return format!(
+            "    Type:\tConfigMap (a volume populated by a ConfigMap)\n    Name:\t{}\n    Optional:\t{}\n",
+            cm.get("name").and_then(|x| x.as_str()).unwrap_or(""),
+            cm.get("optional").and_then(|x| x.as_bool()).unwrap_or(false)
+        );
+    }
+    if let Some(sec) = v["secret"].as_object() {
+        return format!(
+            "    Type:\tSecret (a volume populated by a Secret)\n    SecretName:\t{}\n    Optional:\t{}\n",
+            sec.get("secretName").and_then(|x| x.as_str()).unwrap_or(""),
+            sec.get("optional").and_then(|x| x.as_bool()).unwrap_or(false)
+        );
+    }
+    if let Some(e) = v["emptyDir"].as_object() {
+        return format!(
+            "    Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)\n    Medium:\t{}\n    SizeLimit:\t{}\n",
+            e.get("medium").and_then(|x| x.as_str()).unwrap_or(""),
+            e.get("sizeLimit").and_then(|x| x.as_str()).unwrap_or("<unset>")
+        );
+    }
+    if let Some(h) = v["hostPath"].as_object() {
+        return format!(
+            "    Type:\tHostPath (bare host directory volume)\n    Path:\t{}\n    HostPathType:\t{}\n",
+            h.get("path").and_then(|x| x.as_str()).unwrap_or(""),
+            h.get("type").and_then(|x| x.as_str()).unwrap_or("")
+        );
+    }
+    "    Type:\t<unknown>\n".into()
+}
+
+/// kubectl's replica set describer; `pods` are those its selector matches.
+pub fn describe_replicaset(rs: &Value, pods: &[Value]) -> String {
+    let md = &rs["metadata"];
+    let mut w = format!(
+        "Name:\t{}\nNamespace:\t{}\n",
+        s(&md["name"]),
+        s(&md["namespace"])
+    );
+    w += &format!("Selector:\t{}\n", format_selector(&rs["spec"]["selector"]));
+    w += &labels_multiline("", "Labels", &md["labels"]);
+    w += &annotations_multiline("", "Annotations", &md["annotations"]);
+    if let Some(c) = controlled_by(md) {
+        w += &format!("Controlled By:\t{c}\n");
+    }
+    w += &format!(
+        "Replicas:\t{} current / {} desired\n",
+        rs["status"]["replicas"].as_i64().unwrap_or(0),
+        rs["spec"]["replicas"].as_i64().unwrap_or(1)
+    );
+    // Only pods this replica set controls count, as in kubectl.
+    let owned: Vec<&Value> = pods
+        .iter()
+        .filter(|p| {
+            p["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|os| {
+                    os.iter()
+                        .any(|o| o["uid"] == md["uid"] && o["controller"].as_bool() == Some(true))
+                })
+        })
+        .collect();
+    let count = |phase: &str| {
+        owned
+            .iter()
+            .filter(|p| p["status"]["phase"] == phase)
+            .count()
+    };
+    w += &format!(
+        "Pods Status:\t{} Running / {} Waiting / {} Succeeded / {} Failed\n",
+        count("Running"),
+        count("Pending"),
+        count("Succeeded"),
+        count("Failed")
+    );
+    w += &pod_template(&rs["spec"]["template"]);
+    if let Some(conds) = rs["status"]["conditions"]
+        .as_array()
+        .filter(|c| !c.is_empty())
+    {
+        w += "Conditions:\n  Type\tStatus\tReason\n  ----\t------\t------\n";
+        for c in conds {
+            w += &format!(
+                "  {} \t{}\t{}\n",
+                s(&c["type"]),
+                s(&c["status"]),
+                s(&c["reason"])
+            );
         }
     }
     w
