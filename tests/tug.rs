@@ -778,3 +778,58 @@ fn edit_reopens_on_error_and_saves() {
         "Edit cancelled, no changes made.\n"
     );
 }
+
+#[test]
+fn config_version_and_api_resources_match_kubectl() {
+    let server = ApiServer::start();
+    let cases: &[&[&str]] = &[
+        &["config", "view"],
+        &["config", "view", "--minify"],
+        &["config", "get-contexts"],
+        &["config", "current-context"],
+        &["config", "use-context", "nope"],
+        &["api-resources"],
+        &["api-resources", "-o", "wide"],
+        &["api-resources", "--namespaced=false", "-o", "name"],
+        &["api-resources", "--api-group=apps"],
+    ];
+    for args in cases {
+        same_as_kubectl(&server, args);
+    }
+    let out = tug(&server, &["version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let server_version = server.kubectl_ok(V, &["version", "-o", "json"]);
+    let want: serde_json::Value = serde_json::from_str(&server_version).expect("json");
+    let git = want["serverVersion"]["gitVersion"]
+        .as_str()
+        .expect("gitVersion");
+    assert!(text.starts_with("Client Version: v"), "{text}");
+    assert!(
+        text.ends_with(&format!("Server Version: {git}\n")),
+        "{text}"
+    );
+    // use-context switches the file's current context, as kubectl's does.
+    let kc = std::fs::read_to_string(&server.kubeconfig).expect("kubeconfig");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&server.kubectl_ok(V, &["config", "view", "-o", "json"]))
+            .expect("json");
+    let ctx = cfg["current-context"]
+        .as_str()
+        .expect("context")
+        .to_string();
+    std::fs::write(
+        &server.kubeconfig,
+        kc.replace(&format!("current-context: {ctx}"), "current-context: other"),
+    )
+    .expect("write");
+    let out = tug(&server, &["config", "use-context", &ctx]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Switched to context \"{ctx}\".\n")
+    );
+    assert_eq!(
+        server.kubectl_ok(V, &["config", "current-context"]),
+        format!("{ctx}\n")
+    );
+    same_as_kubectl(&server, &["get", "ns", "default", "-o", "name"]);
+}

@@ -55,10 +55,23 @@ pub enum Command {
     Patch(cmd::patch::PatchArgs),
     /// Set a new size for a deployment, replica set, or stateful set
     Scale(cmd::scale::ScaleArgs),
+    /// Modify kubeconfig files
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
+    /// Print the client and server version information
+    Version(cmd::version::VersionArgs),
+    /// Print the supported API resources on the server
+    ApiResources(cmd::api_resources::ApiResourcesArgs),
 }
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    // Commands that need no server (or connect themselves) come first.
+    match cli.command {
+        Command::Config(c) => return cmd::config::run(&cli.connect, c),
+        Command::Version(a) => return cmd::version::run(&cli.connect, a).await,
+        _ => {}
+    }
     let ctx = Ctx::connect(&cli.connect).await?;
     match cli.command {
         Command::Get(a) => cmd::get::run(&ctx, a).await,
@@ -71,5 +84,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Annotate(a) => cmd::annotate::run(&ctx, a).await,
         Command::Patch(a) => cmd::patch::run(&ctx, a).await,
         Command::Scale(a) => cmd::scale::run(&ctx, a).await,
+        Command::ApiResources(a) => cmd::api_resources::run(&ctx, a).await,
+        Command::Config(_) | Command::Version(_) => Ok(()),
     }
 }

@@ -3,7 +3,9 @@
 //! verbs live here.
 
 pub mod annotate;
+pub mod api_resources;
 pub mod apply;
+pub mod config;
 pub mod create;
 pub mod delete;
 pub mod describe;
@@ -12,6 +14,7 @@ pub mod get;
 pub mod label;
 pub mod patch;
 pub mod scale;
+pub mod version;
 
 use serde_json::Value;
 
