@@ -105,6 +105,10 @@ impl From<kube::core::request::Error> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> CliError {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader went away: nothing left to say.
+            return CliError::Plain(String::new());
+        }
         CliError::Client(e.to_string())
     }
 }

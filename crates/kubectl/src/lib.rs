@@ -62,6 +62,18 @@ pub enum Command {
     Version(cmd::version::VersionArgs),
     /// Print the supported API resources on the server
     ApiResources(cmd::api_resources::ApiResourcesArgs),
+    /// Output shell completion code for the specified shell (bash, zsh, fish)
+    Completion(cmd::completion::CompletionArgs),
+}
+
+/// Write to stdout; a closed pipe (`tug get pods | head`) ends the
+/// command quietly instead of panicking like `print!`.
+pub fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())?;
+    o.flush()?;
+    Ok(())
 }
 
 /// Run a parsed command line.
@@ -70,6 +82,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Config(c) => return cmd::config::run(&cli.connect, c),
         Command::Version(a) => return cmd::version::run(&cli.connect, a).await,
+        Command::Completion(a) => return cmd::completion::run(a),
         _ => {}
     }
     let ctx = Ctx::connect(&cli.connect).await?;
@@ -85,6 +98,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Patch(a) => cmd::patch::run(&ctx, a).await,
         Command::Scale(a) => cmd::scale::run(&ctx, a).await,
         Command::ApiResources(a) => cmd::api_resources::run(&ctx, a).await,
-        Command::Config(_) | Command::Version(_) => Ok(()),
+        Command::Config(_) | Command::Version(_) | Command::Completion(_) => Ok(()),
     }
 }

@@ -15,7 +15,10 @@ async fn main() {
         }
     };
     if let Err(e) = tugboat_kubectl::run(cli).await {
-        eprintln!("{e}");
+        let text = e.to_string();
+        if !text.is_empty() {
+            eprintln!("{text}");
+        }
         std::process::exit(1);
     }
 }

@@ -192,10 +192,10 @@ pub fn contexts_table(
 pub fn run(connect: &ConnectArgs, cmd: ConfigCommand) -> Result<()> {
     let (path, mut cfg) = load(connect)?;
     match cmd {
-        ConfigCommand::View { raw, minify } => print!("{}", view(&cfg, raw, minify)?),
+        ConfigCommand::View { raw, minify } => crate::out(&view(&cfg, raw, minify)?)?,
         ConfigCommand::CurrentContext => {
             match cfg["current-context"].as_str().filter(|c| !c.is_empty()) {
-                Some(c) => println!("{c}"),
+                Some(c) => crate::out(&format!("{c}\n"))?,
                 None => return Err(CliError::client("current-context is not set")),
             }
         }
@@ -213,7 +213,7 @@ pub fn run(connect: &ConnectArgs, cmd: ConfigCommand) -> Result<()> {
                     )))
                 }
             };
-            print!("{}", contexts_table(&cfg, &names, no_headers, name_only)?);
+            crate::out(&contexts_table(&cfg, &names, no_headers, name_only)?)?;
         }
         ConfigCommand::UseContext { name } => {
             if named(&cfg, "contexts", &name).is_none() {
@@ -224,7 +224,7 @@ pub fn run(connect: &ConnectArgs, cmd: ConfigCommand) -> Result<()> {
             cfg["current-context"] = Value::String(name.clone());
             let text = serde_yaml::to_string(&cfg).map_err(CliError::client)?;
             std::fs::write(&path, text)?;
-            println!("Switched to context {name:?}.");
+            crate::out(&format!("Switched to context {name:?}.\n"))?;
         }
     }
     Ok(())

@@ -219,7 +219,7 @@ pub async fn run(ctx: &Ctx, a: DeleteArgs) -> Result<()> {
         }
         if targets.is_empty() && selecting {
             // kubectl's delete reports this on stdout (get uses stderr).
-            println!("No resources found");
+            crate::out("No resources found\n")?;
             return Ok(());
         }
     }

@@ -106,7 +106,7 @@ async fn edit_one(ctx: &Ctx, t: &Target) -> Result<()> {
         let body = strip_comments(&edited);
         if body.trim().is_empty() {
             let _ = std::fs::remove_file(&path);
-            println!("Edit cancelled, no changes made.");
+            crate::out("Edit cancelled, no changes made.\n")?;
             return Ok(());
         }
         if edited == text && text.contains("was not valid:") {
@@ -131,7 +131,7 @@ async fn edit_one(ctx: &Ctx, t: &Target) -> Result<()> {
         };
         if obj == original {
             let _ = std::fs::remove_file(&path);
-            println!("Edit cancelled, no changes made.");
+            crate::out("Edit cancelled, no changes made.\n")?;
             return Ok(());
         }
         let (r, ns, name) = t;

@@ -153,7 +153,7 @@ pub async fn run(ctx: &Ctx, a: LabelArgs, field: Field) -> Result<()> {
             let current = obj["metadata"][field.key()].as_object().unwrap_or(&empty);
             let (patch, notes) = plan(current, &changes, a.overwrite, field.noun())?;
             for n in notes {
-                println!("{n}");
+                crate::out(&format!("{n}\n"))?;
             }
             let verb = match field {
                 Field::Labels if !patch.is_empty() && patch.values().all(Value::is_null) => {
@@ -164,7 +164,7 @@ pub async fn run(ctx: &Ctx, a: LabelArgs, field: Field) -> Result<()> {
             };
             let name = format!("{}/{}", t.0.kind_group(), t.2);
             if patch.is_empty() {
-                println!("{name} not {verb}");
+                crate::out(&format!("{name} not {verb}\n"))?;
                 return Ok(());
             }
             if dry != DryRun::Client {

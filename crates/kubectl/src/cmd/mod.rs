@@ -5,6 +5,7 @@
 pub mod annotate;
 pub mod api_resources;
 pub mod apply;
+pub mod completion;
 pub mod config;
 pub mod create;
 pub mod delete;

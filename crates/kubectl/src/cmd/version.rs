@@ -20,12 +20,12 @@ pub struct VersionArgs {
 }
 
 pub async fn run(connect: &ConnectArgs, a: VersionArgs) -> Result<()> {
-    println!("Client Version: v{}", env!("CARGO_PKG_VERSION"));
+    crate::out(&format!("Client Version: v{}\n", env!("CARGO_PKG_VERSION")))?;
     if a.client {
         return Ok(());
     }
     let ctx = Ctx::connect(connect).await?;
     let info = ctx.client.apiserver_version().await?;
-    println!("Server Version: {}", info.git_version);
+    crate::out(&format!("Server Version: {}\n", info.git_version))?;
     Ok(())
 }
