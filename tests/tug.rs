@@ -678,6 +678,27 @@ spec:
   nodeSelector: {disk: ssd}
 "#;
 
+const NODE: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1, node-role.kubernetes.io/worker: ""}}
+spec:
+  podCIDR: 10.244.1.0/24
+  podCIDRs: [10.244.1.0/24]
+  taints: [{key: dedicated, value: gpu, effect: NoSchedule}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bound}
+spec:
+  nodeName: n1
+  containers:
+  - {name: a, image: nginx, resources: {requests: {cpu: 250m, memory: 64Mi}, limits: {cpu: "1", memory: 128Mi}}}
+  - {name: b, image: busybox, resources: {requests: {cpu: 100m}}}
+"#;
+
+const NODE_STATUS: &str = r#"{"status":{"capacity":{"cpu":"4","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"3800m","memory":"7Gi","pods":"110"},"addresses":[{"type":"InternalIP","address":"10.0.0.5"},{"type":"Hostname","address":"n1"}],"nodeInfo":{"machineID":"m","systemUUID":"u","bootID":"b","kernelVersion":"6.1","osImage":"Debian","operatingSystem":"linux","architecture":"amd64","containerRuntimeVersion":"tug://1","kubeletVersion":"v1.33.0","kubeProxyVersion":""},"conditions":[{"type":"Ready","status":"True","lastHeartbeatTime":"2026-11-28T14:00:00Z","lastTransitionTime":"2026-11-28T13:00:00Z","reason":"KubeletReady","message":"kubelet is posting ready status"}]}}"#;
+
 #[test]
 fn describe_matches_kubectl() {
     let server = server_with_app();
@@ -707,11 +728,28 @@ fn describe_matches_kubectl() {
     );
     server.kubectl_stdin(V, &["create", "-f", "-"], &event);
     server.kubectl_stdin(V, &["create", "-f", "-"], RICH);
+    // A node with status (as a kubelet would report it) and a pod bound to
+    // it, for the node describer's resource tables.
+    server.kubectl_stdin(V, &["create", "-f", "-"], NODE);
+    server.kubectl_ok(
+        V,
+        &[
+            "patch",
+            "node",
+            "n1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            NODE_STATUS,
+        ],
+    );
     let cases: &[&[&str]] = &[
         &["describe", "pod", "p1"],
         &["describe", "pod", "rich"],
         &["describe", "pods"],
         &["describe", "rs", "rs1"],
+        &["describe", "node", "n1"],
+        &["describe", "nodes"],
         &["describe", "svc", "web"],
         &["describe", "services"],
         &["describe", "deploy", "web"],
@@ -729,6 +767,11 @@ fn describe_matches_kubectl() {
         "{out}"
     );
     assert!(out.contains("  Normal  ScalingReplicaSet"), "{out}");
+    let out = same_as_kubectl(&server, &["describe", "node", "n1"]);
+    assert!(
+        out.contains("  cpu                350m (9%)  1 (26%)"),
+        "{out}"
+    );
 }
 
 #[test]

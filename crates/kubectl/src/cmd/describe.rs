@@ -1,4 +1,4 @@
-//! `tug describe`: kubectl's describer layout for pods, services,
+//! `tug describe`: kubectl's describer layout for pods, nodes, services,
 //! deployments and replica sets, ending with the Events whose involvedObject is the object.
 
 use std::io::Write;
@@ -14,10 +14,11 @@ use crate::error::{CliError, Result};
 use crate::printers::describe::{
     annotations_multiline, labels_multiline, rfc1123z, since, tabwrite,
 };
+use crate::printers::quantity::{self, format, percent, Quantity};
 
 /// Show details of a specific resource or group of resources.
 ///
-/// Implemented for pods, services, deployments and replica sets.
+/// Implemented for pods, nodes, services, deployments and replica sets.
 ///
 /// Examples:
 ///   # Describe a deployment
@@ -69,6 +70,30 @@ async fn describe_one(ctx: &Ctx, t: &Target, show_events: bool) -> Result<String
         "Service" => describe_service(&obj, &endpoint_slices(ctx, t).await?),
         "Deployment" => describe_deployment(&obj),
         "Pod" => describe_pod(&obj),
+        "Node" => {
+            let pods = ctx.resolve("pods").await?;
+            let name = t.2.as_str();
+            let lp = ListParams::default().fields(&format!(
+                "spec.nodeName={name},status.phase!=Failed,status.phase!=Succeeded"
+            ));
+            let list = ctx.send(ctx.request(&pods[0], None).list(&lp)?).await?;
+            let leases = ctx.resolve("leases.coordination.k8s.io").await?;
+            let lease = ctx
+                .send(
+                    ctx.request(&leases[0], Some("kube-node-lease"))
+                        .get(name, &Default::default())?,
+                )
+                .await;
+            describe_node(
+                &obj,
+                lease,
+                list["items"]
+                    .as_array()
+                    .map(|a| a.as_slice())
+                    .unwrap_or(&[]),
+                Utc::now(),
+            )
+        }
         "ReplicaSet" => {
             let lp = ListParams::default()
                 .labels(&format_selector(&obj["spec"]["selector"]).replace("<none>", ""));
@@ -867,6 +892,240 @@ pub fn describe_replicaset(rs: &Value, pods: &[Value]) -> String {
             );
         }
     }
+    w
+}
+
+/// Requests and limits of one pod: containers summed (init containers
+/// and overhead aside).
+fn pod_resources(pod: &Value) -> [Quantity; 4] {
+    let mut out = [Quantity::default(); 4];
+    for c in pod["spec"]["containers"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or(&[])
+    {
+        for (i, (kind, res)) in [
+            ("requests", "cpu"),
+            ("limits", "cpu"),
+            ("requests", "memory"),
+            ("limits", "memory"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            if let Some(q) = c["resources"][kind][res].as_str() {
+                let q = quantity::parse(q);
+                if out[i].milli == 0 {
+                    out[i].binary = q.binary;
+                }
+                out[i].milli += q.milli;
+            }
+        }
+    }
+    out
+}
+
+/// kubectl's node describer; `lease` is the node's kube-node-lease Lease,
+/// `pods` the non-terminated pods bound to it.
+pub fn describe_node(
+    node: &Value,
+    lease: Result<Value>,
+    pods: &[Value],
+    now: chrono::DateTime<Utc>,
+) -> String {
+    let md = &node["metadata"];
+    let spec = &node["spec"];
+    let st = &node["status"];
+    let mut w = format!("Name:\t{}\n", s(&md["name"]));
+    let mut roles: Vec<String> = md["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix("node-role.kubernetes.io/")
+                        .map(String::from)
+                        .or_else(|| (k == "kubernetes.io/role").then(|| s(v).to_string()))
+                })
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    w += &format!(
+        "Roles:\t{}\n",
+        if roles.is_empty() {
+            "<none>".to_string()
+        } else {
+            roles.join(",")
+        }
+    );
+    w += &labels_multiline("", "Labels", &md["labels"]);
+    w += &annotations_multiline("", "Annotations", &md["annotations"]);
+    w += &format!(
+        "CreationTimestamp:\t{}\n",
+        rfc1123z(&md["creationTimestamp"])
+    );
+    match spec["taints"].as_array().filter(|t| !t.is_empty()) {
+        None => w += "Taints:\t<none>\n",
+        Some(ts) => {
+            for (i, t) in ts.iter().enumerate() {
+                w += if i == 0 { "Taints:\t" } else { "\t" };
+                let value = t["value"]
+                    .as_str()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| format!("={v}"))
+                    .unwrap_or_default();
+                w += &format!("{}{value}:{}\n", s(&t["key"]), s(&t["effect"]));
+            }
+        }
+    }
+    w += &format!(
+        "Unschedulable:\t{}\n",
+        spec["unschedulable"].as_bool().unwrap_or(false)
+    );
+    match lease {
+        Ok(l) => {
+            let or_unset = |v: &Value, time: bool| match v.as_str() {
+                Some(x) if time => rfc1123z(&Value::String(x.to_string())),
+                Some(x) => x.to_string(),
+                None => "<unset>".into(),
+            };
+            w += "Lease:\n";
+            w += &format!(
+                "  HolderIdentity:\t{}\n",
+                or_unset(&l["spec"]["holderIdentity"], false)
+            );
+            w += &format!(
+                "  AcquireTime:\t{}\n",
+                or_unset(&l["spec"]["acquireTime"], true)
+            );
+            w += &format!(
+                "  RenewTime:\t{}\n",
+                or_unset(&l["spec"]["renewTime"], true)
+            );
+        }
+        Err(e) => {
+            let msg = match e {
+                CliError::Server { message, .. } => message,
+                other => other.to_string(),
+            };
+            w += &format!("Lease:\tFailed to get lease: {msg}\n");
+        }
+    }
+    if let Some(conds) = st["conditions"].as_array().filter(|c| !c.is_empty()) {
+        w +=
+            "Conditions:\n  Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage\n";
+        w += "  ----\t------\t-----------------\t------------------\t------\t-------\n";
+        for c in conds {
+            w += &format!(
+                "  {} \t{} \t{} \t{} \t{} \t{}\n",
+                s(&c["type"]),
+                s(&c["status"]),
+                rfc1123z(&c["lastHeartbeatTime"]),
+                rfc1123z(&c["lastTransitionTime"]),
+                s(&c["reason"]),
+                s(&c["message"])
+            );
+        }
+    }
+    w += "Addresses:\n";
+    for a in st["addresses"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or(&[])
+    {
+        w += &format!("  {}:\t{}\n", s(&a["type"]), s(&a["address"]));
+    }
+    for (key, title) in [("capacity", "Capacity"), ("allocatable", "Allocatable")] {
+        if let Some(m) = st[key].as_object().filter(|m| !m.is_empty()) {
+            w += &format!("{title}:\n");
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            for k in keys {
+                w += &format!("  {k}:\t{}\n", format(quantity::parse(s(&m[k.as_str()]))));
+            }
+        }
+    }
+    let info = &st["nodeInfo"];
+    w += "System Info:\n";
+    for (k, title) in [
+        ("machineID", "Machine ID"),
+        ("systemUUID", "System UUID"),
+        ("bootID", "Boot ID"),
+        ("kernelVersion", "Kernel Version"),
+        ("osImage", "OS Image"),
+        ("operatingSystem", "Operating System"),
+        ("architecture", "Architecture"),
+        ("containerRuntimeVersion", "Container Runtime Version"),
+        ("kubeletVersion", "Kubelet Version"),
+        ("kubeProxyVersion", "Kube-Proxy Version"),
+    ] {
+        w += &format!("  {title}:\t{}\n", s(&info[k]));
+    }
+    if let Some(c) = spec["podCIDR"].as_str().filter(|c| !c.is_empty()) {
+        w += &format!("PodCIDR:\t{c}\n");
+    }
+    if let Some(cs) = spec["podCIDRs"].as_array().filter(|c| !c.is_empty()) {
+        w += &format!(
+            "PodCIDRs:\t{}\n",
+            cs.iter().map(s).collect::<Vec<_>>().join(",")
+        );
+    }
+    if let Some(p) = spec["providerID"].as_str().filter(|c| !c.is_empty()) {
+        w += &format!("ProviderID:\t{p}\n");
+    }
+    // Percentages are of allocatable, else capacity.
+    let alloc = if st["allocatable"].as_object().is_some_and(|m| !m.is_empty()) {
+        &st["allocatable"]
+    } else {
+        &st["capacity"]
+    };
+    let cpu = quantity::parse(alloc["cpu"].as_str().unwrap_or("0"));
+    let mem = quantity::parse(alloc["memory"].as_str().unwrap_or("0"));
+    w += &format!("Non-terminated Pods:\t({} in total)\n", pods.len());
+    w += "  Namespace\tName\t\tCPU Requests\tCPU Limits\tMemory Requests\tMemory Limits\tAge\n";
+    w += "  ---------\t----\t\t------------\t----------\t---------------\t-------------\t---\n";
+    let mut totals = [Quantity::default(); 4];
+    for p in pods {
+        let r = pod_resources(p);
+        for (t, q) in totals.iter_mut().zip(r.iter()) {
+            if t.milli == 0 {
+                t.binary = q.binary;
+            }
+            t.milli += q.milli;
+        }
+        w += &format!(
+            "  {}\t{}\t\t{} ({}%)\t{} ({}%)\t{} ({}%)\t{} ({}%)\t{}\n",
+            s(&p["metadata"]["namespace"]),
+            s(&p["metadata"]["name"]),
+            format(r[0]),
+            percent(r[0], cpu),
+            format(r[1]),
+            percent(r[1], cpu),
+            format(r[2]),
+            percent(r[2], mem),
+            format(r[3]),
+            percent(r[3], mem),
+            since(&p["metadata"]["creationTimestamp"], now)
+        );
+    }
+    w += "Allocated resources:\n  (Total limits may be over 100 percent, i.e., overcommitted.)\n";
+    w += "  Resource\tRequests\tLimits\n  --------\t--------\t------\n";
+    w += &format!(
+        "  cpu\t{} ({}%)\t{} ({}%)\n",
+        format(totals[0]),
+        percent(totals[0], cpu),
+        format(totals[1]),
+        percent(totals[1], cpu)
+    );
+    w += &format!(
+        "  memory\t{} ({}%)\t{} ({}%)\n",
+        format(totals[2]),
+        percent(totals[2], mem),
+        format(totals[3]),
+        percent(totals[3], mem)
+    );
+    w += "  ephemeral-storage\t0 (0%)\t0 (0%)\n";
     w
 }
 

@@ -5,6 +5,7 @@ pub mod columns;
 pub mod describe;
 pub mod json;
 pub mod jsonpath;
+pub mod quantity;
 pub mod table;
 pub mod yaml;
 
