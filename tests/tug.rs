@@ -876,3 +876,24 @@ fn config_version_and_api_resources_match_kubectl() {
     );
     same_as_kubectl(&server, &["get", "ns", "default", "-o", "name"]);
 }
+
+#[test]
+fn explain_matches_kubectl() {
+    let server = ApiServer::start();
+    let cases: &[&[&str]] = &[
+        &["explain", "cm"],
+        &["explain", "pods"],
+        &["explain", "deploy.spec.replicas"],
+        &["explain", "deploy.spec.template.spec.containers"],
+        &["explain", "pods.spec.containers.ports"],
+        &["explain", "pods.metadata.labels"],
+        &["explain", "svc.spec"],
+        &["explain", "node.status"],
+    ];
+    for args in cases {
+        same_as_kubectl(&server, args);
+    }
+    let out = tug(&server, &["explain", "pods.spec.nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("field \"nope\" does not exist"));
+}

@@ -62,6 +62,8 @@ pub enum Command {
     Version(cmd::version::VersionArgs),
     /// Print the supported API resources on the server
     ApiResources(cmd::api_resources::ApiResourcesArgs),
+    /// Get documentation for a resource
+    Explain(cmd::explain::ExplainArgs),
     /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(cmd::completion::CompletionArgs),
 }
@@ -98,6 +100,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Patch(a) => cmd::patch::run(&ctx, a).await,
         Command::Scale(a) => cmd::scale::run(&ctx, a).await,
         Command::ApiResources(a) => cmd::api_resources::run(&ctx, a).await,
+        Command::Explain(a) => cmd::explain::run(&ctx, a).await,
         Command::Config(_) | Command::Version(_) | Command::Completion(_) => Ok(()),
     }
 }

@@ -11,6 +11,7 @@ pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod edit;
+pub mod explain;
 pub mod get;
 pub mod label;
 pub mod patch;
