@@ -32,39 +32,27 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The verbs.
+/// The verbs. Each one's help (summary line, details, examples) comes
+/// from its argument struct's doc comment.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Display one or many resources
     Get(cmd::get::GetArgs),
-    /// Create a resource from a file or from stdin
     Create(cmd::create::CreateArgs),
-    /// Apply a configuration to a resource by file name or stdin (server-side apply)
     Apply(cmd::apply::ApplyArgs),
-    /// Delete resources by file names, stdin, resources and names, or by resources and label selector
     Delete(cmd::delete::DeleteArgs),
-    /// Show details of a specific resource or group of resources
     Describe(cmd::describe::DescribeArgs),
-    /// Edit a resource on the server
     Edit(cmd::edit::EditArgs),
-    /// Update the labels on a resource
     Label(cmd::label::LabelArgs),
-    /// Update the annotations on a resource
+    #[command(about = "Update the annotations on a resource", long_about = cmd::annotate::LONG_HELP)]
     Annotate(cmd::label::LabelArgs),
-    /// Update fields of a resource
     Patch(cmd::patch::PatchArgs),
-    /// Set a new size for a deployment, replica set, or stateful set
     Scale(cmd::scale::ScaleArgs),
     /// Modify kubeconfig files
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
-    /// Print the client and server version information
     Version(cmd::version::VersionArgs),
-    /// Print the supported API resources on the server
     ApiResources(cmd::api_resources::ApiResourcesArgs),
-    /// Get documentation for a resource
     Explain(cmd::explain::ExplainArgs),
-    /// Output shell completion code for the specified shell (bash, zsh, fish)
     Completion(cmd::completion::CompletionArgs),
 }
 
