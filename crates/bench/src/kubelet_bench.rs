@@ -5,7 +5,9 @@
 //! process` or `cri`, its root directory in a temporary directory) are
 //! started; once the Node is Ready, a watch on the benchmark's namespace is
 //! opened, then `--pods` pods bound to the node (`spec.nodeName`, one
-//! container running `sleep`) are created `--concurrency` at a time. A
+//! container running `sleep`) are created `--concurrency` at a time: a
+//! burst, as upstream's density test creates a batch; with `--qps` they
+//! are paced instead, pod `i` sent `i / qps` seconds after the first. A
 //! pod's startup latency runs from just before its create request is sent
 //! (`creationTimestamp` only has seconds) to the watch event showing
 //! `status.phase: Running`. The JSON also has the CPU seconds the kubelet
@@ -49,6 +51,8 @@ pub struct PodStartupOptions {
     /// `process` or `cri`.
     pub runtime: String,
     pub concurrency: usize,
+    /// Pods created per second; `None` sends them as fast as creates return.
+    pub qps: Option<f64>,
     pub image: String,
     /// More `tug-kubelet` flags (`--container-runtime-endpoint ...`).
     pub kubelet_args: Vec<String>,
@@ -198,11 +202,16 @@ pub async fn pod_startup(
 
     let cpu_before = (cpu_time(kubelet.pid()), cpu_time(apiserver.pid()));
     let started = Instant::now();
+    let qps = opts.qps;
     let sent: Vec<anyhow::Result<(String, Instant)>> = stream::iter(0..opts.pods)
         .map(|i| {
             let pods = pods.clone();
             let image = opts.image.clone();
             async move {
+                if let Some(qps) = qps {
+                    let due = started + Duration::from_secs_f64(i as f64 / qps);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let pod = bench_pod(i, &image)?;
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 let at = Instant::now();
@@ -261,6 +270,7 @@ pub async fn pod_startup(
         "pods": opts.pods,
         "runtime": opts.runtime,
         "concurrency": opts.concurrency,
+        "qps": opts.qps,
         "running": running.len(),
         "complete": complete,
         "p50_ms": round(summary.p50_ms),

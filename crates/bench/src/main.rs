@@ -94,6 +94,10 @@ struct PodStartupFlags {
     /// Creates in flight at once.
     #[arg(long, default_value_t = 10)]
     concurrency: usize,
+    /// Pace the creates at this many pods per second [default: a burst,
+    /// as fast as creates return].
+    #[arg(long)]
+    qps: Option<f64>,
     /// The pods' image (the process runtime only records it).
     #[arg(long, default_value = "docker.io/library/busybox:1.36")]
     image: String,
@@ -399,6 +403,10 @@ async fn run_controllers(flags: ControllersFlags) -> anyhow::Result<Value> {
 async fn run_pod_startup(flags: PodStartupFlags) -> anyhow::Result<Value> {
     anyhow::ensure!(flags.pods > 0, "--pods must be at least 1");
     anyhow::ensure!(flags.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(
+        flags.qps.is_none_or(|q| q > 0.0 && q.is_finite()),
+        "--qps must be a positive number"
+    );
     let binary = |given: Option<PathBuf>, name: &str| match given {
         Some(p) => Ok(p),
         None => controllers::sibling_binary(name),
@@ -409,6 +417,7 @@ async fn run_pod_startup(flags: PodStartupFlags) -> anyhow::Result<Value> {
         pods: flags.pods,
         runtime: flags.runtime,
         concurrency: flags.concurrency,
+        qps: flags.qps,
         image: flags.image,
         kubelet_args: flags.kubelet_args,
         timeout: std::time::Duration::from_secs(flags.timeout_seconds),

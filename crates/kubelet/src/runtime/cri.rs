@@ -1039,6 +1039,23 @@ impl ContainerRuntime for CriRuntime {
         Ok(container_status(s))
     }
 
+    async fn container_stats(&self, id: &str) -> Result<super::ContainerStats> {
+        let stats = self
+            .rt()
+            .container_stats(request(
+                cri::ContainerStatsRequest {
+                    container_id: id.to_string(),
+                },
+                REQUEST_TIMEOUT,
+            ))
+            .await
+            .map_err(|s| grpc_error(&s))?
+            .into_inner()
+            .stats
+            .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))?;
+        Ok(container_stats(&stats))
+    }
+
     async fn exec_sync(
         &self,
         container_id: &str,
@@ -1181,6 +1198,38 @@ fn reported_image(
 }
 
 /// A CRI `ContainerStatus` as the kubelet's.
+/// CRI's `ContainerStats` as the summary takes it: figures containerd does
+/// not report stay unset (the summary then leaves them out) rather than 0.
+fn container_stats(s: &cri::ContainerStats) -> super::ContainerStats {
+    let value = |v: &Option<cri::UInt64Value>| v.as_ref().map(|v| v.value);
+    let cpu = s.cpu.as_ref().and_then(|c| {
+        Some(super::CpuUsage {
+            usage_core_nano_seconds: value(&c.usage_core_nano_seconds)?,
+        })
+    });
+    let memory = s.memory.as_ref().and_then(|m| {
+        Some(super::MemoryUsage {
+            working_set_bytes: value(&m.working_set_bytes)?,
+            usage_bytes: value(&m.usage_bytes).unwrap_or_default(),
+            rss_bytes: value(&m.rss_bytes).unwrap_or_default(),
+            page_faults: value(&m.page_faults).unwrap_or_default(),
+            major_page_faults: value(&m.major_page_faults).unwrap_or_default(),
+        })
+    });
+    let stamp = s
+        .cpu
+        .as_ref()
+        .map(|c| c.timestamp)
+        .or(s.memory.as_ref().map(|m| m.timestamp))
+        .and_then(timestamp)
+        .unwrap_or_else(Timestamp::now);
+    super::ContainerStats {
+        timestamp: stamp,
+        cpu,
+        memory,
+    }
+}
+
 fn container_status(s: cri::ContainerStatus) -> ContainerStatus {
     ContainerStatus {
         metadata: container_metadata(s.metadata),
@@ -1202,6 +1251,49 @@ fn container_status(s: cri::ContainerStatus) -> ContainerStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_stats_keep_what_containerd_reports_and_leave_out_the_rest() {
+        let v = |value| Some(cri::UInt64Value { value });
+        let full = cri::ContainerStats {
+            cpu: Some(cri::CpuUsage {
+                timestamp: 1_700_000_000_000_000_000,
+                usage_core_nano_seconds: v(5_000_000),
+                usage_nano_cores: None,
+            }),
+            memory: Some(cri::MemoryUsage {
+                timestamp: 1_700_000_000_000_000_000,
+                working_set_bytes: v(4096),
+                usage_bytes: v(8192),
+                rss_bytes: v(2048),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let got = container_stats(&full);
+        assert_eq!(
+            got.timestamp,
+            Timestamp::from_second(1_700_000_000).unwrap()
+        );
+        assert_eq!(got.cpu.unwrap().usage_core_nano_seconds, 5_000_000);
+        let memory = got.memory.unwrap();
+        assert_eq!(
+            (
+                memory.working_set_bytes,
+                memory.usage_bytes,
+                memory.rss_bytes
+            ),
+            (4096, 8192, 2048)
+        );
+        // A container containerd has no figures for yet: nothing invented.
+        let empty = cri::ContainerStats {
+            cpu: Some(cri::CpuUsage::default()),
+            memory: None,
+            ..Default::default()
+        };
+        let got = container_stats(&empty);
+        assert_eq!((got.cpu, got.memory), (None, None));
+    }
 
     #[test]
     fn endpoints_are_unix_sockets() {
