@@ -98,6 +98,9 @@ fn bench_pod(i: usize, image: &str) -> anyhow::Result<Pod> {
             "containers": [{
                 "name": "sleep",
                 "image": image,
+                // The image is on the node (no registry is reachable here);
+                // `:latest` would otherwise default to pulling Always.
+                "imagePullPolicy": "IfNotPresent",
                 "command": ["sleep", "600"],
             }],
         },

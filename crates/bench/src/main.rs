@@ -99,7 +99,7 @@ struct PodStartupFlags {
     #[arg(long)]
     qps: Option<f64>,
     /// The pods' image (the process runtime only records it).
-    #[arg(long, default_value = "docker.io/library/busybox:1.36")]
+    #[arg(long, default_value = "docker.io/library/busybox:latest")]
     image: String,
     /// An extra tug-kubelet flag (repeatable), e.g.
     /// `--kubelet-arg=--container-runtime-endpoint=unix:///run/containerd/containerd.sock`.
