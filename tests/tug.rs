@@ -110,7 +110,13 @@ fn get_tables_match_kubectl() {
     // A spot check that the comparison shows what a user sees.
     let out = same_as_kubectl(&server, &["get", "deploy,svc"]);
     assert!(out.contains("deployment.apps/web   0/2"), "{out}");
-    assert!(out.contains("\n\nNAME          TYPE"), "{out}");
+    // The second type's table follows after a blank line; `default` also
+    // holds the `kubernetes` Service, as in every cluster.
+    assert!(out.contains("\n\nNAME "), "{out}");
+    assert!(
+        out.contains("service/kubernetes   ClusterIP   10.96.0.1"),
+        "{out}"
+    );
 }
 
 #[test]

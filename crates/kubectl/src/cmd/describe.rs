@@ -239,10 +239,7 @@ pub fn describe_service(svc: &Value, slices: &[Value]) -> String {
     );
     w += &labels_multiline("", "Labels", &md["labels"]);
     w += &annotations_multiline("", "Annotations", &md["annotations"]);
-    w += &format!(
-        "Selector:\t{}\n",
-        format_map(&spec["selector"]).replace("<none>", "")
-    );
+    w += &format!("Selector:\t{}\n", format_map(&spec["selector"]));
     w += &format!("Type:\t{}\n", s(&spec["type"]));
     if let Some(p) = spec["ipFamilyPolicy"].as_str() {
         w += &format!("IP Family Policy:\t{p}\n");
