@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tugboat_e2e::{free_port, ApiServer, Component};
+use tugboat_e2e::{ApiServer, Component};
 
 const V: &str = "1.33";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -34,24 +34,7 @@ spec:
 #[test]
 fn kubectl_logs_reads_a_process_runtime_pod_through_the_kubelet() {
     let server = ApiServer::start();
-    let root = server.data_dir.with_extension("kubelet-root");
-    let port = free_port().to_string();
-    let kubelet = Component::start(
-        &server,
-        "tug-kubelet",
-        &[
-            "--node-name",
-            "worker",
-            "--runtime",
-            "process",
-            "--root-dir",
-            root.to_str().unwrap(),
-            "--port",
-            &port,
-            "--healthz-port",
-            "0",
-        ],
-    );
+    let (kubelet, _root, port) = Component::process_kubelet(&server, "worker");
     server.kubectl_until(
         V,
         &[

@@ -52,24 +52,7 @@ struct Cluster {
 
 fn start() -> Cluster {
     let server = ApiServer::start();
-    let root = server.data_dir.with_extension("kubelet-root");
-    let port = free_port().to_string();
-    let kubelet = Component::start(
-        &server,
-        "tug-kubelet",
-        &[
-            "--node-name",
-            "worker",
-            "--runtime",
-            "process",
-            "--root-dir",
-            root.to_str().unwrap(),
-            "--port",
-            &port,
-            "--healthz-port",
-            "0",
-        ],
-    );
+    let (kubelet, _root, _port) = Component::process_kubelet(&server, "worker");
     let http_port = free_port();
     server.kubectl_until(
         "1.33",

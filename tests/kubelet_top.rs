@@ -99,24 +99,7 @@ fn kubelet_get(server: &ApiServer, port: &str, path: &str) -> String {
 #[test]
 fn kubectl_top_shows_a_busy_and_an_idle_process_pod_and_the_node() {
     let server = ApiServer::start();
-    let root = server.data_dir.with_extension("kubelet-root");
-    let port = free_port().to_string();
-    let kubelet = Component::start(
-        &server,
-        "tug-kubelet",
-        &[
-            "--node-name",
-            "worker",
-            "--runtime",
-            "process",
-            "--root-dir",
-            root.to_str().unwrap(),
-            "--port",
-            &port,
-            "--healthz-port",
-            "0",
-        ],
-    );
+    let (kubelet, _root, port) = Component::process_kubelet(&server, "worker");
     let _cleanup = Cleanup {
         server: &server,
         delete: &["pod", "busy", "idle"],

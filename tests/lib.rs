@@ -251,6 +251,32 @@ impl Component {
         Component { child, log }
     }
 
+    /// A process-runtime `tug-kubelet` for node `node`, its root directory
+    /// beside the server's data and its HTTPS API on a free port: returns
+    /// the kubelet, its root directory and that port.
+    pub fn process_kubelet(server: &ApiServer, node: &str) -> (Component, PathBuf, String) {
+        let root = server.data_dir.with_extension("kubelet-root");
+        let port = free_port().to_string();
+        let root_arg = root.to_str().expect("a UTF-8 temporary path");
+        let kubelet = Component::start(
+            server,
+            "tug-kubelet",
+            &[
+                "--node-name",
+                node,
+                "--runtime",
+                "process",
+                "--root-dir",
+                root_arg,
+                "--port",
+                &port,
+                "--healthz-port",
+                "0",
+            ],
+        );
+        (kubelet, root, port)
+    }
+
     /// What the component has logged so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

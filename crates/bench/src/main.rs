@@ -381,14 +381,10 @@ async fn run_controllers(flags: ControllersFlags) -> anyhow::Result<Value> {
         "--nodes must be at most {}",
         kubelet::hollow::MAX_HOLLOW_NODES
     );
-    let binary = |given: Option<PathBuf>, name: &str| match given {
-        Some(p) => Ok(p),
-        None => controllers::sibling_binary(name),
-    };
     let opts = controllers::ControllersOptions {
-        apiserver: binary(flags.apiserver, "tug-apiserver")?,
-        scheduler: binary(flags.scheduler, "tug-scheduler")?,
-        controller_manager: binary(flags.controller_manager, "tug-controller-manager")?,
+        apiserver: binary_or_sibling(flags.apiserver, "tug-apiserver")?,
+        scheduler: binary_or_sibling(flags.scheduler, "tug-scheduler")?,
+        controller_manager: binary_or_sibling(flags.controller_manager, "tug-controller-manager")?,
         deployments: flags.deployments,
         replicas: flags.replicas,
         nodes: flags.nodes,
@@ -407,13 +403,9 @@ async fn run_pod_startup(flags: PodStartupFlags) -> anyhow::Result<Value> {
         flags.qps.is_none_or(|q| q > 0.0 && q.is_finite()),
         "--qps must be a positive number"
     );
-    let binary = |given: Option<PathBuf>, name: &str| match given {
-        Some(p) => Ok(p),
-        None => controllers::sibling_binary(name),
-    };
     let opts = kubelet_bench::PodStartupOptions {
-        apiserver: binary(flags.apiserver, "tug-apiserver")?,
-        kubelet: binary(flags.kubelet, "tug-kubelet")?,
+        apiserver: binary_or_sibling(flags.apiserver, "tug-apiserver")?,
+        kubelet: binary_or_sibling(flags.kubelet, "tug-kubelet")?,
         pods: flags.pods,
         runtime: flags.runtime,
         concurrency: flags.concurrency,
@@ -433,13 +425,9 @@ async fn run_hollow_nodes(flags: HollowNodesFlags) -> anyhow::Result<Value> {
         flags.lease_renew_seconds > 0.0,
         "--lease-renew-seconds must be positive"
     );
-    let binary = |given: Option<PathBuf>, name: &str| match given {
-        Some(p) => Ok(p),
-        None => controllers::sibling_binary(name),
-    };
     let opts = kubelet_bench::HollowOptions {
-        apiserver: binary(flags.apiserver, "tug-apiserver")?,
-        kubelet: binary(flags.kubelet, "tug-kubelet")?,
+        apiserver: binary_or_sibling(flags.apiserver, "tug-apiserver")?,
+        kubelet: binary_or_sibling(flags.kubelet, "tug-kubelet")?,
         nodes: flags.nodes,
         lease_renew_interval: std::time::Duration::from_secs_f64(flags.lease_renew_seconds),
         timeout: std::time::Duration::from_secs(flags.timeout_seconds),
@@ -450,13 +438,9 @@ async fn run_hollow_nodes(flags: HollowNodesFlags) -> anyhow::Result<Value> {
 }
 
 async fn run_proxy(flags: ProxyFlags) -> anyhow::Result<Value> {
-    let binary = |given: Option<PathBuf>, name: &str| match given {
-        Some(p) => Ok(p),
-        None => controllers::sibling_binary(name),
-    };
     let opts = proxy::ProxyOptions {
-        apiserver: binary(flags.apiserver, "tug-apiserver")?,
-        proxy: binary(flags.proxy, "tug-proxy")?,
+        apiserver: binary_or_sibling(flags.apiserver, "tug-apiserver")?,
+        proxy: binary_or_sibling(flags.proxy, "tug-proxy")?,
         services: flags.services,
         endpoints_per_service: flags.endpoints_per_service,
         changes: flags.changes,
@@ -468,6 +452,14 @@ async fn run_proxy(flags: ProxyFlags) -> anyhow::Result<Value> {
     proxy::run(&opts, flags.work_dir.as_deref())
         .await
         .context("proxy benchmark")
+}
+
+/// The binary given by a flag, else the one named `name` beside tug-bench.
+fn binary_or_sibling(given: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p),
+        None => controllers::sibling_binary(name),
+    }
 }
 
 async fn run_api(flags: ApiFlags) -> anyhow::Result<Value> {
