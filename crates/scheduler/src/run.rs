@@ -8,6 +8,7 @@
 //! in a spawned task so the next cycle does not wait for the API server.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,9 +59,19 @@ struct Shared {
     /// Scheduled, FailedScheduling and Preempted events, from
     /// `default-scheduler` as upstream's.
     events: EventRecorder,
+    /// Whether the node and the pod watch have each delivered their first
+    /// complete list: like upstream's WaitForCacheSync, nothing is
+    /// scheduled before, or a pod could be found unschedulable against a
+    /// cache that has not heard of the nodes yet.
+    nodes_synced: AtomicBool,
+    pods_synced: AtomicBool,
 }
 
 impl Shared {
+    fn synced(&self) -> bool {
+        self.nodes_synced.load(Ordering::Acquire) && self.pods_synced.load(Ordering::Acquire)
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let out = f(&mut state);
@@ -106,6 +117,8 @@ pub async fn run(
         wake: Notify::new(),
         config,
         events: EventRecorder::new(client.clone(), "default-scheduler"),
+        nodes_synced: AtomicBool::new(false),
+        pods_synced: AtomicBool::new(false),
     });
     let nodes = tokio::spawn(watch_nodes(client.clone(), shared.clone()));
     let pods = tokio::spawn(watch_pods(client.clone(), shared.clone()));
@@ -136,7 +149,11 @@ async fn watch_nodes(client: kube::Client, shared: Arc<Shared>) {
                 let name = node.metadata.name.unwrap_or_default();
                 shared.with(|s| s.cache.remove_node(&name));
             }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Ok(watcher::Event::Init) => {}
+            Ok(watcher::Event::InitDone) => {
+                shared.nodes_synced.store(true, Ordering::Release);
+                shared.wake.notify_one();
+            }
             Err(error) => {
                 tracing::warn!(%error, "node watch failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -179,7 +196,11 @@ async fn watch_pods(client: kube::Client, shared: Arc<Shared>) {
                 });
                 shared.wake.notify_one();
             }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Ok(watcher::Event::Init) => {}
+            Ok(watcher::Event::InitDone) => {
+                shared.pods_synced.store(true, Ordering::Release);
+                shared.wake.notify_one();
+            }
             Err(error) => {
                 tracing::warn!(%error, "pod watch failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -191,6 +212,9 @@ async fn watch_pods(client: kube::Client, shared: Arc<Shared>) {
 async fn schedule_loop(client: kube::Client, shared: Arc<Shared>) {
     let profile = Arc::new(Profile::default_profile());
     let mut start_index = 0;
+    while !shared.synced() {
+        shared.wake.notified().await;
+    }
     loop {
         let now = Instant::now();
         let next = shared.with(|s| match s.queue.pop(now) {
