@@ -131,7 +131,12 @@ fn start_kubelet(
         .args(["--port", "0", "--healthz-port"])
         .arg(free_port()?.to_string())
         .args(args)
-        .env("RUST_LOG", "warn");
+        // TUG_BENCH_KUBELET_LOG sets the kubelet's RUST_LOG, to see where
+        // the time goes; its log stays in the temporary directory.
+        .env(
+            "RUST_LOG",
+            std::env::var("TUG_BENCH_KUBELET_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     Ok((Server::spawn("tug-kubelet", cmd, dir)?, root))
 }
 

@@ -320,7 +320,10 @@ impl StatusManager {
             .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await
         {
-            Ok(_) => self.done(&uid, version, true),
+            Ok(_) => {
+                tracing::debug!(pod = %format!("{namespace}/{name}"), phase = ?status.phase, "pod status written");
+                self.done(&uid, version, true)
+            }
             Err(kube::Error::Api(e)) if (e.code == 404 || e.code == 409) && target_uid != uid => {
                 // The mirror pod went away: wait for the next one.
                 self.lock().processing.remove(&uid);

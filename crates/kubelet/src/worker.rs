@@ -266,6 +266,7 @@ pub enum Start {
     Finished,
 }
 
+#[derive(Debug)]
 enum Stage {
     Syncing,
     Terminating,
@@ -426,6 +427,7 @@ impl PodWorker {
             crate::metrics::pod_metrics().observe_start(self.first_seen.elapsed());
         }
         let (ns, name) = (self.namespace().to_string(), self.name().to_string());
+        tracing::debug!(pod = %format!("{ns}/{name}"), phase = ?status.phase, "status computed");
         self.ctx.status.set(&self.uid, &ns, &name, status.clone());
         self.last_status = Some(status);
     }
@@ -459,6 +461,7 @@ impl PodWorker {
             };
             self.pod = pod;
             let began = Instant::now();
+            tracing::debug!(pod = %format_pod(&self.pod), stage = ?self.stage, "worker pass");
             let next = match self.stage {
                 Stage::Syncing => self.sync().await,
                 Stage::Terminating => self.terminate().await,

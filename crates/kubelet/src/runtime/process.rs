@@ -67,6 +67,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
 use tokio::sync::broadcast;
 
 use super::fake::{exit_reason, fake_digest, normalize_image};
@@ -83,8 +84,11 @@ pub const RUNTIME_NAME: &str = "process";
 pub const RUNTIME_VERSION: &str = "0.1";
 /// The default `--root-dir`.
 pub const DEFAULT_ROOT_DIR: &str = "/var/lib/tugboat-kubelet";
-/// The hidden subcommand of `tug-kubelet` that runs a shim.
+/// The hidden subcommand of `tug-kubelet` (and the argument of
+/// `tug-shim`) that runs a shim.
 pub const SHIM_SUBCOMMAND: &str = "process-shim";
+/// The dedicated shim binary, preferred when it sits next to the kubelet.
+pub const SHIM_BINARY: &str = "tug-shim";
 /// The runtime condition telling whether cpu/memory limits are enforced.
 pub const LIMITS_ENFORCED: &str = "ResourceLimitsEnforced";
 /// The container config annotation with the cpu limit (`500m`).
@@ -468,6 +472,18 @@ fn write_exit(dir: &Path, code: i32, reason: Option<&str>, message: &str) {
     if let Err(e) = write_json(&dir.join("exit.json"), &value) {
         eprintln!("process-shim: writing the exit record: {e}");
     }
+    tell_kubelet();
+}
+
+/// Tells the kubelet waiting on the shim's stdout that the container's
+/// start is recorded (`pid.json` or `exit.json`), then points stdout at
+/// /dev/null so the pipe closes. Repeated calls are harmless.
+fn tell_kubelet() {
+    let mut out = std::io::stdout();
+    let _ = out.write_all(b"started\n").and_then(|_| out.flush());
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
 }
 
 /// Copies one stream of the container to the log file, line by line.
@@ -598,6 +614,7 @@ pub fn shim_main(dir: &Path) -> i32 {
     if let Err(e) = write_json(&dir.join("pid.json"), &started) {
         eprintln!("process-shim: writing the pid record: {e}");
     }
+    tell_kubelet();
     if let Some(input) = child.stdin.take() {
         std::thread::spawn(move || feed_stdin(&fifo, input, stdin_once));
     }
@@ -645,7 +662,9 @@ pub struct ProcessOptions {
     pub root_dir: PathBuf,
     /// The node IP: every pod's IP, since pods share the host network.
     pub node_ip: String,
-    /// The program run as `<shim> process-shim <dir>`: `tug-kubelet`.
+    /// The program run as `<shim> process-shim <dir>`: `tug-shim` (a small
+    /// binary, quick to start) next to this program when there is one,
+    /// else this program, which must handle `process-shim` itself.
     pub shim: PathBuf,
     /// Write logs under the sandbox's `log_directory` (`/var/log/pods/…`),
     /// as upstream does, when it can be created; otherwise (and when
@@ -662,10 +681,19 @@ impl ProcessOptions {
         ProcessOptions {
             root_dir: root_dir.into(),
             node_ip: node_ip.into(),
-            shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tug-kubelet")),
+            shim: default_shim(),
             use_log_directory: false,
             cgroup_root: detect_cgroup_root(),
         }
+    }
+}
+
+/// `tug-shim` beside the running program, else the program itself.
+fn default_shim() -> PathBuf {
+    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tug-kubelet"));
+    match me.parent().map(|d| d.join(SHIM_BINARY)) {
+        Some(shim) if shim.is_file() => shim,
+        _ => me,
     }
 }
 
@@ -1128,40 +1156,37 @@ impl ProcessRuntime {
         }
     }
 
-    fn spawn_shim(&self, dir: &Path) -> Result<()> {
+    /// Starts the shim for the container in `dir`. Its stdout is a pipe
+    /// on which it says when the container has started (or failed to):
+    /// the returned reader, so the caller waits without polling.
+    fn spawn_shim(&self, dir: &Path) -> Result<tokio::process::ChildStdout> {
         let shim_log = std::fs::File::create(dir.join("shim.log"))
             .map_err(|e| failed(format!("creating the shim log: {e}")))?;
         let shim = &self.inner.options.shim;
-        // `setsid --fork` puts the shim in a session of its own, with init
-        // as its parent, so it lives on whatever happens to the kubelet.
-        let setsid = ["/usr/bin/setsid", "/bin/setsid"]
-            .into_iter()
-            .find(|p| Path::new(p).exists());
-        let mut command = match setsid {
-            Some(setsid) => {
-                let mut c = Command::new(setsid);
-                c.arg("--fork").arg(shim);
-                c
-            }
-            None => {
-                let mut c = Command::new(shim);
-                c.process_group(0);
-                c
-            }
-        };
-        command
+        // A process group of its own: a Ctrl-C or a signal to the kubelet's
+        // group does not reach it, and it lives on whatever happens to the
+        // kubelet (a restarted kubelet re-adopts it). Spawned directly
+        // (posix_spawn, no intermediate `setsid` process): starting
+        // processes is most of a pod's start-up cost on this runtime.
+        let mut child = tokio::process::Command::new(shim)
             .arg(SHIM_SUBCOMMAND)
             .arg(dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(shim_log);
-        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(shim_log)
+            .process_group(0)
+            .kill_on_drop(false)
             .spawn()
             .map_err(|e| failed(format!("starting the shim {}: {e}", shim.display())))?;
-        // Reap it (setsid exits at once; a shim started directly when the
-        // container ends), so no zombie is left behind.
-        std::thread::spawn(move || child.wait());
-        Ok(())
+        let ready = child
+            .stdout
+            .take()
+            .ok_or_else(|| failed("the shim's stdout pipe is missing"))?;
+        // Reap it when it ends (with its container), so no zombie is left.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(ready)
     }
 }
 
@@ -1453,8 +1478,14 @@ impl ContainerRuntime for ProcessRuntime {
             }
         }
         let dir = self.inner.container_dir(id);
-        self.spawn_shim(&dir)?;
+        let mut ready = self.spawn_shim(&dir)?;
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        // The shim writes a line once `pid.json` or `exit.json` is there
+        // (or closes the pipe by dying); the loop below then reads the
+        // record, polling only as a fallback.
+        let mut line = [0u8; 16];
+        let _ = tokio::time::timeout_at(deadline, ready.read(&mut line)).await;
+        drop(ready);
         loop {
             {
                 let mut state = self.inner.lock();
