@@ -55,6 +55,7 @@ PACKAGES = {
     "api::core::v1": "",
     "api::apps::v1": "apps",
     "api::batch::v1": "batch",
+    "api::certificates::v1": "certificates.k8s.io",
     "api::coordination::v1": "coordination.k8s.io",
     "api::discovery::v1": "discovery.k8s.io",
     "api::autoscaling::v1": "autoscaling",

@@ -606,6 +606,9 @@ fn resource_path_items(r: &ResourceInfo, out: &mut Vec<PathItem>) {
 
     // `/status` and `/scale`: read, replace, patch of a view.
     let mut views: Vec<(&str, &str, (&'static str, &'static str, &str))> = Vec::new();
+    if r.subresources.approval {
+        views.push(("approval", "Approval", own));
+    }
     if r.subresources.status {
         views.push(("status", "Status", own));
     }

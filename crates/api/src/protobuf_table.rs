@@ -17,8 +17,8 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.ControllerRevision",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "data", Msg(415), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "data", Msg(421), 0),
             f(3, "revision", I64, ZERO_IF_ABSENT),
         ],
     ),
@@ -27,7 +27,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.ControllerRevisionList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "items", Msg(0), REPEATED | NULL_IF_ABSENT),
         ],
     ),
@@ -36,7 +36,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.DaemonSet",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(5), 0),
             f(3, "status", Msg(6), 0),
         ],
@@ -48,7 +48,7 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastTransitionTime", Msg(415), 0),
             f(4, "reason", Str, OMIT_ZERO),
             f(5, "message", Str, OMIT_ZERO),
         ],
@@ -58,7 +58,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.DaemonSetList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "items", Msg(2), REPEATED | NULL_IF_ABSENT),
         ],
     ),
@@ -67,8 +67,8 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.DaemonSetSpec",
         Special::None,
         &[
-            f(1, "selector", Msg(389), NULL_IF_ABSENT),
-            f(2, "template", Msg(278), ZERO_IF_ABSENT),
+            f(1, "selector", Msg(395), NULL_IF_ABSENT),
+            f(2, "template", Msg(284), ZERO_IF_ABSENT),
             f(3, "updateStrategy", Msg(7), 0),
             f(4, "minReadySeconds", I32, OMIT_ZERO),
             f(6, "revisionHistoryLimit", I32, 0),
@@ -105,7 +105,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.Deployment",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(11), 0),
             f(3, "status", Msg(12), 0),
         ],
@@ -117,8 +117,8 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(6, "lastUpdateTime", Msg(409), 0),
-            f(7, "lastTransitionTime", Msg(409), 0),
+            f(6, "lastUpdateTime", Msg(415), 0),
+            f(7, "lastTransitionTime", Msg(415), 0),
             f(4, "reason", Str, OMIT_ZERO),
             f(5, "message", Str, OMIT_ZERO),
         ],
@@ -128,7 +128,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.DeploymentList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "items", Msg(8), REPEATED | NULL_IF_ABSENT),
         ],
     ),
@@ -138,8 +138,8 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "replicas", I32, 0),
-            f(2, "selector", Msg(389), NULL_IF_ABSENT),
-            f(3, "template", Msg(278), ZERO_IF_ABSENT),
+            f(2, "selector", Msg(395), NULL_IF_ABSENT),
+            f(3, "template", Msg(284), ZERO_IF_ABSENT),
             f(4, "strategy", Msg(13), 0),
             f(5, "minReadySeconds", I32, OMIT_ZERO),
             f(6, "revisionHistoryLimit", I32, 0),
@@ -177,7 +177,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.ReplicaSet",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(17), 0),
             f(3, "status", Msg(18), 0),
         ],
@@ -189,7 +189,7 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastTransitionTime", Msg(415), 0),
             f(4, "reason", Str, OMIT_ZERO),
             f(5, "message", Str, OMIT_ZERO),
         ],
@@ -199,7 +199,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.ReplicaSetList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "items", Msg(14), REPEATED | NULL_IF_ABSENT),
         ],
     ),
@@ -210,8 +210,8 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "replicas", I32, 0),
             f(4, "minReadySeconds", I32, OMIT_ZERO),
-            f(2, "selector", Msg(389), NULL_IF_ABSENT),
-            f(3, "template", Msg(278), 0),
+            f(2, "selector", Msg(395), NULL_IF_ABSENT),
+            f(3, "template", Msg(284), 0),
         ],
     ),
     // 18
@@ -233,8 +233,8 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.RollingUpdateDaemonSet",
         Special::None,
         &[
-            f(1, "maxUnavailable", Msg(416), 0),
-            f(2, "maxSurge", Msg(416), 0),
+            f(1, "maxUnavailable", Msg(422), 0),
+            f(2, "maxSurge", Msg(422), 0),
         ],
     ),
     // 20
@@ -242,8 +242,8 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.RollingUpdateDeployment",
         Special::None,
         &[
-            f(1, "maxUnavailable", Msg(416), 0),
-            f(2, "maxSurge", Msg(416), 0),
+            f(1, "maxUnavailable", Msg(422), 0),
+            f(2, "maxSurge", Msg(422), 0),
         ],
     ),
     // 21
@@ -252,7 +252,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "partition", I32, 0),
-            f(2, "maxUnavailable", Msg(416), 0),
+            f(2, "maxUnavailable", Msg(422), 0),
         ],
     ),
     // 22
@@ -260,7 +260,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.StatefulSet",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(27), 0),
             f(3, "status", Msg(28), 0),
         ],
@@ -272,7 +272,7 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastTransitionTime", Msg(415), 0),
             f(4, "reason", Str, OMIT_ZERO),
             f(5, "message", Str, OMIT_ZERO),
         ],
@@ -282,7 +282,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.apps.v1.StatefulSetList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "items", Msg(22), REPEATED | NULL_IF_ABSENT),
         ],
     ),
@@ -307,9 +307,9 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "replicas", I32, 0),
-            f(2, "selector", Msg(389), NULL_IF_ABSENT),
-            f(3, "template", Msg(278), ZERO_IF_ABSENT),
-            f(4, "volumeClaimTemplates", Msg(240), REPEATED),
+            f(2, "selector", Msg(395), NULL_IF_ABSENT),
+            f(3, "template", Msg(284), ZERO_IF_ABSENT),
+            f(4, "volumeClaimTemplates", Msg(246), REPEATED),
             f(5, "serviceName", Str, ZERO_IF_ABSENT),
             f(6, "podManagementPolicy", Str, OMIT_ZERO),
             f(7, "updateStrategy", Msg(29), 0),
@@ -366,7 +366,7 @@ pub(super) static MESSAGES: &[Message] = &[
     m(
         "io.k8s.api.authentication.v1.SelfSubjectReview",
         Special::None,
-        &[f(1, "metadata", Msg(396), 0), f(2, "status", Msg(33), 0)],
+        &[f(1, "metadata", Msg(402), 0), f(2, "status", Msg(33), 0)],
     ),
     // 33
     m(
@@ -379,7 +379,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.authentication.v1.TokenRequest",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(35), ZERO_IF_ABSENT),
             f(3, "status", Msg(36), 0),
         ],
@@ -400,7 +400,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "token", Str, ZERO_IF_ABSENT),
-            f(2, "expirationTimestamp", Msg(409), ZERO_IF_ABSENT),
+            f(2, "expirationTimestamp", Msg(415), ZERO_IF_ABSENT),
         ],
     ),
     // 37
@@ -408,7 +408,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.authentication.v1.TokenReview",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(38), ZERO_IF_ABSENT),
             f(3, "status", Msg(39), 0),
         ],
@@ -456,7 +456,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "rawSelector", Str, OMIT_ZERO),
-            f(2, "requirements", Msg(380), REPEATED),
+            f(2, "requirements", Msg(386), REPEATED),
         ],
     ),
     // 43
@@ -465,7 +465,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "rawSelector", Str, OMIT_ZERO),
-            f(2, "requirements", Msg(390), REPEATED),
+            f(2, "requirements", Msg(396), REPEATED),
         ],
     ),
     // 44
@@ -473,7 +473,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.authorization.v1.LocalSubjectAccessReview",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(54), ZERO_IF_ABSENT),
             f(3, "status", Msg(55), 0),
         ],
@@ -525,7 +525,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(50), ZERO_IF_ABSENT),
             f(3, "status", Msg(55), 0),
         ],
@@ -544,7 +544,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.authorization.v1.SelfSubjectRulesReview",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(52), ZERO_IF_ABSENT),
             f(3, "status", Msg(56), 0),
         ],
@@ -560,7 +560,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.authorization.v1.SubjectAccessReview",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(54), ZERO_IF_ABSENT),
             f(3, "status", Msg(55), 0),
         ],
@@ -607,7 +607,7 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
             f(2, "targetAverageUtilization", I32, 0),
-            f(3, "targetAverageValue", Msg(369), 0),
+            f(3, "targetAverageValue", Msg(375), 0),
             f(5, "container", Str, ZERO_IF_ABSENT),
         ],
     ),
@@ -618,7 +618,7 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
             f(2, "currentAverageUtilization", I32, 0),
-            f(3, "currentAverageValue", Msg(369), ZERO_IF_ABSENT),
+            f(3, "currentAverageValue", Msg(375), ZERO_IF_ABSENT),
             f(4, "container", Str, ZERO_IF_ABSENT),
         ],
     ),
@@ -638,9 +638,9 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "metricName", Str, ZERO_IF_ABSENT),
-            f(2, "metricSelector", Msg(389), 0),
-            f(3, "targetValue", Msg(369), 0),
-            f(4, "targetAverageValue", Msg(369), 0),
+            f(2, "metricSelector", Msg(395), 0),
+            f(3, "targetValue", Msg(375), 0),
+            f(4, "targetAverageValue", Msg(375), 0),
         ],
     ),
     // 61
@@ -649,9 +649,9 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "metricName", Str, ZERO_IF_ABSENT),
-            f(2, "metricSelector", Msg(389), 0),
-            f(3, "currentValue", Msg(369), ZERO_IF_ABSENT),
-            f(4, "currentAverageValue", Msg(369), 0),
+            f(2, "metricSelector", Msg(395), 0),
+            f(3, "currentValue", Msg(375), ZERO_IF_ABSENT),
+            f(4, "currentAverageValue", Msg(375), 0),
         ],
     ),
     // 62
@@ -659,7 +659,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(65), 0),
             f(3, "status", Msg(66), 0),
         ],
@@ -671,7 +671,7 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastTransitionTime", Msg(415), 0),
             f(4, "reason", Str, OMIT_ZERO),
             f(5, "message", Str, OMIT_ZERO),
         ],
@@ -681,7 +681,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "items", Msg(62), REPEATED | NULL_IF_ABSENT),
         ],
     ),
@@ -702,7 +702,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "observedGeneration", I64, 0),
-            f(2, "lastScaleTime", Msg(409), 0),
+            f(2, "lastScaleTime", Msg(415), 0),
             f(3, "currentReplicas", I32, ZERO_IF_ABSENT),
             f(4, "desiredReplicas", I32, ZERO_IF_ABSENT),
             f(5, "currentCPUUtilizationPercentage", I32, 0),
@@ -741,9 +741,9 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "target", Msg(59), ZERO_IF_ABSENT),
             f(2, "metricName", Str, ZERO_IF_ABSENT),
-            f(3, "targetValue", Msg(369), ZERO_IF_ABSENT),
-            f(4, "selector", Msg(389), 0),
-            f(5, "averageValue", Msg(369), 0),
+            f(3, "targetValue", Msg(375), ZERO_IF_ABSENT),
+            f(4, "selector", Msg(395), 0),
+            f(5, "averageValue", Msg(375), 0),
         ],
     ),
     // 70
@@ -753,9 +753,9 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "target", Msg(59), ZERO_IF_ABSENT),
             f(2, "metricName", Str, ZERO_IF_ABSENT),
-            f(3, "currentValue", Msg(369), ZERO_IF_ABSENT),
-            f(4, "selector", Msg(389), 0),
-            f(5, "averageValue", Msg(369), 0),
+            f(3, "currentValue", Msg(375), ZERO_IF_ABSENT),
+            f(4, "selector", Msg(395), 0),
+            f(5, "averageValue", Msg(375), 0),
         ],
     ),
     // 71
@@ -764,8 +764,8 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "metricName", Str, ZERO_IF_ABSENT),
-            f(2, "targetAverageValue", Msg(369), ZERO_IF_ABSENT),
-            f(3, "selector", Msg(389), 0),
+            f(2, "targetAverageValue", Msg(375), ZERO_IF_ABSENT),
+            f(3, "selector", Msg(395), 0),
         ],
     ),
     // 72
@@ -774,8 +774,8 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "metricName", Str, ZERO_IF_ABSENT),
-            f(2, "currentAverageValue", Msg(369), ZERO_IF_ABSENT),
-            f(3, "selector", Msg(389), 0),
+            f(2, "currentAverageValue", Msg(375), ZERO_IF_ABSENT),
+            f(3, "selector", Msg(395), 0),
         ],
     ),
     // 73
@@ -785,7 +785,7 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
             f(2, "targetAverageUtilization", I32, 0),
-            f(3, "targetAverageValue", Msg(369), 0),
+            f(3, "targetAverageValue", Msg(375), 0),
         ],
     ),
     // 74
@@ -795,7 +795,7 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
             f(2, "currentAverageUtilization", I32, 0),
-            f(3, "currentAverageValue", Msg(369), ZERO_IF_ABSENT),
+            f(3, "currentAverageValue", Msg(375), ZERO_IF_ABSENT),
         ],
     ),
     // 75
@@ -803,7 +803,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.autoscaling.v1.Scale",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(76), 0),
             f(3, "status", Msg(77), 0),
         ],
@@ -889,7 +889,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "stabilizationWindowSeconds", I32, 0),
             f(1, "selectPolicy", Str, 0),
             f(2, "policies", Msg(83), REPEATED),
-            f(4, "tolerance", Msg(369), 0),
+            f(4, "tolerance", Msg(375), 0),
         ],
     ),
     // 85
@@ -897,7 +897,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(89), 0),
             f(3, "status", Msg(90), 0),
         ],
@@ -915,7 +915,7 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastTransitionTime", Msg(415), 0),
             f(4, "reason", Str, OMIT_ZERO),
             f(5, "message", Str, OMIT_ZERO),
         ],
@@ -925,7 +925,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "items", Msg(85), REPEATED | NULL_IF_ABSENT),
         ],
     ),
@@ -947,7 +947,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "observedGeneration", I64, 0),
-            f(2, "lastScaleTime", Msg(409), 0),
+            f(2, "lastScaleTime", Msg(415), 0),
             f(3, "currentReplicas", I32, OMIT_ZERO),
             f(4, "desiredReplicas", I32, ZERO_IF_ABSENT),
             f(5, "currentMetrics", Msg(93), REPEATED | NULL_IF_ABSENT),
@@ -960,7 +960,7 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
-            f(2, "selector", Msg(389), 0),
+            f(2, "selector", Msg(395), 0),
         ],
     ),
     // 92
@@ -995,8 +995,8 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
-            f(2, "value", Msg(369), 0),
-            f(3, "averageValue", Msg(369), 0),
+            f(2, "value", Msg(375), 0),
+            f(3, "averageValue", Msg(375), 0),
             f(4, "averageUtilization", I32, 0),
         ],
     ),
@@ -1005,8 +1005,8 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.autoscaling.v2.MetricValueStatus",
         Special::None,
         &[
-            f(1, "value", Msg(369), 0),
-            f(2, "averageValue", Msg(369), 0),
+            f(1, "value", Msg(375), 0),
+            f(2, "averageValue", Msg(375), 0),
             f(3, "averageUtilization", I32, 0),
         ],
     ),
@@ -1071,7 +1071,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.batch.v1.CronJob",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(104), 0),
             f(3, "status", Msg(105), 0),
         ],
@@ -1081,7 +1081,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.batch.v1.CronJobList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "items", Msg(102), REPEATED | NULL_IF_ABSENT),
         ],
     ),
@@ -1105,9 +1105,9 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.batch.v1.CronJobStatus",
         Special::None,
         &[
-            f(1, "active", Msg(238), REPEATED),
-            f(4, "lastScheduleTime", Msg(409), 0),
-            f(5, "lastSuccessfulTime", Msg(409), 0),
+            f(1, "active", Msg(244), REPEATED),
+            f(4, "lastScheduleTime", Msg(415), 0),
+            f(5, "lastSuccessfulTime", Msg(415), 0),
         ],
     ),
     // 106
@@ -1115,7 +1115,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.batch.v1.Job",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "spec", Msg(109), 0),
             f(3, "status", Msg(110), 0),
         ],
@@ -1127,8 +1127,8 @@ pub(super) static MESSAGES: &[Message] = &[
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastProbeTime", Msg(409), 0),
-            f(4, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastProbeTime", Msg(415), 0),
+            f(4, "lastTransitionTime", Msg(415), 0),
             f(5, "reason", Str, OMIT_ZERO),
             f(6, "message", Str, OMIT_ZERO),
         ],
@@ -1138,7 +1138,7 @@ pub(super) static MESSAGES: &[Message] = &[
         "io.k8s.api.batch.v1.JobList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "items", Msg(106), REPEATED | NULL_IF_ABSENT),
         ],
     ),
@@ -1155,9 +1155,9 @@ pub(super) static MESSAGES: &[Message] = &[
             f(7, "backoffLimit", I32, 0),
             f(12, "backoffLimitPerIndex", I32, 0),
             f(13, "maxFailedIndexes", I32, 0),
-            f(4, "selector", Msg(389), 0),
+            f(4, "selector", Msg(395), 0),
             f(5, "manualSelector", Bool, 0),
-            f(6, "template", Msg(278), ZERO_IF_ABSENT),
+            f(6, "template", Msg(284), ZERO_IF_ABSENT),
             f(8, "ttlSecondsAfterFinished", I32, 0),
             f(9, "completionMode", Str, 0),
             f(10, "suspend", Bool, 0),
@@ -1171,8 +1171,8 @@ pub(super) static MESSAGES: &[Message] = &[
         Special::None,
         &[
             f(1, "conditions", Msg(107), REPEATED),
-            f(2, "startTime", Msg(409), 0),
-            f(3, "completionTime", Msg(409), 0),
+            f(2, "startTime", Msg(415), 0),
+            f(3, "completionTime", Msg(415), 0),
             f(4, "active", I32, OMIT_ZERO),
             f(5, "succeeded", I32, OMIT_ZERO),
             f(6, "failed", I32, OMIT_ZERO),
@@ -1187,7 +1187,7 @@ pub(super) static MESSAGES: &[Message] = &[
     m(
         "io.k8s.api.batch.v1.JobTemplateSpec",
         Special::None,
-        &[f(1, "metadata", Msg(396), 0), f(2, "spec", Msg(109), 0)],
+        &[f(1, "metadata", Msg(402), 0), f(2, "spec", Msg(109), 0)],
     ),
     // 112
     m(
@@ -1250,34 +1250,96 @@ pub(super) static MESSAGES: &[Message] = &[
     ),
     // 119
     m(
-        "io.k8s.api.coordination.v1.Lease",
+        "io.k8s.api.certificates.v1.CertificateSigningRequest",
         Special::None,
-        &[f(1, "metadata", Msg(396), 0), f(2, "spec", Msg(121), 0)],
+        &[
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(122), ZERO_IF_ABSENT),
+            f(3, "status", Msg(123), 0),
+        ],
     ),
     // 120
+    m(
+        "io.k8s.api.certificates.v1.CertificateSigningRequestCondition",
+        Special::None,
+        &[
+            f(1, "type", Str, ZERO_IF_ABSENT),
+            f(6, "status", Str, ZERO_IF_ABSENT),
+            f(2, "reason", Str, OMIT_ZERO),
+            f(3, "message", Str, OMIT_ZERO),
+            f(4, "lastUpdateTime", Msg(415), 0),
+            f(5, "lastTransitionTime", Msg(415), 0),
+        ],
+    ),
+    // 121
+    m(
+        "io.k8s.api.certificates.v1.CertificateSigningRequestList",
+        Special::None,
+        &[
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(119), REPEATED | NULL_IF_ABSENT),
+        ],
+    ),
+    // 122
+    m(
+        "io.k8s.api.certificates.v1.CertificateSigningRequestSpec",
+        Special::None,
+        &[
+            f(1, "request", Bytes, ZERO_IF_ABSENT),
+            f(7, "signerName", Str, ZERO_IF_ABSENT),
+            f(8, "expirationSeconds", I32, 0),
+            f(5, "usages", Str, REPEATED),
+            f(2, "username", Str, OMIT_ZERO),
+            f(3, "uid", Str, OMIT_ZERO),
+            f(4, "groups", Str, REPEATED),
+            f(6, "extra", Msg(124), MAP),
+        ],
+    ),
+    // 123
+    m(
+        "io.k8s.api.certificates.v1.CertificateSigningRequestStatus",
+        Special::None,
+        &[
+            f(1, "conditions", Msg(120), REPEATED),
+            f(2, "certificate", Bytes, OMIT_ZERO),
+        ],
+    ),
+    // 124
+    m(
+        "io.k8s.api.certificates.v1.ExtraValue",
+        Special::Items,
+        &[f(1, "items", Str, REPEATED)],
+    ),
+    // 125
+    m(
+        "io.k8s.api.coordination.v1.Lease",
+        Special::None,
+        &[f(1, "metadata", Msg(402), 0), f(2, "spec", Msg(127), 0)],
+    ),
+    // 126
     m(
         "io.k8s.api.coordination.v1.LeaseList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(119), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(125), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 121
+    // 127
     m(
         "io.k8s.api.coordination.v1.LeaseSpec",
         Special::None,
         &[
             f(1, "holderIdentity", Str, 0),
             f(2, "leaseDurationSeconds", I32, 0),
-            f(3, "acquireTime", Msg(395), 0),
-            f(4, "renewTime", Msg(395), 0),
+            f(3, "acquireTime", Msg(401), 0),
+            f(4, "renewTime", Msg(401), 0),
             f(5, "leaseTransitions", I32, 0),
             f(6, "strategy", Str, 0),
             f(7, "preferredHolder", Str, 0),
         ],
     ),
-    // 122
+    // 128
     m(
         "io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource",
         Special::None,
@@ -1288,17 +1350,17 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 123
+    // 129
     m(
         "io.k8s.api.core.v1.Affinity",
         Special::None,
         &[
-            f(1, "nodeAffinity", Msg(220), 0),
-            f(2, "podAffinity", Msg(253), 0),
-            f(3, "podAntiAffinity", Msg(255), 0),
+            f(1, "nodeAffinity", Msg(226), 0),
+            f(2, "podAffinity", Msg(259), 0),
+            f(3, "podAntiAffinity", Msg(261), 0),
         ],
     ),
-    // 124
+    // 130
     m(
         "io.k8s.api.core.v1.AppArmorProfile",
         Special::None,
@@ -1307,7 +1369,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "localhostProfile", Str, 0),
         ],
     ),
-    // 125
+    // 131
     m(
         "io.k8s.api.core.v1.AttachedVolume",
         Special::None,
@@ -1316,13 +1378,13 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "devicePath", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 126
+    // 132
     m(
         "io.k8s.api.core.v1.AvoidPods",
         Special::None,
-        &[f(1, "preferAvoidPods", Msg(282), REPEATED)],
+        &[f(1, "preferAvoidPods", Msg(288), REPEATED)],
     ),
-    // 127
+    // 133
     m(
         "io.k8s.api.core.v1.AzureDiskVolumeSource",
         Special::None,
@@ -1335,7 +1397,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(6, "kind", Str, 0),
         ],
     ),
-    // 128
+    // 134
     m(
         "io.k8s.api.core.v1.AzureFilePersistentVolumeSource",
         Special::None,
@@ -1346,7 +1408,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "secretNamespace", Str, NULL_IF_ABSENT),
         ],
     ),
-    // 129
+    // 135
     m(
         "io.k8s.api.core.v1.AzureFileVolumeSource",
         Special::None,
@@ -1356,16 +1418,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 130
+    // 136
     m(
         "io.k8s.api.core.v1.Binding",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "target", Msg(238), ZERO_IF_ABSENT),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "target", Msg(244), ZERO_IF_ABSENT),
         ],
     ),
-    // 131
+    // 137
     m(
         "io.k8s.api.core.v1.CSIPersistentVolumeSource",
         Special::None,
@@ -1375,14 +1437,14 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "readOnly", Bool, OMIT_ZERO),
             f(4, "fsType", Str, OMIT_ZERO),
             f(5, "volumeAttributes", Str, MAP),
-            f(6, "controllerPublishSecretRef", Msg(316), 0),
-            f(7, "nodeStageSecretRef", Msg(316), 0),
-            f(8, "nodePublishSecretRef", Msg(316), 0),
-            f(9, "controllerExpandSecretRef", Msg(316), 0),
-            f(10, "nodeExpandSecretRef", Msg(316), 0),
+            f(6, "controllerPublishSecretRef", Msg(322), 0),
+            f(7, "nodeStageSecretRef", Msg(322), 0),
+            f(8, "nodePublishSecretRef", Msg(322), 0),
+            f(9, "controllerExpandSecretRef", Msg(322), 0),
+            f(10, "nodeExpandSecretRef", Msg(322), 0),
         ],
     ),
-    // 132
+    // 138
     m(
         "io.k8s.api.core.v1.CSIVolumeSource",
         Special::None,
@@ -1391,16 +1453,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "readOnly", Bool, 0),
             f(3, "fsType", Str, 0),
             f(4, "volumeAttributes", Str, MAP),
-            f(5, "nodePublishSecretRef", Msg(209), 0),
+            f(5, "nodePublishSecretRef", Msg(215), 0),
         ],
     ),
-    // 133
+    // 139
     m(
         "io.k8s.api.core.v1.Capabilities",
         Special::None,
         &[f(1, "add", Str, REPEATED), f(2, "drop", Str, REPEATED)],
     ),
-    // 134
+    // 140
     m(
         "io.k8s.api.core.v1.CephFSPersistentVolumeSource",
         Special::None,
@@ -1409,11 +1471,11 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "path", Str, OMIT_ZERO),
             f(3, "user", Str, OMIT_ZERO),
             f(4, "secretFile", Str, OMIT_ZERO),
-            f(5, "secretRef", Msg(316), 0),
+            f(5, "secretRef", Msg(322), 0),
             f(6, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 135
+    // 141
     m(
         "io.k8s.api.core.v1.CephFSVolumeSource",
         Special::None,
@@ -1422,11 +1484,11 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "path", Str, OMIT_ZERO),
             f(3, "user", Str, OMIT_ZERO),
             f(4, "secretFile", Str, OMIT_ZERO),
-            f(5, "secretRef", Msg(209), 0),
+            f(5, "secretRef", Msg(215), 0),
             f(6, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 136
+    // 142
     m(
         "io.k8s.api.core.v1.CinderPersistentVolumeSource",
         Special::None,
@@ -1434,10 +1496,10 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "volumeID", Str, ZERO_IF_ABSENT),
             f(2, "fsType", Str, OMIT_ZERO),
             f(3, "readOnly", Bool, OMIT_ZERO),
-            f(4, "secretRef", Msg(316), 0),
+            f(4, "secretRef", Msg(322), 0),
         ],
     ),
-    // 137
+    // 143
     m(
         "io.k8s.api.core.v1.CinderVolumeSource",
         Special::None,
@@ -1445,28 +1507,28 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "volumeID", Str, ZERO_IF_ABSENT),
             f(2, "fsType", Str, OMIT_ZERO),
             f(3, "readOnly", Bool, OMIT_ZERO),
-            f(4, "secretRef", Msg(209), 0),
+            f(4, "secretRef", Msg(215), 0),
         ],
     ),
-    // 138
+    // 144
     m(
         "io.k8s.api.core.v1.ClientIPConfig",
         Special::None,
         &[f(1, "timeoutSeconds", I32, 0)],
     ),
-    // 139
+    // 145
     m(
         "io.k8s.api.core.v1.ClusterTrustBundleProjection",
         Special::None,
         &[
             f(1, "name", Str, 0),
             f(2, "signerName", Str, 0),
-            f(3, "labelSelector", Msg(389), 0),
+            f(3, "labelSelector", Msg(395), 0),
             f(5, "optional", Bool, 0),
             f(4, "path", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 140
+    // 146
     m(
         "io.k8s.api.core.v1.ComponentCondition",
         Special::None,
@@ -1477,64 +1539,64 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "error", Str, OMIT_ZERO),
         ],
     ),
-    // 141
+    // 147
     m(
         "io.k8s.api.core.v1.ComponentStatus",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "conditions", Msg(140), REPEATED),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "conditions", Msg(146), REPEATED),
         ],
     ),
-    // 142
+    // 148
     m(
         "io.k8s.api.core.v1.ComponentStatusList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(141), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(147), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 143
+    // 149
     m(
         "io.k8s.api.core.v1.ConfigMap",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(4, "immutable", Bool, 0),
             f(2, "data", Str, MAP),
             f(3, "binaryData", Bytes, MAP),
         ],
     ),
-    // 144
+    // 150
     m(
         "io.k8s.api.core.v1.ConfigMapEnvSource",
         Special::None,
         &[
-            f(1, "", Msg(209), INLINE | ZERO_IF_ABSENT),
+            f(1, "", Msg(215), INLINE | ZERO_IF_ABSENT),
             f(2, "optional", Bool, 0),
         ],
     ),
-    // 145
+    // 151
     m(
         "io.k8s.api.core.v1.ConfigMapKeySelector",
         Special::None,
         &[
-            f(1, "", Msg(209), INLINE | ZERO_IF_ABSENT),
+            f(1, "", Msg(215), INLINE | ZERO_IF_ABSENT),
             f(2, "key", Str, ZERO_IF_ABSENT),
             f(3, "optional", Bool, 0),
         ],
     ),
-    // 146
+    // 152
     m(
         "io.k8s.api.core.v1.ConfigMapList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(143), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(149), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 147
+    // 153
     m(
         "io.k8s.api.core.v1.ConfigMapNodeConfigSource",
         Special::None,
@@ -1546,28 +1608,28 @@ pub(super) static MESSAGES: &[Message] = &[
             f(5, "kubeletConfigKey", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 148
+    // 154
     m(
         "io.k8s.api.core.v1.ConfigMapProjection",
         Special::None,
         &[
-            f(1, "", Msg(209), INLINE | ZERO_IF_ABSENT),
-            f(2, "items", Msg(198), REPEATED),
+            f(1, "", Msg(215), INLINE | ZERO_IF_ABSENT),
+            f(2, "items", Msg(204), REPEATED),
             f(4, "optional", Bool, 0),
         ],
     ),
-    // 149
+    // 155
     m(
         "io.k8s.api.core.v1.ConfigMapVolumeSource",
         Special::None,
         &[
-            f(1, "", Msg(209), INLINE | ZERO_IF_ABSENT),
-            f(2, "items", Msg(198), REPEATED),
+            f(1, "", Msg(215), INLINE | ZERO_IF_ABSENT),
+            f(2, "items", Msg(204), REPEATED),
             f(3, "defaultMode", I32, 0),
             f(4, "optional", Bool, 0),
         ],
     ),
-    // 150
+    // 156
     m(
         "io.k8s.api.core.v1.Container",
         Special::None,
@@ -1577,28 +1639,28 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "command", Str, REPEATED),
             f(4, "args", Str, REPEATED),
             f(5, "workingDir", Str, OMIT_ZERO),
-            f(6, "ports", Msg(152), REPEATED),
-            f(19, "envFrom", Msg(170), REPEATED),
-            f(7, "env", Msg(171), REPEATED),
-            f(8, "resources", Msg(303), 0),
-            f(23, "resizePolicy", Msg(153), REPEATED),
+            f(6, "ports", Msg(158), REPEATED),
+            f(19, "envFrom", Msg(176), REPEATED),
+            f(7, "env", Msg(177), REPEATED),
+            f(8, "resources", Msg(309), 0),
+            f(23, "resizePolicy", Msg(159), REPEATED),
             f(24, "restartPolicy", Str, 0),
-            f(9, "volumeMounts", Msg(344), REPEATED),
-            f(21, "volumeDevices", Msg(343), REPEATED),
-            f(10, "livenessProbe", Msg(284), 0),
-            f(11, "readinessProbe", Msg(284), 0),
-            f(22, "startupProbe", Msg(284), 0),
-            f(12, "lifecycle", Msg(199), 0),
+            f(9, "volumeMounts", Msg(350), REPEATED),
+            f(21, "volumeDevices", Msg(349), REPEATED),
+            f(10, "livenessProbe", Msg(290), 0),
+            f(11, "readinessProbe", Msg(290), 0),
+            f(22, "startupProbe", Msg(290), 0),
+            f(12, "lifecycle", Msg(205), 0),
             f(13, "terminationMessagePath", Str, OMIT_ZERO),
             f(20, "terminationMessagePolicy", Str, OMIT_ZERO),
             f(14, "imagePullPolicy", Str, OMIT_ZERO),
-            f(15, "securityContext", Msg(318), 0),
+            f(15, "securityContext", Msg(324), 0),
             f(16, "stdin", Bool, OMIT_ZERO),
             f(17, "stdinOnce", Bool, OMIT_ZERO),
             f(18, "tty", Bool, OMIT_ZERO),
         ],
     ),
-    // 151
+    // 157
     m(
         "io.k8s.api.core.v1.ContainerImage",
         Special::None,
@@ -1607,7 +1669,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "sizeBytes", I64, OMIT_ZERO),
         ],
     ),
-    // 152
+    // 158
     m(
         "io.k8s.api.core.v1.ContainerPort",
         Special::None,
@@ -1619,7 +1681,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(5, "hostIP", Str, OMIT_ZERO),
         ],
     ),
-    // 153
+    // 159
     m(
         "io.k8s.api.core.v1.ContainerResizePolicy",
         Special::None,
@@ -1628,23 +1690,23 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "restartPolicy", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 154
+    // 160
     m(
         "io.k8s.api.core.v1.ContainerState",
         Special::None,
         &[
-            f(1, "waiting", Msg(157), 0),
-            f(2, "running", Msg(155), 0),
-            f(3, "terminated", Msg(156), 0),
+            f(1, "waiting", Msg(163), 0),
+            f(2, "running", Msg(161), 0),
+            f(3, "terminated", Msg(162), 0),
         ],
     ),
-    // 155
+    // 161
     m(
         "io.k8s.api.core.v1.ContainerStateRunning",
         Special::None,
-        &[f(1, "startedAt", Msg(409), 0)],
+        &[f(1, "startedAt", Msg(415), 0)],
     ),
-    // 156
+    // 162
     m(
         "io.k8s.api.core.v1.ContainerStateTerminated",
         Special::None,
@@ -1653,12 +1715,12 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "signal", I32, OMIT_ZERO),
             f(3, "reason", Str, OMIT_ZERO),
             f(4, "message", Str, OMIT_ZERO),
-            f(5, "startedAt", Msg(409), 0),
-            f(6, "finishedAt", Msg(409), 0),
+            f(5, "startedAt", Msg(415), 0),
+            f(6, "finishedAt", Msg(415), 0),
             f(7, "containerID", Str, OMIT_ZERO),
         ],
     ),
-    // 157
+    // 163
     m(
         "io.k8s.api.core.v1.ContainerStateWaiting",
         Special::None,
@@ -1667,76 +1729,76 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "message", Str, OMIT_ZERO),
         ],
     ),
-    // 158
+    // 164
     m(
         "io.k8s.api.core.v1.ContainerStatus",
         Special::None,
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
-            f(2, "state", Msg(154), 0),
-            f(3, "lastState", Msg(154), 0),
+            f(2, "state", Msg(160), 0),
+            f(3, "lastState", Msg(160), 0),
             f(4, "ready", Bool, ZERO_IF_ABSENT),
             f(5, "restartCount", I32, ZERO_IF_ABSENT),
             f(6, "image", Str, ZERO_IF_ABSENT),
             f(7, "imageID", Str, ZERO_IF_ABSENT),
             f(8, "containerID", Str, OMIT_ZERO),
             f(9, "started", Bool, 0),
-            f(10, "allocatedResources", Msg(369), MAP),
-            f(11, "resources", Msg(303), 0),
-            f(12, "volumeMounts", Msg(345), REPEATED),
-            f(13, "user", Msg(159), 0),
-            f(14, "allocatedResourcesStatus", Msg(304), REPEATED),
+            f(10, "allocatedResources", Msg(375), MAP),
+            f(11, "resources", Msg(309), 0),
+            f(12, "volumeMounts", Msg(351), REPEATED),
+            f(13, "user", Msg(165), 0),
+            f(14, "allocatedResourcesStatus", Msg(310), REPEATED),
             f(15, "stopSignal", Str, 0),
         ],
     ),
-    // 159
+    // 165
     m(
         "io.k8s.api.core.v1.ContainerUser",
         Special::None,
-        &[f(1, "linux", Msg(205), 0)],
+        &[f(1, "linux", Msg(211), 0)],
     ),
-    // 160
+    // 166
     m(
         "io.k8s.api.core.v1.DaemonEndpoint",
         Special::None,
         &[f(1, "Port", I32, ZERO_IF_ABSENT)],
     ),
-    // 161
+    // 167
     m(
         "io.k8s.api.core.v1.DownwardAPIProjection",
         Special::None,
-        &[f(1, "items", Msg(162), REPEATED)],
+        &[f(1, "items", Msg(168), REPEATED)],
     ),
-    // 162
+    // 168
     m(
         "io.k8s.api.core.v1.DownwardAPIVolumeFile",
         Special::None,
         &[
             f(1, "path", Str, ZERO_IF_ABSENT),
-            f(2, "fieldRef", Msg(237), 0),
-            f(3, "resourceFieldRef", Msg(297), 0),
+            f(2, "fieldRef", Msg(243), 0),
+            f(3, "resourceFieldRef", Msg(303), 0),
             f(4, "mode", I32, 0),
         ],
     ),
-    // 163
+    // 169
     m(
         "io.k8s.api.core.v1.DownwardAPIVolumeSource",
         Special::None,
         &[
-            f(1, "items", Msg(162), REPEATED),
+            f(1, "items", Msg(168), REPEATED),
             f(2, "defaultMode", I32, 0),
         ],
     ),
-    // 164
+    // 170
     m(
         "io.k8s.api.core.v1.EmptyDirVolumeSource",
         Special::None,
         &[
             f(1, "medium", Str, OMIT_ZERO),
-            f(2, "sizeLimit", Msg(369), 0),
+            f(2, "sizeLimit", Msg(375), 0),
         ],
     ),
-    // 165
+    // 171
     m(
         "io.k8s.api.core.v1.EndpointAddress",
         Special::None,
@@ -1744,10 +1806,10 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "ip", Str, ZERO_IF_ABSENT),
             f(3, "hostname", Str, OMIT_ZERO),
             f(4, "nodeName", Str, 0),
-            f(2, "targetRef", Msg(238), 0),
+            f(2, "targetRef", Msg(244), 0),
         ],
     ),
-    // 166
+    // 172
     m(
         "io.k8s.api.core.v1.EndpointPort",
         Special::None,
@@ -1758,75 +1820,75 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "appProtocol", Str, 0),
         ],
     ),
-    // 167
+    // 173
     m(
         "io.k8s.api.core.v1.EndpointSubset",
         Special::None,
         &[
-            f(1, "addresses", Msg(165), REPEATED),
-            f(2, "notReadyAddresses", Msg(165), REPEATED),
-            f(3, "ports", Msg(166), REPEATED),
+            f(1, "addresses", Msg(171), REPEATED),
+            f(2, "notReadyAddresses", Msg(171), REPEATED),
+            f(3, "ports", Msg(172), REPEATED),
         ],
     ),
-    // 168
+    // 174
     m(
         "io.k8s.api.core.v1.Endpoints",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "subsets", Msg(167), REPEATED),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "subsets", Msg(173), REPEATED),
         ],
     ),
-    // 169
+    // 175
     m(
         "io.k8s.api.core.v1.EndpointsList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(168), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(174), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 170
+    // 176
     m(
         "io.k8s.api.core.v1.EnvFromSource",
         Special::None,
         &[
             f(1, "prefix", Str, OMIT_ZERO),
-            f(2, "configMapRef", Msg(144), 0),
-            f(3, "secretRef", Msg(312), 0),
+            f(2, "configMapRef", Msg(150), 0),
+            f(3, "secretRef", Msg(318), 0),
         ],
     ),
-    // 171
+    // 177
     m(
         "io.k8s.api.core.v1.EnvVar",
         Special::None,
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
             f(2, "value", Str, OMIT_ZERO),
-            f(3, "valueFrom", Msg(172), 0),
+            f(3, "valueFrom", Msg(178), 0),
         ],
     ),
-    // 172
+    // 178
     m(
         "io.k8s.api.core.v1.EnvVarSource",
         Special::None,
         &[
-            f(1, "fieldRef", Msg(237), 0),
-            f(2, "resourceFieldRef", Msg(297), 0),
-            f(3, "configMapKeyRef", Msg(145), 0),
-            f(4, "secretKeyRef", Msg(313), 0),
+            f(1, "fieldRef", Msg(243), 0),
+            f(2, "resourceFieldRef", Msg(303), 0),
+            f(3, "configMapKeyRef", Msg(151), 0),
+            f(4, "secretKeyRef", Msg(319), 0),
         ],
     ),
-    // 173
+    // 179
     m(
         "io.k8s.api.core.v1.EphemeralContainer",
         Special::None,
         &[
-            f(1, "", Msg(174), INLINE | ZERO_IF_ABSENT),
+            f(1, "", Msg(180), INLINE | ZERO_IF_ABSENT),
             f(2, "targetContainerName", Str, OMIT_ZERO),
         ],
     ),
-    // 174
+    // 180
     m(
         "io.k8s.api.core.v1.EphemeralContainerCommon",
         Special::None,
@@ -1836,74 +1898,74 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "command", Str, REPEATED),
             f(4, "args", Str, REPEATED),
             f(5, "workingDir", Str, OMIT_ZERO),
-            f(6, "ports", Msg(152), REPEATED),
-            f(19, "envFrom", Msg(170), REPEATED),
-            f(7, "env", Msg(171), REPEATED),
-            f(8, "resources", Msg(303), 0),
-            f(23, "resizePolicy", Msg(153), REPEATED),
+            f(6, "ports", Msg(158), REPEATED),
+            f(19, "envFrom", Msg(176), REPEATED),
+            f(7, "env", Msg(177), REPEATED),
+            f(8, "resources", Msg(309), 0),
+            f(23, "resizePolicy", Msg(159), REPEATED),
             f(24, "restartPolicy", Str, 0),
-            f(9, "volumeMounts", Msg(344), REPEATED),
-            f(21, "volumeDevices", Msg(343), REPEATED),
-            f(10, "livenessProbe", Msg(284), 0),
-            f(11, "readinessProbe", Msg(284), 0),
-            f(22, "startupProbe", Msg(284), 0),
-            f(12, "lifecycle", Msg(199), 0),
+            f(9, "volumeMounts", Msg(350), REPEATED),
+            f(21, "volumeDevices", Msg(349), REPEATED),
+            f(10, "livenessProbe", Msg(290), 0),
+            f(11, "readinessProbe", Msg(290), 0),
+            f(22, "startupProbe", Msg(290), 0),
+            f(12, "lifecycle", Msg(205), 0),
             f(13, "terminationMessagePath", Str, OMIT_ZERO),
             f(20, "terminationMessagePolicy", Str, OMIT_ZERO),
             f(14, "imagePullPolicy", Str, OMIT_ZERO),
-            f(15, "securityContext", Msg(318), 0),
+            f(15, "securityContext", Msg(324), 0),
             f(16, "stdin", Bool, OMIT_ZERO),
             f(17, "stdinOnce", Bool, OMIT_ZERO),
             f(18, "tty", Bool, OMIT_ZERO),
         ],
     ),
-    // 175
+    // 181
     m(
         "io.k8s.api.core.v1.EphemeralVolumeSource",
         Special::None,
-        &[f(1, "volumeClaimTemplate", Msg(245), 0)],
+        &[f(1, "volumeClaimTemplate", Msg(251), 0)],
     ),
-    // 176
+    // 182
     m(
         "io.k8s.api.core.v1.Event",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), ZERO_IF_ABSENT),
-            f(2, "involvedObject", Msg(238), ZERO_IF_ABSENT),
+            f(1, "metadata", Msg(402), ZERO_IF_ABSENT),
+            f(2, "involvedObject", Msg(244), ZERO_IF_ABSENT),
             f(3, "reason", Str, OMIT_ZERO),
             f(4, "message", Str, OMIT_ZERO),
-            f(5, "source", Msg(179), 0),
-            f(6, "firstTimestamp", Msg(409), 0),
-            f(7, "lastTimestamp", Msg(409), 0),
+            f(5, "source", Msg(185), 0),
+            f(6, "firstTimestamp", Msg(415), 0),
+            f(7, "lastTimestamp", Msg(415), 0),
             f(8, "count", I32, OMIT_ZERO),
             f(9, "type", Str, OMIT_ZERO),
-            f(10, "eventTime", Msg(395), 0),
-            f(11, "series", Msg(178), 0),
+            f(10, "eventTime", Msg(401), 0),
+            f(11, "series", Msg(184), 0),
             f(12, "action", Str, OMIT_ZERO),
-            f(13, "related", Msg(238), 0),
+            f(13, "related", Msg(244), 0),
             f(14, "reportingComponent", Str, ZERO_IF_ABSENT),
             f(15, "reportingInstance", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 177
+    // 183
     m(
         "io.k8s.api.core.v1.EventList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(176), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(182), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 178
+    // 184
     m(
         "io.k8s.api.core.v1.EventSeries",
         Special::None,
         &[
             f(1, "count", I32, OMIT_ZERO),
-            f(2, "lastObservedTime", Msg(395), 0),
+            f(2, "lastObservedTime", Msg(401), 0),
         ],
     ),
-    // 179
+    // 185
     m(
         "io.k8s.api.core.v1.EventSource",
         Special::None,
@@ -1912,13 +1974,13 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "host", Str, OMIT_ZERO),
         ],
     ),
-    // 180
+    // 186
     m(
         "io.k8s.api.core.v1.ExecAction",
         Special::None,
         &[f(1, "command", Str, REPEATED)],
     ),
-    // 181
+    // 187
     m(
         "io.k8s.api.core.v1.FCVolumeSource",
         Special::None,
@@ -1930,31 +1992,31 @@ pub(super) static MESSAGES: &[Message] = &[
             f(5, "wwids", Str, REPEATED),
         ],
     ),
-    // 182
+    // 188
     m(
         "io.k8s.api.core.v1.FlexPersistentVolumeSource",
         Special::None,
         &[
             f(1, "driver", Str, ZERO_IF_ABSENT),
             f(2, "fsType", Str, OMIT_ZERO),
-            f(3, "secretRef", Msg(316), 0),
+            f(3, "secretRef", Msg(322), 0),
             f(4, "readOnly", Bool, OMIT_ZERO),
             f(5, "options", Str, MAP),
         ],
     ),
-    // 183
+    // 189
     m(
         "io.k8s.api.core.v1.FlexVolumeSource",
         Special::None,
         &[
             f(1, "driver", Str, ZERO_IF_ABSENT),
             f(2, "fsType", Str, OMIT_ZERO),
-            f(3, "secretRef", Msg(209), 0),
+            f(3, "secretRef", Msg(215), 0),
             f(4, "readOnly", Bool, OMIT_ZERO),
             f(5, "options", Str, MAP),
         ],
     ),
-    // 184
+    // 190
     m(
         "io.k8s.api.core.v1.FlockerVolumeSource",
         Special::None,
@@ -1963,7 +2025,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "datasetUUID", Str, OMIT_ZERO),
         ],
     ),
-    // 185
+    // 191
     m(
         "io.k8s.api.core.v1.GCEPersistentDiskVolumeSource",
         Special::None,
@@ -1974,7 +2036,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 186
+    // 192
     m(
         "io.k8s.api.core.v1.GRPCAction",
         Special::None,
@@ -1983,7 +2045,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "service", Str, NULL_IF_ABSENT),
         ],
     ),
-    // 187
+    // 193
     m(
         "io.k8s.api.core.v1.GitRepoVolumeSource",
         Special::None,
@@ -1993,7 +2055,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "directory", Str, OMIT_ZERO),
         ],
     ),
-    // 188
+    // 194
     m(
         "io.k8s.api.core.v1.GlusterfsPersistentVolumeSource",
         Special::None,
@@ -2004,7 +2066,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "endpointsNamespace", Str, 0),
         ],
     ),
-    // 189
+    // 195
     m(
         "io.k8s.api.core.v1.GlusterfsVolumeSource",
         Special::None,
@@ -2014,19 +2076,19 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 190
+    // 196
     m(
         "io.k8s.api.core.v1.HTTPGetAction",
         Special::None,
         &[
             f(1, "path", Str, OMIT_ZERO),
-            f(2, "port", Msg(416), ZERO_IF_ABSENT),
+            f(2, "port", Msg(422), ZERO_IF_ABSENT),
             f(3, "host", Str, OMIT_ZERO),
             f(4, "scheme", Str, OMIT_ZERO),
-            f(5, "httpHeaders", Msg(191), REPEATED),
+            f(5, "httpHeaders", Msg(197), REPEATED),
         ],
     ),
-    // 191
+    // 197
     m(
         "io.k8s.api.core.v1.HTTPHeader",
         Special::None,
@@ -2035,7 +2097,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "value", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 192
+    // 198
     m(
         "io.k8s.api.core.v1.HostAlias",
         Special::None,
@@ -2044,19 +2106,19 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "hostnames", Str, REPEATED),
         ],
     ),
-    // 193
+    // 199
     m(
         "io.k8s.api.core.v1.HostIP",
         Special::None,
         &[f(1, "ip", Str, ZERO_IF_ABSENT)],
     ),
-    // 194
+    // 200
     m(
         "io.k8s.api.core.v1.HostPathVolumeSource",
         Special::None,
         &[f(1, "path", Str, ZERO_IF_ABSENT), f(2, "type", Str, 0)],
     ),
-    // 195
+    // 201
     m(
         "io.k8s.api.core.v1.ISCSIPersistentVolumeSource",
         Special::None,
@@ -2070,11 +2132,11 @@ pub(super) static MESSAGES: &[Message] = &[
             f(7, "portals", Str, REPEATED),
             f(8, "chapAuthDiscovery", Bool, OMIT_ZERO),
             f(11, "chapAuthSession", Bool, OMIT_ZERO),
-            f(10, "secretRef", Msg(316), 0),
+            f(10, "secretRef", Msg(322), 0),
             f(12, "initiatorName", Str, 0),
         ],
     ),
-    // 196
+    // 202
     m(
         "io.k8s.api.core.v1.ISCSIVolumeSource",
         Special::None,
@@ -2088,11 +2150,11 @@ pub(super) static MESSAGES: &[Message] = &[
             f(7, "portals", Str, REPEATED),
             f(8, "chapAuthDiscovery", Bool, OMIT_ZERO),
             f(11, "chapAuthSession", Bool, OMIT_ZERO),
-            f(10, "secretRef", Msg(209), 0),
+            f(10, "secretRef", Msg(215), 0),
             f(12, "initiatorName", Str, 0),
         ],
     ),
-    // 197
+    // 203
     m(
         "io.k8s.api.core.v1.ImageVolumeSource",
         Special::None,
@@ -2101,7 +2163,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "pullPolicy", Str, OMIT_ZERO),
         ],
     ),
-    // 198
+    // 204
     m(
         "io.k8s.api.core.v1.KeyToPath",
         Special::None,
@@ -2111,62 +2173,62 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "mode", I32, 0),
         ],
     ),
-    // 199
+    // 205
     m(
         "io.k8s.api.core.v1.Lifecycle",
         Special::None,
         &[
-            f(1, "postStart", Msg(200), 0),
-            f(2, "preStop", Msg(200), 0),
+            f(1, "postStart", Msg(206), 0),
+            f(2, "preStop", Msg(206), 0),
             f(3, "stopSignal", Str, 0),
         ],
     ),
-    // 200
+    // 206
     m(
         "io.k8s.api.core.v1.LifecycleHandler",
         Special::None,
         &[
-            f(1, "exec", Msg(180), 0),
-            f(2, "httpGet", Msg(190), 0),
-            f(3, "tcpSocket", Msg(334), 0),
-            f(4, "sleep", Msg(330), 0),
+            f(1, "exec", Msg(186), 0),
+            f(2, "httpGet", Msg(196), 0),
+            f(3, "tcpSocket", Msg(340), 0),
+            f(4, "sleep", Msg(336), 0),
         ],
     ),
-    // 201
+    // 207
     m(
         "io.k8s.api.core.v1.LimitRange",
         Special::None,
-        &[f(1, "metadata", Msg(396), 0), f(2, "spec", Msg(204), 0)],
+        &[f(1, "metadata", Msg(402), 0), f(2, "spec", Msg(210), 0)],
     ),
-    // 202
+    // 208
     m(
         "io.k8s.api.core.v1.LimitRangeItem",
         Special::None,
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
-            f(2, "max", Msg(369), MAP),
-            f(3, "min", Msg(369), MAP),
-            f(4, "default", Msg(369), MAP),
-            f(5, "defaultRequest", Msg(369), MAP),
-            f(6, "maxLimitRequestRatio", Msg(369), MAP),
+            f(2, "max", Msg(375), MAP),
+            f(3, "min", Msg(375), MAP),
+            f(4, "default", Msg(375), MAP),
+            f(5, "defaultRequest", Msg(375), MAP),
+            f(6, "maxLimitRequestRatio", Msg(375), MAP),
         ],
     ),
-    // 203
+    // 209
     m(
         "io.k8s.api.core.v1.LimitRangeList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(201), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(207), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 204
+    // 210
     m(
         "io.k8s.api.core.v1.LimitRangeSpec",
         Special::None,
-        &[f(1, "limits", Msg(202), REPEATED | NULL_IF_ABSENT)],
+        &[f(1, "limits", Msg(208), REPEATED | NULL_IF_ABSENT)],
     ),
-    // 205
+    // 211
     m(
         "io.k8s.api.core.v1.LinuxContainerUser",
         Special::None,
@@ -2176,16 +2238,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "supplementalGroups", I64, REPEATED),
         ],
     ),
-    // 206
+    // 212
     m(
         "io.k8s.api.core.v1.List",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(415), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(421), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 207
+    // 213
     m(
         "io.k8s.api.core.v1.LoadBalancerIngress",
         Special::None,
@@ -2193,28 +2255,28 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "ip", Str, OMIT_ZERO),
             f(2, "hostname", Str, OMIT_ZERO),
             f(3, "ipMode", Str, 0),
-            f(4, "ports", Msg(279), REPEATED),
+            f(4, "ports", Msg(285), REPEATED),
         ],
     ),
-    // 208
+    // 214
     m(
         "io.k8s.api.core.v1.LoadBalancerStatus",
         Special::None,
-        &[f(1, "ingress", Msg(207), REPEATED)],
+        &[f(1, "ingress", Msg(213), REPEATED)],
     ),
-    // 209
+    // 215
     m(
         "io.k8s.api.core.v1.LocalObjectReference",
         Special::None,
         &[f(1, "name", Str, OMIT_ZERO)],
     ),
-    // 210
+    // 216
     m(
         "io.k8s.api.core.v1.LocalVolumeSource",
         Special::None,
         &[f(1, "path", Str, ZERO_IF_ABSENT), f(2, "fsType", Str, 0)],
     ),
-    // 211
+    // 217
     m(
         "io.k8s.api.core.v1.ModifyVolumeStatus",
         Special::None,
@@ -2223,7 +2285,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "status", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 212
+    // 218
     m(
         "io.k8s.api.core.v1.NFSVolumeSource",
         Special::None,
@@ -2233,63 +2295,63 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 213
+    // 219
     m(
         "io.k8s.api.core.v1.Namespace",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(216), 0),
-            f(3, "status", Msg(217), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(222), 0),
+            f(3, "status", Msg(223), 0),
         ],
     ),
-    // 214
+    // 220
     m(
         "io.k8s.api.core.v1.NamespaceCondition",
         Special::None,
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(4, "lastTransitionTime", Msg(409), 0),
+            f(4, "lastTransitionTime", Msg(415), 0),
             f(5, "reason", Str, OMIT_ZERO),
             f(6, "message", Str, OMIT_ZERO),
         ],
     ),
-    // 215
+    // 221
     m(
         "io.k8s.api.core.v1.NamespaceList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(213), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(219), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 216
+    // 222
     m(
         "io.k8s.api.core.v1.NamespaceSpec",
         Special::None,
         &[f(1, "finalizers", Str, REPEATED)],
     ),
-    // 217
+    // 223
     m(
         "io.k8s.api.core.v1.NamespaceStatus",
         Special::None,
         &[
             f(1, "phase", Str, OMIT_ZERO),
-            f(2, "conditions", Msg(214), REPEATED),
+            f(2, "conditions", Msg(220), REPEATED),
         ],
     ),
-    // 218
+    // 224
     m(
         "io.k8s.api.core.v1.Node",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(233), 0),
-            f(3, "status", Msg(234), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(239), 0),
+            f(3, "status", Msg(240), 0),
         ],
     ),
-    // 219
+    // 225
     m(
         "io.k8s.api.core.v1.NodeAddress",
         Special::None,
@@ -2298,7 +2360,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "address", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 220
+    // 226
     m(
         "io.k8s.api.core.v1.NodeAffinity",
         Special::None,
@@ -2306,84 +2368,84 @@ pub(super) static MESSAGES: &[Message] = &[
             f(
                 1,
                 "requiredDuringSchedulingIgnoredDuringExecution",
-                Msg(230),
+                Msg(236),
                 0,
             ),
             f(
                 2,
                 "preferredDuringSchedulingIgnoredDuringExecution",
-                Msg(283),
+                Msg(289),
                 REPEATED,
             ),
         ],
     ),
-    // 221
+    // 227
     m(
         "io.k8s.api.core.v1.NodeCondition",
         Special::None,
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastHeartbeatTime", Msg(409), 0),
-            f(4, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastHeartbeatTime", Msg(415), 0),
+            f(4, "lastTransitionTime", Msg(415), 0),
             f(5, "reason", Str, OMIT_ZERO),
             f(6, "message", Str, OMIT_ZERO),
         ],
     ),
-    // 222
+    // 228
     m(
         "io.k8s.api.core.v1.NodeConfigSource",
         Special::None,
-        &[f(2, "configMap", Msg(147), 0)],
+        &[f(2, "configMap", Msg(153), 0)],
     ),
-    // 223
+    // 229
     m(
         "io.k8s.api.core.v1.NodeConfigStatus",
         Special::None,
         &[
-            f(1, "assigned", Msg(222), 0),
-            f(2, "active", Msg(222), 0),
-            f(3, "lastKnownGood", Msg(222), 0),
+            f(1, "assigned", Msg(228), 0),
+            f(2, "active", Msg(228), 0),
+            f(3, "lastKnownGood", Msg(228), 0),
             f(4, "error", Str, OMIT_ZERO),
         ],
     ),
-    // 224
+    // 230
     m(
         "io.k8s.api.core.v1.NodeDaemonEndpoints",
         Special::None,
-        &[f(1, "kubeletEndpoint", Msg(160), 0)],
+        &[f(1, "kubeletEndpoint", Msg(166), 0)],
     ),
-    // 225
+    // 231
     m(
         "io.k8s.api.core.v1.NodeFeatures",
         Special::None,
         &[f(1, "supplementalGroupsPolicy", Bool, 0)],
     ),
-    // 226
+    // 232
     m(
         "io.k8s.api.core.v1.NodeList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(218), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(224), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 227
+    // 233
     m(
         "io.k8s.api.core.v1.NodeProxyOptions",
         Special::None,
         &[f(1, "path", Str, OMIT_ZERO)],
     ),
-    // 228
+    // 234
     m(
         "io.k8s.api.core.v1.NodeRuntimeHandler",
         Special::None,
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
-            f(2, "features", Msg(229), 0),
+            f(2, "features", Msg(235), 0),
         ],
     ),
-    // 229
+    // 235
     m(
         "io.k8s.api.core.v1.NodeRuntimeHandlerFeatures",
         Special::None,
@@ -2392,18 +2454,18 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "userNamespaces", Bool, 0),
         ],
     ),
-    // 230
+    // 236
     m(
         "io.k8s.api.core.v1.NodeSelector",
         Special::None,
         &[f(
             1,
             "nodeSelectorTerms",
-            Msg(232),
+            Msg(238),
             REPEATED | NULL_IF_ABSENT,
         )],
     ),
-    // 231
+    // 237
     m(
         "io.k8s.api.core.v1.NodeSelectorRequirement",
         Special::None,
@@ -2413,16 +2475,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "values", Str, REPEATED),
         ],
     ),
-    // 232
+    // 238
     m(
         "io.k8s.api.core.v1.NodeSelectorTerm",
         Special::None,
         &[
-            f(1, "matchExpressions", Msg(231), REPEATED),
-            f(2, "matchFields", Msg(231), REPEATED),
+            f(1, "matchExpressions", Msg(237), REPEATED),
+            f(2, "matchFields", Msg(237), REPEATED),
         ],
     ),
-    // 233
+    // 239
     m(
         "io.k8s.api.core.v1.NodeSpec",
         Special::None,
@@ -2431,38 +2493,38 @@ pub(super) static MESSAGES: &[Message] = &[
             f(7, "podCIDRs", Str, REPEATED),
             f(3, "providerID", Str, OMIT_ZERO),
             f(4, "unschedulable", Bool, OMIT_ZERO),
-            f(5, "taints", Msg(335), REPEATED),
-            f(6, "configSource", Msg(222), 0),
+            f(5, "taints", Msg(341), REPEATED),
+            f(6, "configSource", Msg(228), 0),
             f(2, "externalID", Str, OMIT_ZERO),
         ],
     ),
-    // 234
+    // 240
     m(
         "io.k8s.api.core.v1.NodeStatus",
         Special::None,
         &[
-            f(1, "capacity", Msg(369), MAP),
-            f(2, "allocatable", Msg(369), MAP),
+            f(1, "capacity", Msg(375), MAP),
+            f(2, "allocatable", Msg(375), MAP),
             f(3, "phase", Str, OMIT_ZERO),
-            f(4, "conditions", Msg(221), REPEATED),
-            f(5, "addresses", Msg(219), REPEATED),
-            f(6, "daemonEndpoints", Msg(224), 0),
-            f(7, "nodeInfo", Msg(236), 0),
-            f(8, "images", Msg(151), REPEATED),
+            f(4, "conditions", Msg(227), REPEATED),
+            f(5, "addresses", Msg(225), REPEATED),
+            f(6, "daemonEndpoints", Msg(230), 0),
+            f(7, "nodeInfo", Msg(242), 0),
+            f(8, "images", Msg(157), REPEATED),
             f(9, "volumesInUse", Str, REPEATED),
-            f(10, "volumesAttached", Msg(125), REPEATED),
-            f(11, "config", Msg(223), 0),
-            f(12, "runtimeHandlers", Msg(228), REPEATED),
-            f(13, "features", Msg(225), 0),
+            f(10, "volumesAttached", Msg(131), REPEATED),
+            f(11, "config", Msg(229), 0),
+            f(12, "runtimeHandlers", Msg(234), REPEATED),
+            f(13, "features", Msg(231), 0),
         ],
     ),
-    // 235
+    // 241
     m(
         "io.k8s.api.core.v1.NodeSwapStatus",
         Special::None,
         &[f(1, "capacity", I64, 0)],
     ),
-    // 236
+    // 242
     m(
         "io.k8s.api.core.v1.NodeSystemInfo",
         Special::None,
@@ -2477,10 +2539,10 @@ pub(super) static MESSAGES: &[Message] = &[
             f(8, "kubeProxyVersion", Str, ZERO_IF_ABSENT),
             f(9, "operatingSystem", Str, ZERO_IF_ABSENT),
             f(10, "architecture", Str, ZERO_IF_ABSENT),
-            f(11, "swap", Msg(235), 0),
+            f(11, "swap", Msg(241), 0),
         ],
     ),
-    // 237
+    // 243
     m(
         "io.k8s.api.core.v1.ObjectFieldSelector",
         Special::None,
@@ -2489,7 +2551,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "fieldPath", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 238
+    // 244
     m(
         "io.k8s.api.core.v1.ObjectReference",
         Special::None,
@@ -2503,89 +2565,89 @@ pub(super) static MESSAGES: &[Message] = &[
             f(7, "fieldPath", Str, OMIT_ZERO),
         ],
     ),
-    // 239
+    // 245
     m(
         "io.k8s.api.core.v1.PersistentVolume",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(249), 0),
-            f(3, "status", Msg(250), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(255), 0),
+            f(3, "status", Msg(256), 0),
         ],
     ),
-    // 240
+    // 246
     m(
         "io.k8s.api.core.v1.PersistentVolumeClaim",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(243), 0),
-            f(3, "status", Msg(244), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(249), 0),
+            f(3, "status", Msg(250), 0),
         ],
     ),
-    // 241
+    // 247
     m(
         "io.k8s.api.core.v1.PersistentVolumeClaimCondition",
         Special::None,
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastProbeTime", Msg(409), 0),
-            f(4, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastProbeTime", Msg(415), 0),
+            f(4, "lastTransitionTime", Msg(415), 0),
             f(5, "reason", Str, OMIT_ZERO),
             f(6, "message", Str, OMIT_ZERO),
         ],
     ),
-    // 242
+    // 248
     m(
         "io.k8s.api.core.v1.PersistentVolumeClaimList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(240), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(246), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 243
+    // 249
     m(
         "io.k8s.api.core.v1.PersistentVolumeClaimSpec",
         Special::None,
         &[
             f(1, "accessModes", Str, REPEATED),
-            f(4, "selector", Msg(389), 0),
-            f(2, "resources", Msg(348), 0),
+            f(4, "selector", Msg(395), 0),
+            f(2, "resources", Msg(354), 0),
             f(3, "volumeName", Str, OMIT_ZERO),
             f(5, "storageClassName", Str, 0),
             f(6, "volumeMode", Str, 0),
-            f(7, "dataSource", Msg(340), 0),
-            f(8, "dataSourceRef", Msg(341), 0),
+            f(7, "dataSource", Msg(346), 0),
+            f(8, "dataSourceRef", Msg(347), 0),
             f(9, "volumeAttributesClassName", Str, 0),
         ],
     ),
-    // 244
+    // 250
     m(
         "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
         Special::None,
         &[
             f(1, "phase", Str, OMIT_ZERO),
             f(2, "accessModes", Str, REPEATED),
-            f(3, "capacity", Msg(369), MAP),
-            f(4, "conditions", Msg(241), REPEATED),
-            f(5, "allocatedResources", Msg(369), MAP),
+            f(3, "capacity", Msg(375), MAP),
+            f(4, "conditions", Msg(247), REPEATED),
+            f(5, "allocatedResources", Msg(375), MAP),
             f(7, "allocatedResourceStatuses", Str, MAP),
             f(8, "currentVolumeAttributesClassName", Str, 0),
-            f(9, "modifyVolumeStatus", Msg(211), 0),
+            f(9, "modifyVolumeStatus", Msg(217), 0),
         ],
     ),
-    // 245
+    // 251
     m(
         "io.k8s.api.core.v1.PersistentVolumeClaimTemplate",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(243), ZERO_IF_ABSENT),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(249), ZERO_IF_ABSENT),
         ],
     ),
-    // 246
+    // 252
     m(
         "io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource",
         Special::None,
@@ -2594,62 +2656,62 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 247
+    // 253
     m(
         "io.k8s.api.core.v1.PersistentVolumeList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(239), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(245), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 248
+    // 254
     m(
         "io.k8s.api.core.v1.PersistentVolumeSource",
         Special::None,
         &[
-            f(1, "gcePersistentDisk", Msg(185), 0),
-            f(2, "awsElasticBlockStore", Msg(122), 0),
-            f(3, "hostPath", Msg(194), 0),
-            f(4, "glusterfs", Msg(188), 0),
-            f(5, "nfs", Msg(212), 0),
-            f(6, "rbd", Msg(288), 0),
-            f(7, "iscsi", Msg(195), 0),
-            f(8, "cinder", Msg(136), 0),
-            f(9, "cephfs", Msg(134), 0),
-            f(10, "fc", Msg(181), 0),
-            f(11, "flocker", Msg(184), 0),
-            f(12, "flexVolume", Msg(182), 0),
-            f(13, "azureFile", Msg(128), 0),
-            f(14, "vsphereVolume", Msg(350), 0),
-            f(15, "quobyte", Msg(287), 0),
-            f(16, "azureDisk", Msg(127), 0),
-            f(17, "photonPersistentDisk", Msg(251), 0),
-            f(18, "portworxVolume", Msg(280), 0),
-            f(19, "scaleIO", Msg(306), 0),
-            f(20, "local", Msg(210), 0),
-            f(21, "storageos", Msg(331), 0),
-            f(22, "csi", Msg(131), 0),
+            f(1, "gcePersistentDisk", Msg(191), 0),
+            f(2, "awsElasticBlockStore", Msg(128), 0),
+            f(3, "hostPath", Msg(200), 0),
+            f(4, "glusterfs", Msg(194), 0),
+            f(5, "nfs", Msg(218), 0),
+            f(6, "rbd", Msg(294), 0),
+            f(7, "iscsi", Msg(201), 0),
+            f(8, "cinder", Msg(142), 0),
+            f(9, "cephfs", Msg(140), 0),
+            f(10, "fc", Msg(187), 0),
+            f(11, "flocker", Msg(190), 0),
+            f(12, "flexVolume", Msg(188), 0),
+            f(13, "azureFile", Msg(134), 0),
+            f(14, "vsphereVolume", Msg(356), 0),
+            f(15, "quobyte", Msg(293), 0),
+            f(16, "azureDisk", Msg(133), 0),
+            f(17, "photonPersistentDisk", Msg(257), 0),
+            f(18, "portworxVolume", Msg(286), 0),
+            f(19, "scaleIO", Msg(312), 0),
+            f(20, "local", Msg(216), 0),
+            f(21, "storageos", Msg(337), 0),
+            f(22, "csi", Msg(137), 0),
         ],
     ),
-    // 249
+    // 255
     m(
         "io.k8s.api.core.v1.PersistentVolumeSpec",
         Special::None,
         &[
-            f(1, "capacity", Msg(369), MAP),
-            f(2, "", Msg(248), INLINE | ZERO_IF_ABSENT),
+            f(1, "capacity", Msg(375), MAP),
+            f(2, "", Msg(254), INLINE | ZERO_IF_ABSENT),
             f(3, "accessModes", Str, REPEATED),
-            f(4, "claimRef", Msg(238), 0),
+            f(4, "claimRef", Msg(244), 0),
             f(5, "persistentVolumeReclaimPolicy", Str, OMIT_ZERO),
             f(6, "storageClassName", Str, OMIT_ZERO),
             f(7, "mountOptions", Str, REPEATED),
             f(8, "volumeMode", Str, 0),
-            f(9, "nodeAffinity", Msg(346), 0),
+            f(9, "nodeAffinity", Msg(352), 0),
             f(10, "volumeAttributesClassName", Str, 0),
         ],
     ),
-    // 250
+    // 256
     m(
         "io.k8s.api.core.v1.PersistentVolumeStatus",
         Special::None,
@@ -2657,10 +2719,10 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "phase", Str, OMIT_ZERO),
             f(2, "message", Str, OMIT_ZERO),
             f(3, "reason", Str, OMIT_ZERO),
-            f(4, "lastPhaseTransitionTime", Msg(409), 0),
+            f(4, "lastPhaseTransitionTime", Msg(415), 0),
         ],
     ),
-    // 251
+    // 257
     m(
         "io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource",
         Special::None,
@@ -2669,17 +2731,17 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "fsType", Str, OMIT_ZERO),
         ],
     ),
-    // 252
+    // 258
     m(
         "io.k8s.api.core.v1.Pod",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(273), 0),
-            f(3, "status", Msg(274), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(279), 0),
+            f(3, "status", Msg(280), 0),
         ],
     ),
-    // 253
+    // 259
     m(
         "io.k8s.api.core.v1.PodAffinity",
         Special::None,
@@ -2687,31 +2749,31 @@ pub(super) static MESSAGES: &[Message] = &[
             f(
                 1,
                 "requiredDuringSchedulingIgnoredDuringExecution",
-                Msg(254),
+                Msg(260),
                 REPEATED,
             ),
             f(
                 2,
                 "preferredDuringSchedulingIgnoredDuringExecution",
-                Msg(351),
+                Msg(357),
                 REPEATED,
             ),
         ],
     ),
-    // 254
+    // 260
     m(
         "io.k8s.api.core.v1.PodAffinityTerm",
         Special::None,
         &[
-            f(1, "labelSelector", Msg(389), 0),
+            f(1, "labelSelector", Msg(395), 0),
             f(2, "namespaces", Str, REPEATED),
             f(3, "topologyKey", Str, ZERO_IF_ABSENT),
-            f(4, "namespaceSelector", Msg(389), 0),
+            f(4, "namespaceSelector", Msg(395), 0),
             f(5, "matchLabelKeys", Str, REPEATED),
             f(6, "mismatchLabelKeys", Str, REPEATED),
         ],
     ),
-    // 255
+    // 261
     m(
         "io.k8s.api.core.v1.PodAntiAffinity",
         Special::None,
@@ -2719,18 +2781,18 @@ pub(super) static MESSAGES: &[Message] = &[
             f(
                 1,
                 "requiredDuringSchedulingIgnoredDuringExecution",
-                Msg(254),
+                Msg(260),
                 REPEATED,
             ),
             f(
                 2,
                 "preferredDuringSchedulingIgnoredDuringExecution",
-                Msg(351),
+                Msg(357),
                 REPEATED,
             ),
         ],
     ),
-    // 256
+    // 262
     m(
         "io.k8s.api.core.v1.PodAttachOptions",
         Special::None,
@@ -2742,7 +2804,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(5, "container", Str, OMIT_ZERO),
         ],
     ),
-    // 257
+    // 263
     m(
         "io.k8s.api.core.v1.PodCondition",
         Special::None,
@@ -2750,29 +2812,29 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(7, "observedGeneration", I64, OMIT_ZERO),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastProbeTime", Msg(409), 0),
-            f(4, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastProbeTime", Msg(415), 0),
+            f(4, "lastTransitionTime", Msg(415), 0),
             f(5, "reason", Str, OMIT_ZERO),
             f(6, "message", Str, OMIT_ZERO),
         ],
     ),
-    // 258
+    // 264
     m(
         "io.k8s.api.core.v1.PodDNSConfig",
         Special::None,
         &[
             f(1, "nameservers", Str, REPEATED),
             f(2, "searches", Str, REPEATED),
-            f(3, "options", Msg(259), REPEATED),
+            f(3, "options", Msg(265), REPEATED),
         ],
     ),
-    // 259
+    // 265
     m(
         "io.k8s.api.core.v1.PodDNSConfigOption",
         Special::None,
         &[f(1, "name", Str, OMIT_ZERO), f(2, "value", Str, 0)],
     ),
-    // 260
+    // 266
     m(
         "io.k8s.api.core.v1.PodExecOptions",
         Special::None,
@@ -2785,22 +2847,22 @@ pub(super) static MESSAGES: &[Message] = &[
             f(6, "command", Str, REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 261
+    // 267
     m(
         "io.k8s.api.core.v1.PodIP",
         Special::None,
         &[f(1, "ip", Str, ZERO_IF_ABSENT)],
     ),
-    // 262
+    // 268
     m(
         "io.k8s.api.core.v1.PodList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(252), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(258), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 263
+    // 269
     m(
         "io.k8s.api.core.v1.PodLogOptions",
         Special::None,
@@ -2809,7 +2871,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "follow", Bool, OMIT_ZERO),
             f(3, "previous", Bool, OMIT_ZERO),
             f(4, "sinceSeconds", I64, 0),
-            f(5, "sinceTime", Msg(409), 0),
+            f(5, "sinceTime", Msg(415), 0),
             f(6, "timestamps", Bool, OMIT_ZERO),
             f(7, "tailLines", I64, 0),
             f(8, "limitBytes", I64, 0),
@@ -2817,31 +2879,31 @@ pub(super) static MESSAGES: &[Message] = &[
             f(10, "stream", Str, 0),
         ],
     ),
-    // 264
+    // 270
     m(
         "io.k8s.api.core.v1.PodOS",
         Special::None,
         &[f(1, "name", Str, ZERO_IF_ABSENT)],
     ),
-    // 265
+    // 271
     m(
         "io.k8s.api.core.v1.PodPortForwardOptions",
         Special::None,
         &[f(1, "ports", I32, REPEATED)],
     ),
-    // 266
+    // 272
     m(
         "io.k8s.api.core.v1.PodProxyOptions",
         Special::None,
         &[f(1, "path", Str, OMIT_ZERO)],
     ),
-    // 267
+    // 273
     m(
         "io.k8s.api.core.v1.PodReadinessGate",
         Special::None,
         &[f(1, "conditionType", Str, ZERO_IF_ABSENT)],
     ),
-    // 268
+    // 274
     m(
         "io.k8s.api.core.v1.PodResourceClaim",
         Special::None,
@@ -2851,7 +2913,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "resourceClaimTemplateName", Str, 0),
         ],
     ),
-    // 269
+    // 275
     m(
         "io.k8s.api.core.v1.PodResourceClaimStatus",
         Special::None,
@@ -2860,47 +2922,47 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "resourceClaimName", Str, 0),
         ],
     ),
-    // 270
+    // 276
     m(
         "io.k8s.api.core.v1.PodSchedulingGate",
         Special::None,
         &[f(1, "name", Str, ZERO_IF_ABSENT)],
     ),
-    // 271
+    // 277
     m(
         "io.k8s.api.core.v1.PodSecurityContext",
         Special::None,
         &[
-            f(1, "seLinuxOptions", Msg(305), 0),
-            f(8, "windowsOptions", Msg(352), 0),
+            f(1, "seLinuxOptions", Msg(311), 0),
+            f(8, "windowsOptions", Msg(358), 0),
             f(2, "runAsUser", I64, 0),
             f(6, "runAsGroup", I64, 0),
             f(3, "runAsNonRoot", Bool, 0),
             f(4, "supplementalGroups", I64, REPEATED),
             f(12, "supplementalGroupsPolicy", Str, 0),
             f(5, "fsGroup", I64, 0),
-            f(7, "sysctls", Msg(333), REPEATED),
+            f(7, "sysctls", Msg(339), REPEATED),
             f(9, "fsGroupChangePolicy", Str, 0),
-            f(10, "seccompProfile", Msg(310), 0),
-            f(11, "appArmorProfile", Msg(124), 0),
+            f(10, "seccompProfile", Msg(316), 0),
+            f(11, "appArmorProfile", Msg(130), 0),
             f(13, "seLinuxChangePolicy", Str, 0),
         ],
     ),
-    // 272
+    // 278
     m(
         "io.k8s.api.core.v1.PodSignature",
         Special::None,
-        &[f(1, "podController", Msg(397), 0)],
+        &[f(1, "podController", Msg(403), 0)],
     ),
-    // 273
+    // 279
     m(
         "io.k8s.api.core.v1.PodSpec",
         Special::None,
         &[
-            f(1, "volumes", Msg(342), REPEATED),
-            f(20, "initContainers", Msg(150), REPEATED),
-            f(2, "containers", Msg(150), REPEATED | NULL_IF_ABSENT),
-            f(34, "ephemeralContainers", Msg(173), REPEATED),
+            f(1, "volumes", Msg(348), REPEATED),
+            f(20, "initContainers", Msg(156), REPEATED),
+            f(2, "containers", Msg(156), REPEATED | NULL_IF_ABSENT),
+            f(34, "ephemeralContainers", Msg(179), REPEATED),
             f(3, "restartPolicy", Str, OMIT_ZERO),
             f(4, "terminationGracePeriodSeconds", I64, 0),
             f(5, "activeDeadlineSeconds", I64, 0),
@@ -2914,83 +2976,83 @@ pub(super) static MESSAGES: &[Message] = &[
             f(12, "hostPID", Bool, OMIT_ZERO),
             f(13, "hostIPC", Bool, OMIT_ZERO),
             f(27, "shareProcessNamespace", Bool, 0),
-            f(14, "securityContext", Msg(271), 0),
-            f(15, "imagePullSecrets", Msg(209), REPEATED),
+            f(14, "securityContext", Msg(277), 0),
+            f(15, "imagePullSecrets", Msg(215), REPEATED),
             f(16, "hostname", Str, OMIT_ZERO),
             f(17, "subdomain", Str, OMIT_ZERO),
-            f(18, "affinity", Msg(123), 0),
+            f(18, "affinity", Msg(129), 0),
             f(19, "schedulerName", Str, OMIT_ZERO),
-            f(22, "tolerations", Msg(336), REPEATED),
-            f(23, "hostAliases", Msg(192), REPEATED),
+            f(22, "tolerations", Msg(342), REPEATED),
+            f(23, "hostAliases", Msg(198), REPEATED),
             f(24, "priorityClassName", Str, OMIT_ZERO),
             f(25, "priority", I32, 0),
-            f(26, "dnsConfig", Msg(258), 0),
-            f(28, "readinessGates", Msg(267), REPEATED),
+            f(26, "dnsConfig", Msg(264), 0),
+            f(28, "readinessGates", Msg(273), REPEATED),
             f(29, "runtimeClassName", Str, 0),
             f(30, "enableServiceLinks", Bool, 0),
             f(31, "preemptionPolicy", Str, 0),
-            f(32, "overhead", Msg(369), MAP),
-            f(33, "topologySpreadConstraints", Msg(339), REPEATED),
+            f(32, "overhead", Msg(375), MAP),
+            f(33, "topologySpreadConstraints", Msg(345), REPEATED),
             f(35, "setHostnameAsFQDN", Bool, 0),
-            f(36, "os", Msg(264), 0),
+            f(36, "os", Msg(270), 0),
             f(37, "hostUsers", Bool, 0),
-            f(38, "schedulingGates", Msg(270), REPEATED),
-            f(39, "resourceClaims", Msg(268), REPEATED),
-            f(40, "resources", Msg(303), 0),
+            f(38, "schedulingGates", Msg(276), REPEATED),
+            f(39, "resourceClaims", Msg(274), REPEATED),
+            f(40, "resources", Msg(309), 0),
         ],
     ),
-    // 274
+    // 280
     m(
         "io.k8s.api.core.v1.PodStatus",
         Special::None,
         &[
             f(17, "observedGeneration", I64, OMIT_ZERO),
             f(1, "phase", Str, OMIT_ZERO),
-            f(2, "conditions", Msg(257), REPEATED),
+            f(2, "conditions", Msg(263), REPEATED),
             f(3, "message", Str, OMIT_ZERO),
             f(4, "reason", Str, OMIT_ZERO),
             f(11, "nominatedNodeName", Str, OMIT_ZERO),
             f(5, "hostIP", Str, OMIT_ZERO),
-            f(16, "hostIPs", Msg(193), REPEATED),
+            f(16, "hostIPs", Msg(199), REPEATED),
             f(6, "podIP", Str, OMIT_ZERO),
-            f(12, "podIPs", Msg(261), REPEATED),
-            f(7, "startTime", Msg(409), 0),
-            f(10, "initContainerStatuses", Msg(158), REPEATED),
-            f(8, "containerStatuses", Msg(158), REPEATED),
+            f(12, "podIPs", Msg(267), REPEATED),
+            f(7, "startTime", Msg(415), 0),
+            f(10, "initContainerStatuses", Msg(164), REPEATED),
+            f(8, "containerStatuses", Msg(164), REPEATED),
             f(9, "qosClass", Str, OMIT_ZERO),
-            f(13, "ephemeralContainerStatuses", Msg(158), REPEATED),
+            f(13, "ephemeralContainerStatuses", Msg(164), REPEATED),
             f(14, "resize", Str, OMIT_ZERO),
-            f(15, "resourceClaimStatuses", Msg(269), REPEATED),
+            f(15, "resourceClaimStatuses", Msg(275), REPEATED),
         ],
     ),
-    // 275
+    // 281
     m(
         "io.k8s.api.core.v1.PodStatusResult",
         Special::None,
-        &[f(1, "metadata", Msg(396), 0), f(2, "status", Msg(274), 0)],
+        &[f(1, "metadata", Msg(402), 0), f(2, "status", Msg(280), 0)],
     ),
-    // 276
+    // 282
     m(
         "io.k8s.api.core.v1.PodTemplate",
         Special::None,
-        &[f(1, "metadata", Msg(396), 0), f(2, "template", Msg(278), 0)],
+        &[f(1, "metadata", Msg(402), 0), f(2, "template", Msg(284), 0)],
     ),
-    // 277
+    // 283
     m(
         "io.k8s.api.core.v1.PodTemplateList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(276), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(282), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 278
+    // 284
     m(
         "io.k8s.api.core.v1.PodTemplateSpec",
         Special::None,
-        &[f(1, "metadata", Msg(396), 0), f(2, "spec", Msg(273), 0)],
+        &[f(1, "metadata", Msg(402), 0), f(2, "spec", Msg(279), 0)],
     ),
-    // 279
+    // 285
     m(
         "io.k8s.api.core.v1.PortStatus",
         Special::None,
@@ -3000,7 +3062,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "error", Str, 0),
         ],
     ),
-    // 280
+    // 286
     m(
         "io.k8s.api.core.v1.PortworxVolumeSource",
         Special::None,
@@ -3010,38 +3072,38 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 281
+    // 287
     m(
         "io.k8s.api.core.v1.Preconditions",
         Special::None,
         &[f(1, "uid", Str, 0)],
     ),
-    // 282
+    // 288
     m(
         "io.k8s.api.core.v1.PreferAvoidPodsEntry",
         Special::None,
         &[
-            f(1, "podSignature", Msg(272), ZERO_IF_ABSENT),
-            f(2, "evictionTime", Msg(409), 0),
+            f(1, "podSignature", Msg(278), ZERO_IF_ABSENT),
+            f(2, "evictionTime", Msg(415), 0),
             f(3, "reason", Str, OMIT_ZERO),
             f(4, "message", Str, OMIT_ZERO),
         ],
     ),
-    // 283
+    // 289
     m(
         "io.k8s.api.core.v1.PreferredSchedulingTerm",
         Special::None,
         &[
             f(1, "weight", I32, ZERO_IF_ABSENT),
-            f(2, "preference", Msg(232), ZERO_IF_ABSENT),
+            f(2, "preference", Msg(238), ZERO_IF_ABSENT),
         ],
     ),
-    // 284
+    // 290
     m(
         "io.k8s.api.core.v1.Probe",
         Special::None,
         &[
-            f(1, "", Msg(285), INLINE | ZERO_IF_ABSENT),
+            f(1, "", Msg(291), INLINE | ZERO_IF_ABSENT),
             f(2, "initialDelaySeconds", I32, OMIT_ZERO),
             f(3, "timeoutSeconds", I32, OMIT_ZERO),
             f(4, "periodSeconds", I32, OMIT_ZERO),
@@ -3050,27 +3112,27 @@ pub(super) static MESSAGES: &[Message] = &[
             f(7, "terminationGracePeriodSeconds", I64, 0),
         ],
     ),
-    // 285
+    // 291
     m(
         "io.k8s.api.core.v1.ProbeHandler",
         Special::None,
         &[
-            f(1, "exec", Msg(180), 0),
-            f(2, "httpGet", Msg(190), 0),
-            f(3, "tcpSocket", Msg(334), 0),
-            f(4, "grpc", Msg(186), 0),
+            f(1, "exec", Msg(186), 0),
+            f(2, "httpGet", Msg(196), 0),
+            f(3, "tcpSocket", Msg(340), 0),
+            f(4, "grpc", Msg(192), 0),
         ],
     ),
-    // 286
+    // 292
     m(
         "io.k8s.api.core.v1.ProjectedVolumeSource",
         Special::None,
         &[
-            f(1, "sources", Msg(347), REPEATED | NULL_IF_ABSENT),
+            f(1, "sources", Msg(353), REPEATED | NULL_IF_ABSENT),
             f(2, "defaultMode", I32, 0),
         ],
     ),
-    // 287
+    // 293
     m(
         "io.k8s.api.core.v1.QuobyteVolumeSource",
         Special::None,
@@ -3083,7 +3145,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(6, "tenant", Str, OMIT_ZERO),
         ],
     ),
-    // 288
+    // 294
     m(
         "io.k8s.api.core.v1.RBDPersistentVolumeSource",
         Special::None,
@@ -3094,11 +3156,11 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "pool", Str, OMIT_ZERO),
             f(5, "user", Str, OMIT_ZERO),
             f(6, "keyring", Str, OMIT_ZERO),
-            f(7, "secretRef", Msg(316), 0),
+            f(7, "secretRef", Msg(322), 0),
             f(8, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 289
+    // 295
     m(
         "io.k8s.api.core.v1.RBDVolumeSource",
         Special::None,
@@ -3109,52 +3171,52 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "pool", Str, OMIT_ZERO),
             f(5, "user", Str, OMIT_ZERO),
             f(6, "keyring", Str, OMIT_ZERO),
-            f(7, "secretRef", Msg(209), 0),
+            f(7, "secretRef", Msg(215), 0),
             f(8, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 290
+    // 296
     m(
         "io.k8s.api.core.v1.RangeAllocation",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(2, "range", Str, ZERO_IF_ABSENT),
             f(3, "data", Bytes, ZERO_IF_ABSENT),
         ],
     ),
-    // 291
+    // 297
     m(
         "io.k8s.api.core.v1.ReplicationController",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(294), 0),
-            f(3, "status", Msg(295), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(300), 0),
+            f(3, "status", Msg(301), 0),
         ],
     ),
-    // 292
+    // 298
     m(
         "io.k8s.api.core.v1.ReplicationControllerCondition",
         Special::None,
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
-            f(3, "lastTransitionTime", Msg(409), 0),
+            f(3, "lastTransitionTime", Msg(415), 0),
             f(4, "reason", Str, OMIT_ZERO),
             f(5, "message", Str, OMIT_ZERO),
         ],
     ),
-    // 293
+    // 299
     m(
         "io.k8s.api.core.v1.ReplicationControllerList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(291), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(297), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 294
+    // 300
     m(
         "io.k8s.api.core.v1.ReplicationControllerSpec",
         Special::None,
@@ -3162,10 +3224,10 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "replicas", I32, 0),
             f(4, "minReadySeconds", I32, OMIT_ZERO),
             f(2, "selector", Str, MAP),
-            f(3, "template", Msg(278), 0),
+            f(3, "template", Msg(284), 0),
         ],
     ),
-    // 295
+    // 301
     m(
         "io.k8s.api.core.v1.ReplicationControllerStatus",
         Special::None,
@@ -3175,10 +3237,10 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "readyReplicas", I32, OMIT_ZERO),
             f(5, "availableReplicas", I32, OMIT_ZERO),
             f(3, "observedGeneration", I64, OMIT_ZERO),
-            f(6, "conditions", Msg(292), REPEATED),
+            f(6, "conditions", Msg(298), REPEATED),
         ],
     ),
-    // 296
+    // 302
     m(
         "io.k8s.api.core.v1.ResourceClaim",
         Special::None,
@@ -3187,17 +3249,17 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "request", Str, OMIT_ZERO),
         ],
     ),
-    // 297
+    // 303
     m(
         "io.k8s.api.core.v1.ResourceFieldSelector",
         Special::None,
         &[
             f(1, "containerName", Str, OMIT_ZERO),
             f(2, "resource", Str, ZERO_IF_ABSENT),
-            f(3, "divisor", Msg(369), 0),
+            f(3, "divisor", Msg(375), 0),
         ],
     ),
-    // 298
+    // 304
     m(
         "io.k8s.api.core.v1.ResourceHealth",
         Special::None,
@@ -3206,61 +3268,61 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "health", Str, OMIT_ZERO),
         ],
     ),
-    // 299
+    // 305
     m(
         "io.k8s.api.core.v1.ResourceQuota",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(301), 0),
-            f(3, "status", Msg(302), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(307), 0),
+            f(3, "status", Msg(308), 0),
         ],
     ),
-    // 300
+    // 306
     m(
         "io.k8s.api.core.v1.ResourceQuotaList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(299), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(305), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 301
+    // 307
     m(
         "io.k8s.api.core.v1.ResourceQuotaSpec",
         Special::None,
         &[
-            f(1, "hard", Msg(369), MAP),
+            f(1, "hard", Msg(375), MAP),
             f(2, "scopes", Str, REPEATED),
-            f(3, "scopeSelector", Msg(308), 0),
+            f(3, "scopeSelector", Msg(314), 0),
         ],
     ),
-    // 302
+    // 308
     m(
         "io.k8s.api.core.v1.ResourceQuotaStatus",
         Special::None,
-        &[f(1, "hard", Msg(369), MAP), f(2, "used", Msg(369), MAP)],
+        &[f(1, "hard", Msg(375), MAP), f(2, "used", Msg(375), MAP)],
     ),
-    // 303
+    // 309
     m(
         "io.k8s.api.core.v1.ResourceRequirements",
         Special::None,
         &[
-            f(1, "limits", Msg(369), MAP),
-            f(2, "requests", Msg(369), MAP),
-            f(3, "claims", Msg(296), REPEATED),
+            f(1, "limits", Msg(375), MAP),
+            f(2, "requests", Msg(375), MAP),
+            f(3, "claims", Msg(302), REPEATED),
         ],
     ),
-    // 304
+    // 310
     m(
         "io.k8s.api.core.v1.ResourceStatus",
         Special::None,
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
-            f(2, "resources", Msg(298), REPEATED),
+            f(2, "resources", Msg(304), REPEATED),
         ],
     ),
-    // 305
+    // 311
     m(
         "io.k8s.api.core.v1.SELinuxOptions",
         Special::None,
@@ -3271,14 +3333,14 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "level", Str, OMIT_ZERO),
         ],
     ),
-    // 306
+    // 312
     m(
         "io.k8s.api.core.v1.ScaleIOPersistentVolumeSource",
         Special::None,
         &[
             f(1, "gateway", Str, ZERO_IF_ABSENT),
             f(2, "system", Str, ZERO_IF_ABSENT),
-            f(3, "secretRef", Msg(316), NULL_IF_ABSENT),
+            f(3, "secretRef", Msg(322), NULL_IF_ABSENT),
             f(4, "sslEnabled", Bool, OMIT_ZERO),
             f(5, "protectionDomain", Str, OMIT_ZERO),
             f(6, "storagePool", Str, OMIT_ZERO),
@@ -3288,14 +3350,14 @@ pub(super) static MESSAGES: &[Message] = &[
             f(10, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 307
+    // 313
     m(
         "io.k8s.api.core.v1.ScaleIOVolumeSource",
         Special::None,
         &[
             f(1, "gateway", Str, ZERO_IF_ABSENT),
             f(2, "system", Str, ZERO_IF_ABSENT),
-            f(3, "secretRef", Msg(209), NULL_IF_ABSENT),
+            f(3, "secretRef", Msg(215), NULL_IF_ABSENT),
             f(4, "sslEnabled", Bool, OMIT_ZERO),
             f(5, "protectionDomain", Str, OMIT_ZERO),
             f(6, "storagePool", Str, OMIT_ZERO),
@@ -3305,13 +3367,13 @@ pub(super) static MESSAGES: &[Message] = &[
             f(10, "readOnly", Bool, OMIT_ZERO),
         ],
     ),
-    // 308
+    // 314
     m(
         "io.k8s.api.core.v1.ScopeSelector",
         Special::None,
-        &[f(1, "matchExpressions", Msg(309), REPEATED)],
+        &[f(1, "matchExpressions", Msg(315), REPEATED)],
     ),
-    // 309
+    // 315
     m(
         "io.k8s.api.core.v1.ScopedResourceSelectorRequirement",
         Special::None,
@@ -3321,7 +3383,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "values", Str, REPEATED),
         ],
     ),
-    // 310
+    // 316
     m(
         "io.k8s.api.core.v1.SeccompProfile",
         Special::None,
@@ -3330,57 +3392,57 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "localhostProfile", Str, 0),
         ],
     ),
-    // 311
+    // 317
     m(
         "io.k8s.api.core.v1.Secret",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(5, "immutable", Bool, 0),
             f(2, "data", Bytes, MAP),
             f(4, "stringData", Str, MAP),
             f(3, "type", Str, OMIT_ZERO),
         ],
     ),
-    // 312
+    // 318
     m(
         "io.k8s.api.core.v1.SecretEnvSource",
         Special::None,
         &[
-            f(1, "", Msg(209), INLINE | ZERO_IF_ABSENT),
+            f(1, "", Msg(215), INLINE | ZERO_IF_ABSENT),
             f(2, "optional", Bool, 0),
         ],
     ),
-    // 313
+    // 319
     m(
         "io.k8s.api.core.v1.SecretKeySelector",
         Special::None,
         &[
-            f(1, "", Msg(209), INLINE | ZERO_IF_ABSENT),
+            f(1, "", Msg(215), INLINE | ZERO_IF_ABSENT),
             f(2, "key", Str, ZERO_IF_ABSENT),
             f(3, "optional", Bool, 0),
         ],
     ),
-    // 314
+    // 320
     m(
         "io.k8s.api.core.v1.SecretList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(311), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(317), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 315
+    // 321
     m(
         "io.k8s.api.core.v1.SecretProjection",
         Special::None,
         &[
-            f(1, "", Msg(209), INLINE | ZERO_IF_ABSENT),
-            f(2, "items", Msg(198), REPEATED),
+            f(1, "", Msg(215), INLINE | ZERO_IF_ABSENT),
+            f(2, "items", Msg(204), REPEATED),
             f(4, "optional", Bool, 0),
         ],
     ),
-    // 316
+    // 322
     m(
         "io.k8s.api.core.v1.SecretReference",
         Special::None,
@@ -3389,73 +3451,73 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "namespace", Str, OMIT_ZERO),
         ],
     ),
-    // 317
+    // 323
     m(
         "io.k8s.api.core.v1.SecretVolumeSource",
         Special::None,
         &[
             f(1, "secretName", Str, OMIT_ZERO),
-            f(2, "items", Msg(198), REPEATED),
+            f(2, "items", Msg(204), REPEATED),
             f(3, "defaultMode", I32, 0),
             f(4, "optional", Bool, 0),
         ],
     ),
-    // 318
+    // 324
     m(
         "io.k8s.api.core.v1.SecurityContext",
         Special::None,
         &[
-            f(1, "capabilities", Msg(133), 0),
+            f(1, "capabilities", Msg(139), 0),
             f(2, "privileged", Bool, 0),
-            f(3, "seLinuxOptions", Msg(305), 0),
-            f(10, "windowsOptions", Msg(352), 0),
+            f(3, "seLinuxOptions", Msg(311), 0),
+            f(10, "windowsOptions", Msg(358), 0),
             f(4, "runAsUser", I64, 0),
             f(8, "runAsGroup", I64, 0),
             f(5, "runAsNonRoot", Bool, 0),
             f(6, "readOnlyRootFilesystem", Bool, 0),
             f(7, "allowPrivilegeEscalation", Bool, 0),
             f(9, "procMount", Str, 0),
-            f(11, "seccompProfile", Msg(310), 0),
-            f(12, "appArmorProfile", Msg(124), 0),
+            f(11, "seccompProfile", Msg(316), 0),
+            f(12, "appArmorProfile", Msg(130), 0),
         ],
     ),
-    // 319
+    // 325
     m(
         "io.k8s.api.core.v1.SerializedReference",
         Special::None,
-        &[f(1, "reference", Msg(238), 0)],
+        &[f(1, "reference", Msg(244), 0)],
     ),
-    // 320
+    // 326
     m(
         "io.k8s.api.core.v1.Service",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(327), 0),
-            f(3, "status", Msg(328), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(333), 0),
+            f(3, "status", Msg(334), 0),
         ],
     ),
-    // 321
+    // 327
     m(
         "io.k8s.api.core.v1.ServiceAccount",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "secrets", Msg(238), REPEATED),
-            f(3, "imagePullSecrets", Msg(209), REPEATED),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "secrets", Msg(244), REPEATED),
+            f(3, "imagePullSecrets", Msg(215), REPEATED),
             f(4, "automountServiceAccountToken", Bool, 0),
         ],
     ),
-    // 322
+    // 328
     m(
         "io.k8s.api.core.v1.ServiceAccountList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(321), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(327), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 323
+    // 329
     m(
         "io.k8s.api.core.v1.ServiceAccountTokenProjection",
         Special::None,
@@ -3465,16 +3527,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "path", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 324
+    // 330
     m(
         "io.k8s.api.core.v1.ServiceList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(320), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(326), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 325
+    // 331
     m(
         "io.k8s.api.core.v1.ServicePort",
         Special::None,
@@ -3483,22 +3545,22 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "protocol", Str, OMIT_ZERO),
             f(6, "appProtocol", Str, 0),
             f(3, "port", I32, ZERO_IF_ABSENT),
-            f(4, "targetPort", Msg(416), 0),
+            f(4, "targetPort", Msg(422), 0),
             f(5, "nodePort", I32, OMIT_ZERO),
         ],
     ),
-    // 326
+    // 332
     m(
         "io.k8s.api.core.v1.ServiceProxyOptions",
         Special::None,
         &[f(1, "path", Str, OMIT_ZERO)],
     ),
-    // 327
+    // 333
     m(
         "io.k8s.api.core.v1.ServiceSpec",
         Special::None,
         &[
-            f(1, "ports", Msg(325), REPEATED),
+            f(1, "ports", Msg(331), REPEATED),
             f(2, "selector", Str, MAP),
             f(3, "clusterIP", Str, OMIT_ZERO),
             f(18, "clusterIPs", Str, REPEATED),
@@ -3511,7 +3573,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(11, "externalTrafficPolicy", Str, OMIT_ZERO),
             f(12, "healthCheckNodePort", I32, OMIT_ZERO),
             f(13, "publishNotReadyAddresses", Bool, OMIT_ZERO),
-            f(14, "sessionAffinityConfig", Msg(329), 0),
+            f(14, "sessionAffinityConfig", Msg(335), 0),
             f(19, "ipFamilies", Str, REPEATED),
             f(17, "ipFamilyPolicy", Str, 0),
             f(20, "allocateLoadBalancerNodePorts", Bool, 0),
@@ -3520,28 +3582,28 @@ pub(super) static MESSAGES: &[Message] = &[
             f(23, "trafficDistribution", Str, 0),
         ],
     ),
-    // 328
+    // 334
     m(
         "io.k8s.api.core.v1.ServiceStatus",
         Special::None,
         &[
-            f(1, "loadBalancer", Msg(208), 0),
-            f(2, "conditions", Msg(376), REPEATED),
+            f(1, "loadBalancer", Msg(214), 0),
+            f(2, "conditions", Msg(382), REPEATED),
         ],
     ),
-    // 329
+    // 335
     m(
         "io.k8s.api.core.v1.SessionAffinityConfig",
         Special::None,
-        &[f(1, "clientIP", Msg(138), 0)],
+        &[f(1, "clientIP", Msg(144), 0)],
     ),
-    // 330
+    // 336
     m(
         "io.k8s.api.core.v1.SleepAction",
         Special::None,
         &[f(1, "seconds", I64, ZERO_IF_ABSENT)],
     ),
-    // 331
+    // 337
     m(
         "io.k8s.api.core.v1.StorageOSPersistentVolumeSource",
         Special::None,
@@ -3550,10 +3612,10 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "volumeNamespace", Str, OMIT_ZERO),
             f(3, "fsType", Str, OMIT_ZERO),
             f(4, "readOnly", Bool, OMIT_ZERO),
-            f(5, "secretRef", Msg(238), 0),
+            f(5, "secretRef", Msg(244), 0),
         ],
     ),
-    // 332
+    // 338
     m(
         "io.k8s.api.core.v1.StorageOSVolumeSource",
         Special::None,
@@ -3562,10 +3624,10 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "volumeNamespace", Str, OMIT_ZERO),
             f(3, "fsType", Str, OMIT_ZERO),
             f(4, "readOnly", Bool, OMIT_ZERO),
-            f(5, "secretRef", Msg(209), 0),
+            f(5, "secretRef", Msg(215), 0),
         ],
     ),
-    // 333
+    // 339
     m(
         "io.k8s.api.core.v1.Sysctl",
         Special::None,
@@ -3574,16 +3636,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "value", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 334
+    // 340
     m(
         "io.k8s.api.core.v1.TCPSocketAction",
         Special::None,
         &[
-            f(1, "port", Msg(416), ZERO_IF_ABSENT),
+            f(1, "port", Msg(422), ZERO_IF_ABSENT),
             f(2, "host", Str, OMIT_ZERO),
         ],
     ),
-    // 335
+    // 341
     m(
         "io.k8s.api.core.v1.Taint",
         Special::None,
@@ -3591,10 +3653,10 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "key", Str, ZERO_IF_ABSENT),
             f(2, "value", Str, OMIT_ZERO),
             f(3, "effect", Str, ZERO_IF_ABSENT),
-            f(4, "timeAdded", Msg(409), 0),
+            f(4, "timeAdded", Msg(415), 0),
         ],
     ),
-    // 336
+    // 342
     m(
         "io.k8s.api.core.v1.Toleration",
         Special::None,
@@ -3606,7 +3668,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(5, "tolerationSeconds", I64, 0),
         ],
     ),
-    // 337
+    // 343
     m(
         "io.k8s.api.core.v1.TopologySelectorLabelRequirement",
         Special::None,
@@ -3615,13 +3677,13 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "values", Str, REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 338
+    // 344
     m(
         "io.k8s.api.core.v1.TopologySelectorTerm",
         Special::None,
-        &[f(1, "matchLabelExpressions", Msg(337), REPEATED)],
+        &[f(1, "matchLabelExpressions", Msg(343), REPEATED)],
     ),
-    // 339
+    // 345
     m(
         "io.k8s.api.core.v1.TopologySpreadConstraint",
         Special::None,
@@ -3629,14 +3691,14 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "maxSkew", I32, ZERO_IF_ABSENT),
             f(2, "topologyKey", Str, ZERO_IF_ABSENT),
             f(3, "whenUnsatisfiable", Str, ZERO_IF_ABSENT),
-            f(4, "labelSelector", Msg(389), 0),
+            f(4, "labelSelector", Msg(395), 0),
             f(5, "minDomains", I32, 0),
             f(6, "nodeAffinityPolicy", Str, 0),
             f(7, "nodeTaintsPolicy", Str, 0),
             f(8, "matchLabelKeys", Str, REPEATED),
         ],
     ),
-    // 340
+    // 346
     m(
         "io.k8s.api.core.v1.TypedLocalObjectReference",
         Special::None,
@@ -3646,7 +3708,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "name", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 341
+    // 347
     m(
         "io.k8s.api.core.v1.TypedObjectReference",
         Special::None,
@@ -3657,16 +3719,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "namespace", Str, 0),
         ],
     ),
-    // 342
+    // 348
     m(
         "io.k8s.api.core.v1.Volume",
         Special::None,
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
-            f(2, "", Msg(349), INLINE | ZERO_IF_ABSENT),
+            f(2, "", Msg(355), INLINE | ZERO_IF_ABSENT),
         ],
     ),
-    // 343
+    // 349
     m(
         "io.k8s.api.core.v1.VolumeDevice",
         Special::None,
@@ -3675,7 +3737,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "devicePath", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 344
+    // 350
     m(
         "io.k8s.api.core.v1.VolumeMount",
         Special::None,
@@ -3689,7 +3751,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(6, "subPathExpr", Str, OMIT_ZERO),
         ],
     ),
-    // 345
+    // 351
     m(
         "io.k8s.api.core.v1.VolumeMountStatus",
         Special::None,
@@ -3700,71 +3762,71 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "recursiveReadOnly", Str, 0),
         ],
     ),
-    // 346
+    // 352
     m(
         "io.k8s.api.core.v1.VolumeNodeAffinity",
         Special::None,
-        &[f(1, "required", Msg(230), 0)],
+        &[f(1, "required", Msg(236), 0)],
     ),
-    // 347
+    // 353
     m(
         "io.k8s.api.core.v1.VolumeProjection",
         Special::None,
         &[
-            f(1, "secret", Msg(315), 0),
-            f(2, "downwardAPI", Msg(161), 0),
-            f(3, "configMap", Msg(148), 0),
-            f(4, "serviceAccountToken", Msg(323), 0),
-            f(5, "clusterTrustBundle", Msg(139), 0),
+            f(1, "secret", Msg(321), 0),
+            f(2, "downwardAPI", Msg(167), 0),
+            f(3, "configMap", Msg(154), 0),
+            f(4, "serviceAccountToken", Msg(329), 0),
+            f(5, "clusterTrustBundle", Msg(145), 0),
         ],
     ),
-    // 348
+    // 354
     m(
         "io.k8s.api.core.v1.VolumeResourceRequirements",
         Special::None,
         &[
-            f(1, "limits", Msg(369), MAP),
-            f(2, "requests", Msg(369), MAP),
+            f(1, "limits", Msg(375), MAP),
+            f(2, "requests", Msg(375), MAP),
         ],
     ),
-    // 349
+    // 355
     m(
         "io.k8s.api.core.v1.VolumeSource",
         Special::None,
         &[
-            f(1, "hostPath", Msg(194), 0),
-            f(2, "emptyDir", Msg(164), 0),
-            f(3, "gcePersistentDisk", Msg(185), 0),
-            f(4, "awsElasticBlockStore", Msg(122), 0),
-            f(5, "gitRepo", Msg(187), 0),
-            f(6, "secret", Msg(317), 0),
-            f(7, "nfs", Msg(212), 0),
-            f(8, "iscsi", Msg(196), 0),
-            f(9, "glusterfs", Msg(189), 0),
-            f(10, "persistentVolumeClaim", Msg(246), 0),
-            f(11, "rbd", Msg(289), 0),
-            f(12, "flexVolume", Msg(183), 0),
-            f(13, "cinder", Msg(137), 0),
-            f(14, "cephfs", Msg(135), 0),
-            f(15, "flocker", Msg(184), 0),
-            f(16, "downwardAPI", Msg(163), 0),
-            f(17, "fc", Msg(181), 0),
-            f(18, "azureFile", Msg(129), 0),
-            f(19, "configMap", Msg(149), 0),
-            f(20, "vsphereVolume", Msg(350), 0),
-            f(21, "quobyte", Msg(287), 0),
-            f(22, "azureDisk", Msg(127), 0),
-            f(23, "photonPersistentDisk", Msg(251), 0),
-            f(26, "projected", Msg(286), 0),
-            f(24, "portworxVolume", Msg(280), 0),
-            f(25, "scaleIO", Msg(307), 0),
-            f(27, "storageos", Msg(332), 0),
-            f(28, "csi", Msg(132), 0),
-            f(29, "ephemeral", Msg(175), 0),
-            f(30, "image", Msg(197), 0),
+            f(1, "hostPath", Msg(200), 0),
+            f(2, "emptyDir", Msg(170), 0),
+            f(3, "gcePersistentDisk", Msg(191), 0),
+            f(4, "awsElasticBlockStore", Msg(128), 0),
+            f(5, "gitRepo", Msg(193), 0),
+            f(6, "secret", Msg(323), 0),
+            f(7, "nfs", Msg(218), 0),
+            f(8, "iscsi", Msg(202), 0),
+            f(9, "glusterfs", Msg(195), 0),
+            f(10, "persistentVolumeClaim", Msg(252), 0),
+            f(11, "rbd", Msg(295), 0),
+            f(12, "flexVolume", Msg(189), 0),
+            f(13, "cinder", Msg(143), 0),
+            f(14, "cephfs", Msg(141), 0),
+            f(15, "flocker", Msg(190), 0),
+            f(16, "downwardAPI", Msg(169), 0),
+            f(17, "fc", Msg(187), 0),
+            f(18, "azureFile", Msg(135), 0),
+            f(19, "configMap", Msg(155), 0),
+            f(20, "vsphereVolume", Msg(356), 0),
+            f(21, "quobyte", Msg(293), 0),
+            f(22, "azureDisk", Msg(133), 0),
+            f(23, "photonPersistentDisk", Msg(257), 0),
+            f(26, "projected", Msg(292), 0),
+            f(24, "portworxVolume", Msg(286), 0),
+            f(25, "scaleIO", Msg(313), 0),
+            f(27, "storageos", Msg(338), 0),
+            f(28, "csi", Msg(138), 0),
+            f(29, "ephemeral", Msg(181), 0),
+            f(30, "image", Msg(203), 0),
         ],
     ),
-    // 350
+    // 356
     m(
         "io.k8s.api.core.v1.VsphereVirtualDiskVolumeSource",
         Special::None,
@@ -3775,16 +3837,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "storagePolicyID", Str, OMIT_ZERO),
         ],
     ),
-    // 351
+    // 357
     m(
         "io.k8s.api.core.v1.WeightedPodAffinityTerm",
         Special::None,
         &[
             f(1, "weight", I32, ZERO_IF_ABSENT),
-            f(2, "podAffinityTerm", Msg(254), ZERO_IF_ABSENT),
+            f(2, "podAffinityTerm", Msg(260), ZERO_IF_ABSENT),
         ],
     ),
-    // 352
+    // 358
     m(
         "io.k8s.api.core.v1.WindowsSecurityContextOptions",
         Special::None,
@@ -3795,22 +3857,22 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "hostProcess", Bool, 0),
         ],
     ),
-    // 353
+    // 359
     m(
         "io.k8s.api.discovery.v1.Endpoint",
         Special::None,
         &[
             f(1, "addresses", Str, REPEATED | NULL_IF_ABSENT),
-            f(2, "conditions", Msg(354), 0),
+            f(2, "conditions", Msg(360), 0),
             f(3, "hostname", Str, 0),
-            f(4, "targetRef", Msg(238), 0),
+            f(4, "targetRef", Msg(244), 0),
             f(5, "deprecatedTopology", Str, MAP),
             f(6, "nodeName", Str, 0),
             f(7, "zone", Str, 0),
-            f(8, "hints", Msg(355), 0),
+            f(8, "hints", Msg(361), 0),
         ],
     ),
-    // 354
+    // 360
     m(
         "io.k8s.api.discovery.v1.EndpointConditions",
         Special::None,
@@ -3820,16 +3882,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "terminating", Bool, 0),
         ],
     ),
-    // 355
+    // 361
     m(
         "io.k8s.api.discovery.v1.EndpointHints",
         Special::None,
         &[
-            f(1, "forZones", Msg(360), REPEATED),
-            f(2, "forNodes", Msg(359), REPEATED),
+            f(1, "forZones", Msg(366), REPEATED),
+            f(2, "forNodes", Msg(365), REPEATED),
         ],
     ),
-    // 356
+    // 362
     m(
         "io.k8s.api.discovery.v1.EndpointPort",
         Special::None,
@@ -3840,155 +3902,155 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "appProtocol", Str, 0),
         ],
     ),
-    // 357
+    // 363
     m(
         "io.k8s.api.discovery.v1.EndpointSlice",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
+            f(1, "metadata", Msg(402), 0),
             f(4, "addressType", Str, ZERO_IF_ABSENT),
-            f(2, "endpoints", Msg(353), REPEATED | NULL_IF_ABSENT),
-            f(3, "ports", Msg(356), REPEATED | NULL_IF_ABSENT),
+            f(2, "endpoints", Msg(359), REPEATED | NULL_IF_ABSENT),
+            f(3, "ports", Msg(362), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 358
+    // 364
     m(
         "io.k8s.api.discovery.v1.EndpointSliceList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(357), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(363), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 359
+    // 365
     m(
         "io.k8s.api.discovery.v1.ForNode",
         Special::None,
         &[f(1, "name", Str, ZERO_IF_ABSENT)],
     ),
-    // 360
+    // 366
     m(
         "io.k8s.api.discovery.v1.ForZone",
         Special::None,
         &[f(1, "name", Str, ZERO_IF_ABSENT)],
     ),
-    // 361
+    // 367
     m(
         "io.k8s.api.events.v1.Event",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), ZERO_IF_ABSENT),
-            f(2, "eventTime", Msg(395), ZERO_IF_ABSENT),
-            f(3, "series", Msg(363), 0),
+            f(1, "metadata", Msg(402), ZERO_IF_ABSENT),
+            f(2, "eventTime", Msg(401), ZERO_IF_ABSENT),
+            f(3, "series", Msg(369), 0),
             f(4, "reportingController", Str, OMIT_ZERO),
             f(5, "reportingInstance", Str, OMIT_ZERO),
             f(6, "action", Str, OMIT_ZERO),
             f(7, "reason", Str, OMIT_ZERO),
-            f(8, "regarding", Msg(238), 0),
-            f(9, "related", Msg(238), 0),
+            f(8, "regarding", Msg(244), 0),
+            f(9, "related", Msg(244), 0),
             f(10, "note", Str, OMIT_ZERO),
             f(11, "type", Str, OMIT_ZERO),
-            f(12, "deprecatedSource", Msg(179), 0),
-            f(13, "deprecatedFirstTimestamp", Msg(409), 0),
-            f(14, "deprecatedLastTimestamp", Msg(409), 0),
+            f(12, "deprecatedSource", Msg(185), 0),
+            f(13, "deprecatedFirstTimestamp", Msg(415), 0),
+            f(14, "deprecatedLastTimestamp", Msg(415), 0),
             f(15, "deprecatedCount", I32, OMIT_ZERO),
         ],
     ),
-    // 362
+    // 368
     m(
         "io.k8s.api.events.v1.EventList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(361), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(367), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 363
+    // 369
     m(
         "io.k8s.api.events.v1.EventSeries",
         Special::None,
         &[
             f(1, "count", I32, ZERO_IF_ABSENT),
-            f(2, "lastObservedTime", Msg(395), ZERO_IF_ABSENT),
+            f(2, "lastObservedTime", Msg(401), ZERO_IF_ABSENT),
         ],
     ),
-    // 364
+    // 370
     m(
         "io.k8s.api.policy.v1.Eviction",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "deleteOptions", Msg(378), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "deleteOptions", Msg(384), 0),
         ],
     ),
-    // 365
+    // 371
     m(
         "io.k8s.api.policy.v1.PodDisruptionBudget",
         Special::None,
         &[
-            f(1, "metadata", Msg(396), 0),
-            f(2, "spec", Msg(367), 0),
-            f(3, "status", Msg(368), 0),
+            f(1, "metadata", Msg(402), 0),
+            f(2, "spec", Msg(373), 0),
+            f(3, "status", Msg(374), 0),
         ],
     ),
-    // 366
+    // 372
     m(
         "io.k8s.api.policy.v1.PodDisruptionBudgetList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(365), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(371), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 367
+    // 373
     m(
         "io.k8s.api.policy.v1.PodDisruptionBudgetSpec",
         Special::None,
         &[
-            f(1, "minAvailable", Msg(416), 0),
-            f(2, "selector", Msg(389), 0),
-            f(3, "maxUnavailable", Msg(416), 0),
+            f(1, "minAvailable", Msg(422), 0),
+            f(2, "selector", Msg(395), 0),
+            f(3, "maxUnavailable", Msg(422), 0),
             f(4, "unhealthyPodEvictionPolicy", Str, 0),
         ],
     ),
-    // 368
+    // 374
     m(
         "io.k8s.api.policy.v1.PodDisruptionBudgetStatus",
         Special::None,
         &[
             f(1, "observedGeneration", I64, OMIT_ZERO),
-            f(2, "disruptedPods", Msg(409), MAP),
+            f(2, "disruptedPods", Msg(415), MAP),
             f(3, "disruptionsAllowed", I32, ZERO_IF_ABSENT),
             f(4, "currentHealthy", I32, ZERO_IF_ABSENT),
             f(5, "desiredHealthy", I32, ZERO_IF_ABSENT),
             f(6, "expectedPods", I32, ZERO_IF_ABSENT),
-            f(7, "conditions", Msg(376), REPEATED),
+            f(7, "conditions", Msg(382), REPEATED),
         ],
     ),
-    // 369
+    // 375
     m(
         "io.k8s.apimachinery.pkg.api.resource.Quantity",
         Special::Quantity,
         &[f(1, "string", Str, 0)],
     ),
-    // 370
+    // 376
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.APIGroup",
         Special::None,
         &[
             f(1, "name", Str, ZERO_IF_ABSENT),
-            f(2, "versions", Msg(386), REPEATED | NULL_IF_ABSENT),
-            f(3, "preferredVersion", Msg(386), 0),
-            f(4, "serverAddressByClientCIDRs", Msg(404), REPEATED),
+            f(2, "versions", Msg(392), REPEATED | NULL_IF_ABSENT),
+            f(3, "preferredVersion", Msg(392), 0),
+            f(4, "serverAddressByClientCIDRs", Msg(410), REPEATED),
         ],
     ),
-    // 371
+    // 377
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.APIGroupList",
         Special::None,
-        &[f(1, "groups", Msg(370), REPEATED | NULL_IF_ABSENT)],
+        &[f(1, "groups", Msg(376), REPEATED | NULL_IF_ABSENT)],
     ),
-    // 372
+    // 378
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.APIResource",
         Special::None,
@@ -3999,22 +4061,22 @@ pub(super) static MESSAGES: &[Message] = &[
             f(8, "group", Str, OMIT_ZERO),
             f(9, "version", Str, OMIT_ZERO),
             f(3, "kind", Str, ZERO_IF_ABSENT),
-            f(4, "verbs", Msg(413), NULL_IF_ABSENT),
+            f(4, "verbs", Msg(419), NULL_IF_ABSENT),
             f(5, "shortNames", Str, REPEATED),
             f(7, "categories", Str, REPEATED),
             f(10, "storageVersionHash", Str, OMIT_ZERO),
         ],
     ),
-    // 373
+    // 379
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList",
         Special::None,
         &[
             f(1, "groupVersion", Str, ZERO_IF_ABSENT),
-            f(2, "resources", Msg(372), REPEATED | NULL_IF_ABSENT),
+            f(2, "resources", Msg(378), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 374
+    // 380
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.APIVersions",
         Special::None,
@@ -4023,12 +4085,12 @@ pub(super) static MESSAGES: &[Message] = &[
             f(
                 2,
                 "serverAddressByClientCIDRs",
-                Msg(404),
+                Msg(410),
                 REPEATED | NULL_IF_ABSENT,
             ),
         ],
     ),
-    // 375
+    // 381
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.ApplyOptions",
         Special::None,
@@ -4038,7 +4100,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "fieldManager", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 376
+    // 382
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Condition",
         Special::None,
@@ -4046,12 +4108,12 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "type", Str, ZERO_IF_ABSENT),
             f(2, "status", Str, ZERO_IF_ABSENT),
             f(3, "observedGeneration", I64, OMIT_ZERO),
-            f(4, "lastTransitionTime", Msg(409), ZERO_IF_ABSENT),
+            f(4, "lastTransitionTime", Msg(415), ZERO_IF_ABSENT),
             f(5, "reason", Str, ZERO_IF_ABSENT),
             f(6, "message", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 377
+    // 383
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.CreateOptions",
         Special::None,
@@ -4061,13 +4123,13 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "fieldValidation", Str, OMIT_ZERO),
         ],
     ),
-    // 378
+    // 384
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
         Special::None,
         &[
             f(1, "gracePeriodSeconds", I64, 0),
-            f(2, "preconditions", Msg(402), 0),
+            f(2, "preconditions", Msg(408), 0),
             f(3, "orphanDependents", Bool, 0),
             f(4, "propagationPolicy", Str, 0),
             f(5, "dryRun", Str, REPEATED),
@@ -4079,13 +4141,13 @@ pub(super) static MESSAGES: &[Message] = &[
             ),
         ],
     ),
-    // 379
+    // 385
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Duration",
         Special::Duration,
         &[f(1, "duration", I64, 0)],
     ),
-    // 380
+    // 386
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement",
         Special::None,
@@ -4095,19 +4157,19 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "values", Str, REPEATED),
         ],
     ),
-    // 381
+    // 387
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1",
         Special::FieldsV1,
         &[f(1, "-", Bytes, ZERO_IF_ABSENT)],
     ),
-    // 382
+    // 388
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.GetOptions",
         Special::None,
         &[f(1, "resourceVersion", Str, OMIT_ZERO)],
     ),
-    // 383
+    // 389
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.GroupKind",
         Special::None,
@@ -4116,7 +4178,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "kind", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 384
+    // 390
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.GroupResource",
         Special::None,
@@ -4125,7 +4187,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "resource", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 385
+    // 391
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.GroupVersion",
         Special::None,
@@ -4134,7 +4196,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "version", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 386
+    // 392
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.GroupVersionForDiscovery",
         Special::None,
@@ -4143,7 +4205,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "version", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 387
+    // 393
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.GroupVersionKind",
         Special::None,
@@ -4153,7 +4215,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "kind", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 388
+    // 394
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.GroupVersionResource",
         Special::None,
@@ -4163,16 +4225,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "resource", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 389
+    // 395
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector",
         Special::None,
         &[
             f(1, "matchLabels", Str, MAP),
-            f(2, "matchExpressions", Msg(390), REPEATED),
+            f(2, "matchExpressions", Msg(396), REPEATED),
         ],
     ),
-    // 390
+    // 396
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
         Special::None,
@@ -4182,16 +4244,16 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "values", Str, REPEATED),
         ],
     ),
-    // 391
+    // 397
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.List",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(415), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(421), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 392
+    // 398
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta",
         Special::None,
@@ -4202,7 +4264,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "remainingItemCount", I64, 0),
         ],
     ),
-    // 393
+    // 399
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.ListOptions",
         Special::None,
@@ -4219,7 +4281,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(11, "sendInitialEvents", Bool, 0),
         ],
     ),
-    // 394
+    // 400
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry",
         Special::None,
@@ -4227,19 +4289,19 @@ pub(super) static MESSAGES: &[Message] = &[
             f(1, "manager", Str, OMIT_ZERO),
             f(2, "operation", Str, OMIT_ZERO),
             f(3, "apiVersion", Str, OMIT_ZERO),
-            f(4, "time", Msg(409), 0),
+            f(4, "time", Msg(415), 0),
             f(6, "fieldsType", Str, OMIT_ZERO),
-            f(7, "fieldsV1", Msg(381), 0),
+            f(7, "fieldsV1", Msg(387), 0),
             f(8, "subresource", Str, OMIT_ZERO),
         ],
     ),
-    // 395
+    // 401
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime",
         Special::MicroTime,
         &[f(1, "seconds", I64, 0), f(2, "nanos", I32, 0)],
     ),
-    // 396
+    // 402
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
         Special::None,
@@ -4251,17 +4313,17 @@ pub(super) static MESSAGES: &[Message] = &[
             f(5, "uid", Str, OMIT_ZERO),
             f(6, "resourceVersion", Str, OMIT_ZERO),
             f(7, "generation", I64, OMIT_ZERO),
-            f(8, "creationTimestamp", Msg(409), 0),
-            f(9, "deletionTimestamp", Msg(409), 0),
+            f(8, "creationTimestamp", Msg(415), 0),
+            f(9, "deletionTimestamp", Msg(415), 0),
             f(10, "deletionGracePeriodSeconds", I64, 0),
             f(11, "labels", Str, MAP),
             f(12, "annotations", Str, MAP),
-            f(13, "ownerReferences", Msg(397), REPEATED),
+            f(13, "ownerReferences", Msg(403), REPEATED),
             f(14, "finalizers", Str, REPEATED),
-            f(17, "managedFields", Msg(394), REPEATED),
+            f(17, "managedFields", Msg(400), REPEATED),
         ],
     ),
-    // 397
+    // 403
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference",
         Special::None,
@@ -4274,28 +4336,28 @@ pub(super) static MESSAGES: &[Message] = &[
             f(7, "blockOwnerDeletion", Bool, 0),
         ],
     ),
-    // 398
+    // 404
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.PartialObjectMetadata",
         Special::None,
-        &[f(1, "metadata", Msg(396), 0)],
+        &[f(1, "metadata", Msg(402), 0)],
     ),
-    // 399
+    // 405
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.PartialObjectMetadataList",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
-            f(2, "items", Msg(398), REPEATED | NULL_IF_ABSENT),
+            f(1, "metadata", Msg(398), 0),
+            f(2, "items", Msg(404), REPEATED | NULL_IF_ABSENT),
         ],
     ),
-    // 400
+    // 406
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Patch",
         Special::None,
         &[],
     ),
-    // 401
+    // 407
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.PatchOptions",
         Special::None,
@@ -4306,19 +4368,19 @@ pub(super) static MESSAGES: &[Message] = &[
             f(4, "fieldValidation", Str, OMIT_ZERO),
         ],
     ),
-    // 402
+    // 408
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions",
         Special::None,
         &[f(1, "uid", Str, 0), f(2, "resourceVersion", Str, 0)],
     ),
-    // 403
+    // 409
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.RootPaths",
         Special::None,
         &[f(1, "paths", Str, REPEATED | NULL_IF_ABSENT)],
     ),
-    // 404
+    // 410
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.ServerAddressByClientCIDR",
         Special::None,
@@ -4327,20 +4389,20 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "serverAddress", Str, ZERO_IF_ABSENT),
         ],
     ),
-    // 405
+    // 411
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
         Special::None,
         &[
-            f(1, "metadata", Msg(392), 0),
+            f(1, "metadata", Msg(398), 0),
             f(2, "status", Str, OMIT_ZERO),
             f(3, "message", Str, OMIT_ZERO),
             f(4, "reason", Str, OMIT_ZERO),
-            f(5, "details", Msg(407), 0),
+            f(5, "details", Msg(413), 0),
             f(6, "code", I32, OMIT_ZERO),
         ],
     ),
-    // 406
+    // 412
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause",
         Special::None,
@@ -4350,7 +4412,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "field", Str, OMIT_ZERO),
         ],
     ),
-    // 407
+    // 413
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails",
         Special::None,
@@ -4359,23 +4421,23 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "group", Str, OMIT_ZERO),
             f(3, "kind", Str, OMIT_ZERO),
             f(6, "uid", Str, OMIT_ZERO),
-            f(4, "causes", Msg(406), REPEATED),
+            f(4, "causes", Msg(412), REPEATED),
             f(5, "retryAfterSeconds", I32, OMIT_ZERO),
         ],
     ),
-    // 408
+    // 414
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.TableOptions",
         Special::None,
         &[f(1, "includeObject", Str, OMIT_ZERO)],
     ),
-    // 409
+    // 415
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Time",
         Special::Time,
         &[f(1, "seconds", I64, 0), f(2, "nanos", I32, 0)],
     ),
-    // 410
+    // 416
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Timestamp",
         Special::None,
@@ -4384,7 +4446,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "nanos", I32, ZERO_IF_ABSENT),
         ],
     ),
-    // 411
+    // 417
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.TypeMeta",
         Special::None,
@@ -4393,7 +4455,7 @@ pub(super) static MESSAGES: &[Message] = &[
             f(2, "apiVersion", Str, OMIT_ZERO),
         ],
     ),
-    // 412
+    // 418
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.UpdateOptions",
         Special::None,
@@ -4403,28 +4465,28 @@ pub(super) static MESSAGES: &[Message] = &[
             f(3, "fieldValidation", Str, OMIT_ZERO),
         ],
     ),
-    // 413
+    // 419
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Verbs",
         Special::Items,
         &[f(1, "items", Str, REPEATED)],
     ),
-    // 414
+    // 420
     m(
         "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent",
         Special::None,
         &[
             f(1, "type", Str, ZERO_IF_ABSENT),
-            f(2, "object", Msg(415), ZERO_IF_ABSENT),
+            f(2, "object", Msg(421), ZERO_IF_ABSENT),
         ],
     ),
-    // 415
+    // 421
     m(
         "io.k8s.apimachinery.pkg.runtime.RawExtension",
         Special::RawExtension,
         &[f(1, "-", Bytes, ZERO_IF_ABSENT)],
     ),
-    // 416
+    // 422
     m(
         "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
         Special::IntOrString,
@@ -4481,73 +4543,79 @@ pub(super) static KINDS: &[(&str, &str, u16)] = &[
     ("batch/v1", "CronJobList", 103),
     ("batch/v1", "Job", 106),
     ("batch/v1", "JobList", 108),
-    ("coordination.k8s.io/v1", "Lease", 119),
-    ("coordination.k8s.io/v1", "LeaseList", 120),
-    ("discovery.k8s.io/v1", "EndpointSlice", 357),
-    ("discovery.k8s.io/v1", "EndpointSliceList", 358),
-    ("events.k8s.io/v1", "Event", 361),
-    ("events.k8s.io/v1", "EventList", 362),
-    ("meta.k8s.io/v1", "APIGroup", 370),
-    ("meta.k8s.io/v1", "APIGroupList", 371),
-    ("meta.k8s.io/v1", "APIResourceList", 373),
-    ("meta.k8s.io/v1", "APIVersions", 374),
-    ("meta.k8s.io/v1", "ApplyOptions", 375),
-    ("meta.k8s.io/v1", "CreateOptions", 377),
-    ("meta.k8s.io/v1", "DeleteOptions", 378),
-    ("meta.k8s.io/v1", "GetOptions", 382),
-    ("meta.k8s.io/v1", "List", 391),
-    ("meta.k8s.io/v1", "ListOptions", 393),
-    ("meta.k8s.io/v1", "PartialObjectMetadata", 398),
-    ("meta.k8s.io/v1", "PartialObjectMetadataList", 399),
-    ("meta.k8s.io/v1", "PatchOptions", 401),
-    ("meta.k8s.io/v1", "Status", 405),
-    ("meta.k8s.io/v1", "TableOptions", 408),
-    ("meta.k8s.io/v1", "UpdateOptions", 412),
-    ("policy/v1", "Eviction", 364),
-    ("policy/v1", "PodDisruptionBudget", 365),
-    ("policy/v1", "PodDisruptionBudgetList", 366),
-    ("v1", "Binding", 130),
-    ("v1", "ComponentStatus", 141),
-    ("v1", "ComponentStatusList", 142),
-    ("v1", "ConfigMap", 143),
-    ("v1", "ConfigMapList", 146),
-    ("v1", "Endpoints", 168),
-    ("v1", "EndpointsList", 169),
-    ("v1", "Event", 176),
-    ("v1", "EventList", 177),
-    ("v1", "LimitRange", 201),
-    ("v1", "LimitRangeList", 203),
-    ("v1", "List", 206),
-    ("v1", "Namespace", 213),
-    ("v1", "NamespaceList", 215),
-    ("v1", "Node", 218),
-    ("v1", "NodeList", 226),
-    ("v1", "NodeProxyOptions", 227),
-    ("v1", "PersistentVolume", 239),
-    ("v1", "PersistentVolumeClaim", 240),
-    ("v1", "PersistentVolumeClaimList", 242),
-    ("v1", "PersistentVolumeList", 247),
-    ("v1", "Pod", 252),
-    ("v1", "PodAttachOptions", 256),
-    ("v1", "PodExecOptions", 260),
-    ("v1", "PodList", 262),
-    ("v1", "PodLogOptions", 263),
-    ("v1", "PodPortForwardOptions", 265),
-    ("v1", "PodProxyOptions", 266),
-    ("v1", "PodStatusResult", 275),
-    ("v1", "PodTemplate", 276),
-    ("v1", "PodTemplateList", 277),
-    ("v1", "RangeAllocation", 290),
-    ("v1", "ReplicationController", 291),
-    ("v1", "ReplicationControllerList", 293),
-    ("v1", "ResourceQuota", 299),
-    ("v1", "ResourceQuotaList", 300),
-    ("v1", "Secret", 311),
-    ("v1", "SecretList", 314),
-    ("v1", "SerializedReference", 319),
-    ("v1", "Service", 320),
-    ("v1", "ServiceAccount", 321),
-    ("v1", "ServiceAccountList", 322),
-    ("v1", "ServiceList", 324),
-    ("v1", "ServiceProxyOptions", 326),
+    ("certificates.k8s.io/v1", "CertificateSigningRequest", 119),
+    (
+        "certificates.k8s.io/v1",
+        "CertificateSigningRequestList",
+        121,
+    ),
+    ("coordination.k8s.io/v1", "Lease", 125),
+    ("coordination.k8s.io/v1", "LeaseList", 126),
+    ("discovery.k8s.io/v1", "EndpointSlice", 363),
+    ("discovery.k8s.io/v1", "EndpointSliceList", 364),
+    ("events.k8s.io/v1", "Event", 367),
+    ("events.k8s.io/v1", "EventList", 368),
+    ("meta.k8s.io/v1", "APIGroup", 376),
+    ("meta.k8s.io/v1", "APIGroupList", 377),
+    ("meta.k8s.io/v1", "APIResourceList", 379),
+    ("meta.k8s.io/v1", "APIVersions", 380),
+    ("meta.k8s.io/v1", "ApplyOptions", 381),
+    ("meta.k8s.io/v1", "CreateOptions", 383),
+    ("meta.k8s.io/v1", "DeleteOptions", 384),
+    ("meta.k8s.io/v1", "GetOptions", 388),
+    ("meta.k8s.io/v1", "List", 397),
+    ("meta.k8s.io/v1", "ListOptions", 399),
+    ("meta.k8s.io/v1", "PartialObjectMetadata", 404),
+    ("meta.k8s.io/v1", "PartialObjectMetadataList", 405),
+    ("meta.k8s.io/v1", "PatchOptions", 407),
+    ("meta.k8s.io/v1", "Status", 411),
+    ("meta.k8s.io/v1", "TableOptions", 414),
+    ("meta.k8s.io/v1", "UpdateOptions", 418),
+    ("policy/v1", "Eviction", 370),
+    ("policy/v1", "PodDisruptionBudget", 371),
+    ("policy/v1", "PodDisruptionBudgetList", 372),
+    ("v1", "Binding", 136),
+    ("v1", "ComponentStatus", 147),
+    ("v1", "ComponentStatusList", 148),
+    ("v1", "ConfigMap", 149),
+    ("v1", "ConfigMapList", 152),
+    ("v1", "Endpoints", 174),
+    ("v1", "EndpointsList", 175),
+    ("v1", "Event", 182),
+    ("v1", "EventList", 183),
+    ("v1", "LimitRange", 207),
+    ("v1", "LimitRangeList", 209),
+    ("v1", "List", 212),
+    ("v1", "Namespace", 219),
+    ("v1", "NamespaceList", 221),
+    ("v1", "Node", 224),
+    ("v1", "NodeList", 232),
+    ("v1", "NodeProxyOptions", 233),
+    ("v1", "PersistentVolume", 245),
+    ("v1", "PersistentVolumeClaim", 246),
+    ("v1", "PersistentVolumeClaimList", 248),
+    ("v1", "PersistentVolumeList", 253),
+    ("v1", "Pod", 258),
+    ("v1", "PodAttachOptions", 262),
+    ("v1", "PodExecOptions", 266),
+    ("v1", "PodList", 268),
+    ("v1", "PodLogOptions", 269),
+    ("v1", "PodPortForwardOptions", 271),
+    ("v1", "PodProxyOptions", 272),
+    ("v1", "PodStatusResult", 281),
+    ("v1", "PodTemplate", 282),
+    ("v1", "PodTemplateList", 283),
+    ("v1", "RangeAllocation", 296),
+    ("v1", "ReplicationController", 297),
+    ("v1", "ReplicationControllerList", 299),
+    ("v1", "ResourceQuota", 305),
+    ("v1", "ResourceQuotaList", 306),
+    ("v1", "Secret", 317),
+    ("v1", "SecretList", 320),
+    ("v1", "SerializedReference", 325),
+    ("v1", "Service", 326),
+    ("v1", "ServiceAccount", 327),
+    ("v1", "ServiceAccountList", 328),
+    ("v1", "ServiceList", 330),
+    ("v1", "ServiceProxyOptions", 332),
 ];

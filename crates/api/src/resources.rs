@@ -17,6 +17,9 @@ pub struct Subresources {
     pub eviction: bool,
     /// `pods/log`: a container's log, streamed from the node's kubelet.
     pub log: bool,
+    /// `certificatesigningrequests/approval`: the Approved/Denied
+    /// conditions, written apart from the signer's status.
+    pub approval: bool,
 }
 
 /// One served resource.
@@ -128,6 +131,7 @@ const NONE: Subresources = Subresources {
     binding: false,
     eviction: false,
     log: false,
+    approval: false,
 };
 const STATUS: Subresources = Subresources {
     status: true,
@@ -144,6 +148,12 @@ const POD: Subresources = Subresources {
     binding: true,
     eviction: true,
     log: true,
+    approval: false,
+};
+const CSR: Subresources = Subresources {
+    status: true,
+    approval: true,
+    ..NONE
 };
 
 macro_rules! resource {
@@ -212,6 +222,8 @@ pub static RESOURCES: &[ResourceInfo] = &[
     // batch/v1
     resource!("batch", "v1", "Job", "jobs", "job", [], true, STATUS, ["all"], true),
     resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", ["cj"], true, STATUS, ["all"], true),
+    // certificates.k8s.io/v1
+    resource!("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", ["csr"], false, CSR, [], false),
     // coordination.k8s.io/v1
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", [], true, NONE, [], false),
     // discovery.k8s.io/v1

@@ -80,6 +80,7 @@ kinds![
     ("apps", "v1", "ControllerRevision", api::apps::v1::ControllerRevision),
     ("batch", "v1", "Job", api::batch::v1::Job),
     ("batch", "v1", "CronJob", api::batch::v1::CronJob),
+    ("certificates.k8s.io", "v1", "CertificateSigningRequest", api::certificates::v1::CertificateSigningRequest),
     ("coordination.k8s.io", "v1", "Lease", api::coordination::v1::Lease),
     ("discovery.k8s.io", "v1", "EndpointSlice", api::discovery::v1::EndpointSlice),
     ("autoscaling", "v2", "HorizontalPodAutoscaler", api::autoscaling::v2::HorizontalPodAutoscaler),

@@ -287,6 +287,7 @@ enum Printer {
     ControllerRevision,
     HorizontalPodAutoscaler,
     PodDisruptionBudget,
+    CertificateSigningRequest,
     Default,
 }
 
@@ -315,6 +316,7 @@ fn printer_for(group: &str, plural: &str) -> Printer {
         ("discovery.k8s.io", "endpointslices") => Printer::EndpointSlice,
         ("autoscaling", "horizontalpodautoscalers") => Printer::HorizontalPodAutoscaler,
         ("policy", "poddisruptionbudgets") => Printer::PodDisruptionBudget,
+        ("certificates.k8s.io", "certificatesigningrequests") => Printer::CertificateSigningRequest,
         _ => Printer::Default,
     }
 }
@@ -455,6 +457,10 @@ const D_PVC_VOLUME: &str =
 const D_PVC_CAPACITY: &str = "capacity represents the actual resources of the underlying volume.";
 const D_CR_CONTROLLER: &str = "Controller of the object";
 const D_CR_REVISION: &str = "Revision indicates the revision of the state represented by Data.";
+const D_CSR_SIGNER: &str = "signerName indicates the requested signer, and is a qualified name.";
+const D_CSR_REQUESTOR: &str = "request contains an x509 certificate signing request encoded in a \"CERTIFICATE REQUEST\" PEM block. When serialized as JSON or YAML, the data is additionally base64-encoded.";
+const D_CSR_DURATION: &str = "expirationSeconds is the requested duration of validity of the issued certificate. The certificate signer may issue a certificate with a different validity duration so a client must check the delta between the notBefore and and notAfter fields in the issued certificate to determine the actual duration.";
+const D_CSR_CONDITION: &str = "conditions applied to the request. Known conditions are \"Approved\", \"Denied\", and \"Failed\".";
 const D_LEASE_HOLDER: &str = "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field.";
 
 // discovery.k8s.io/v1beta1 EndpointSlice.
@@ -606,6 +612,14 @@ fn columns(printer: Printer) -> Vec<Col> {
             wide("Selector", "string", D_JOB_SELECTOR),
         ],
         Printer::Lease => vec![NAME, col("Holder", "string", D_LEASE_HOLDER), AGE],
+        Printer::CertificateSigningRequest => vec![
+            NAME,
+            AGE,
+            col("SignerName", "string", D_CSR_SIGNER),
+            col("Requestor", "string", D_CSR_REQUESTOR),
+            col("RequestedDuration", "string", D_CSR_DURATION),
+            col("Condition", "string", D_CSR_CONDITION),
+        ],
         Printer::PersistentVolume => vec![
             NAME,
             col("Capacity", "string", D_PV_CAPACITY),
@@ -722,6 +736,25 @@ fn cells(printer: Printer, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         Printer::Lease => {
             let holder = s(&obj["spec"]["holderIdentity"]);
             vec![name(obj), holder.into(), age(obj, now)]
+        }
+        Printer::CertificateSigningRequest => {
+            let spec = &obj["spec"];
+            let signer = match s(&spec["signerName"]) {
+                "" => "<none>".to_string(),
+                signer => signer.to_string(),
+            };
+            let duration = match int(&spec["expirationSeconds"]) {
+                Some(secs) => human_duration(Duration::seconds(secs)),
+                None => "<none>".to_string(),
+            };
+            vec![
+                name(obj),
+                age(obj, now),
+                signer.into(),
+                s(&spec["username"]).into(),
+                duration.into(),
+                csr_condition(&obj["status"]).into(),
+            ]
         }
         Printer::EndpointSlice => vec![
             name(obj),
@@ -865,6 +898,30 @@ fn partial_object_metadata(obj: &Value) -> Value {
 // ---------------------------------------------------------------------------
 // JSON and time helpers
 // ---------------------------------------------------------------------------
+
+/// A CSR's condition cell as kubectl shows it: Denied, Approved or
+/// Pending (in that precedence), then `,Failed` and `,Issued`.
+fn csr_condition(status: &Value) -> String {
+    let has = |kind: &str| {
+        arr(&status["conditions"])
+            .iter()
+            .any(|c| s(&c["type"]) == kind)
+    };
+    let mut out = if has("Denied") {
+        "Denied".to_string()
+    } else if has("Approved") {
+        "Approved".to_string()
+    } else {
+        "Pending".to_string()
+    };
+    if has("Failed") {
+        out.push_str(",Failed");
+    }
+    if !s(&status["certificate"]).is_empty() {
+        out.push_str(",Issued");
+    }
+    out
+}
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
@@ -2502,6 +2559,44 @@ mod tests {
         assert_eq!(cells[2], "<none>");
         assert_eq!(cells[3], "True");
         assert_eq!(cells[5], "<none>");
+    }
+
+    #[test]
+    fn csrs_print_signer_requestor_duration_and_condition() {
+        let pending = json!({"metadata": {"name": "node-csr-1", "creationTimestamp": "2024-05-01T11:00:00Z"},
+            "spec": {"signerName": "kubernetes.io/kube-apiserver-client-kubelet", "username": "system:bootstrap:abcdef", "request": "LS0t"}});
+        assert_eq!(
+            cells_of("certificates.k8s.io", "certificatesigningrequests", pending),
+            [
+                json!("node-csr-1"),
+                json!("60m"),
+                json!("kubernetes.io/kube-apiserver-client-kubelet"),
+                json!("system:bootstrap:abcdef"),
+                json!("<none>"),
+                json!("Pending")
+            ]
+        );
+        let issued = json!({"metadata": {"name": "x"},
+            "spec": {"signerName": "s/x", "username": "u", "expirationSeconds": 86400},
+            "status": {"conditions": [{"type": "Approved", "status": "True"}], "certificate": "LS0t"}});
+        let cells = cells_of("certificates.k8s.io", "certificatesigningrequests", issued);
+        assert_eq!(cells[4], "24h");
+        assert_eq!(cells[5], "Approved,Issued");
+        let cases = [
+            (json!({"conditions": [{"type": "Denied"}]}), "Denied"),
+            (
+                json!({"conditions": [{"type": "Approved"}, {"type": "Failed"}]}),
+                "Approved,Failed",
+            ),
+            (
+                json!({"conditions": [{"type": "Denied"}, {"type": "Approved"}]}),
+                "Denied",
+            ),
+            (json!({}), "Pending"),
+        ];
+        for (status, want) in cases {
+            assert_eq!(csr_condition(&status), want, "{status}");
+        }
     }
 
     #[test]

@@ -80,6 +80,9 @@ fn subresources(r: &ResourceInfo) -> Vec<Sub> {
             verbs: &["get", "patch", "update"],
         });
     }
+    if r.subresources.approval {
+        out.push(same("approval", &["get", "patch", "update"]));
+    }
     if r.subresources.status {
         out.push(same("status", &["get", "patch", "update"]));
     }

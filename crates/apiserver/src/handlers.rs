@@ -322,7 +322,7 @@ async fn read_body(req: Request) -> ApiResult<(String, bytes::Bytes)> {
     Ok((content_type, body))
 }
 
-fn write_options(query: &Query, headers: &HeaderMap) -> ApiResult<WriteOptions> {
+fn write_options(query: &Query, headers: &HeaderMap, user: &UserInfo) -> ApiResult<WriteOptions> {
     let dry_run = match query.non_empty("dryRun") {
         None => false,
         Some("All") => true,
@@ -366,6 +366,7 @@ fn write_options(query: &Query, headers: &HeaderMap) -> ApiResult<WriteOptions> 
         field_manager_given: query.non_empty("fieldManager").is_some(),
         field_validation,
         managed_by_apply: false,
+        requester: Some(user.clone()),
     })
 }
 
@@ -444,7 +445,7 @@ async fn resource_request(
                     resource.plural
                 )));
             }
-            let options = write_options(&query, &headers)?;
+            let options = write_options(&query, &headers, user)?;
             let (ct, body) = read_body(req).await?;
             let obj = codec::decode_body(&ct, &body)?;
             let written = registry.create(resource, ns, obj, &options).await?;
@@ -463,9 +464,9 @@ async fn resource_request(
                 &render_one(resource, &obj, &accept, &query)?,
             ))
         }
-        (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
+        (&Method::PUT, Some(name), sub @ (None | Some("status" | "finalize" | "approval"))) => {
             check_subresource(resource, sub)?;
-            let options = write_options(&query, &headers)?;
+            let options = write_options(&query, &headers, user)?;
             let (ct, body) = read_body(req).await?;
             let obj = codec::decode_body(&ct, &body)?;
             let unpinned = api::meta::resource_version(&obj).is_none_or(str::is_empty);
@@ -505,9 +506,9 @@ async fn resource_request(
             };
             written_response(written, &query, &rp, &accept)
         }
-        (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+        (&Method::PATCH, Some(name), sub @ (None | Some("status" | "approval"))) => {
             check_subresource(resource, sub)?;
-            let options = write_options(&query, &headers)?;
+            let options = write_options(&query, &headers, user)?;
             let (ct, body) = read_body(req).await?;
             let written = patch::patch(
                 registry,
@@ -523,8 +524,8 @@ async fn resource_request(
             .await?;
             written_response(written, &query, &rp, &accept)
         }
-        (&Method::GET, Some(name), Some("status")) => {
-            check_subresource(resource, Some("status"))?;
+        (&Method::GET, Some(name), sub @ Some("status" | "approval")) => {
+            check_subresource(resource, sub)?;
             let obj = registry.get(resource, ns, name).await?;
             Ok(json_response(
                 StatusCode::OK,
@@ -552,14 +553,14 @@ async fn resource_request(
             ))
         }
         (m, Some(name), Some("scale")) if resource.subresources.scale => {
-            let options = write_options(&query, &headers)?;
+            let options = write_options(&query, &headers, user)?;
             let (ct, body) = read_body(req).await?;
             subresources::scale(registry, resource, ns, name, m, &ct, &body, &options)
                 .await
                 .map(|v| json_response(StatusCode::OK, &v))
         }
         (&Method::POST, Some(name), Some("binding")) if resource.subresources.binding => {
-            let options = write_options(&query, &headers)?;
+            let options = write_options(&query, &headers, user)?;
             let (ct, body) = read_body(req).await?;
             let binding = codec::decode_body(&ct, &body)?;
             subresources::bind(registry, ns, name, &binding, &options).await?;
@@ -727,6 +728,7 @@ fn check_subresource(resource: &ResourceInfo, sub: Option<&str>) -> ApiResult<()
     let ok = match sub {
         None => true,
         Some("status") => resource.subresources.status,
+        Some("approval") => resource.subresources.approval,
         Some("finalize") => resource.kind == "Namespace",
         Some(_) => false,
     };

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod cache;
 pub mod codec;
 pub mod cron;
+pub mod csr;
 pub mod default_service;
 pub mod discovery;
 pub mod error;

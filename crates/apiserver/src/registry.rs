@@ -28,6 +28,8 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
     /// Server-side apply already recorded managedFields for this write.
     pub managed_by_apply: bool,
+    /// Who asked, where a resource records it (a CSR's `spec.username`).
+    pub requester: Option<crate::auth::UserInfo>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -127,6 +129,10 @@ impl Registry {
     /// Services write through their allocator; see [`crate::alloc`].
     fn is_service(resource: &ResourceInfo) -> bool {
         (resource.group, resource.kind) == ("", "Service")
+    }
+
+    fn is_csr(resource: &ResourceInfo) -> bool {
+        (resource.group, resource.kind) == ("certificates.k8s.io", crate::csr::KIND)
     }
 
     fn storage(&self) -> &storage::DynStorage {
@@ -334,6 +340,9 @@ impl Registry {
         }
         strategy::default(resource, &mut obj);
         strategy::prepare_create(resource, &mut obj);
+        if Self::is_csr(resource) {
+            crate::csr::prepare_create(&mut obj, options.requester.as_ref());
+        }
         Self::validate(resource, &obj, options, &mut warnings)?;
         if !options.managed_by_apply {
             crate::managed::track(
@@ -550,7 +559,12 @@ impl Registry {
             }
             _ => {}
         }
+        if Self::is_csr(resource) {
+            crate::csr::prepare_update(subresource, current, &mut new);
+        }
         match subresource {
+            // A CSR's endpoints were sorted out just above.
+            _ if Self::is_csr(resource) => {}
             Some("status") => {
                 // A status write changes status and nothing else.
                 let status = new.get("status").cloned();
@@ -649,6 +663,16 @@ impl Registry {
         }
         strategy::default(resource, &mut new);
         Self::validate(resource, &new, options, warnings)?;
+        if Self::is_csr(resource) {
+            let causes = crate::csr::validate_conditions(&new, Some(current));
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(
+                    resource.kind,
+                    subject(resource, &name),
+                    causes,
+                ));
+            }
+        }
         let immutable = strategy::immutable_changes(resource, current, &new);
         if !immutable.is_empty() {
             return Err(ApiError::invalid(

@@ -37,6 +37,9 @@ pub fn check_decodes(resource: &ResourceInfo, obj: &Value) -> Result<(), String>
         ("batch", "Job") => try_as::<k::batch::v1::Job>(obj),
         ("batch", "CronJob") => try_as::<k::batch::v1::CronJob>(obj),
         ("coordination.k8s.io", "Lease") => try_as::<k::coordination::v1::Lease>(obj),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            try_as::<k::certificates::v1::CertificateSigningRequest>(obj)
+        }
         ("discovery.k8s.io", "EndpointSlice") => try_as::<k::discovery::v1::EndpointSlice>(obj),
         ("autoscaling", "HorizontalPodAutoscaler") => {
             try_as::<k::autoscaling::v2::HorizontalPodAutoscaler>(obj)
@@ -568,6 +571,9 @@ pub fn validate(resource: &ResourceInfo, obj: &Value) -> Vec<Cause> {
             &mut causes,
         ),
         ("", "Service") => validate_service(obj, &mut causes),
+        ("certificates.k8s.io", crate::csr::KIND) => {
+            causes.extend(crate::csr::validate_create(obj))
+        }
         ("batch", "CronJob") => {
             let schedule = obj
                 .pointer("/spec/schedule")

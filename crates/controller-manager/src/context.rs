@@ -37,6 +37,9 @@ pub struct Settings {
     pub endpoint_updates_batch_period: Duration,
     /// `--endpointslice-updates-batch-period`: the same for EndpointSlices.
     pub endpointslice_updates_batch_period: Duration,
+    /// `--cluster-signing-cert-file`/`--cluster-signing-key-file`: the CA
+    /// `csrsigning` issues with; none, no signing.
+    pub cluster_signing: Option<crate::controllers::certificates::ClusterSigning>,
 }
 
 impl Default for Settings {
@@ -52,6 +55,7 @@ impl Default for Settings {
             max_endpoints_per_slice: 100,
             endpoint_updates_batch_period: Duration::ZERO,
             endpointslice_updates_batch_period: Duration::ZERO,
+            cluster_signing: None,
         }
     }
 }

@@ -7,6 +7,7 @@ use futures::future::BoxFuture;
 
 use crate::context::Context;
 
+pub mod certificates;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -44,6 +45,13 @@ pub const CONTROLLERS: &[(&str, Start)] = &[
     ("serviceaccount", |ctx| Box::pin(serviceaccount::run(ctx))),
     ("horizontalpodautoscaling", |ctx| Box::pin(hpa::run(ctx))),
     ("disruption", |ctx| Box::pin(disruption::run(ctx))),
+    ("csrapproving", |ctx| {
+        Box::pin(certificates::run(ctx, true, None))
+    }),
+    ("csrsigning", |ctx| {
+        let ca = ctx.settings.cluster_signing.clone();
+        Box::pin(certificates::run(ctx, false, ca))
+    }),
 ];
 
 /// Whether `name` is enabled by a `--controllers` list: `*` enables all,
