@@ -74,21 +74,50 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/readyz/")
 }
 
-fn authenticate(state: &AppState, req: &Request) -> Option<UserInfo> {
+/// A bearer token no static entry knows: a bootstrap token's Secret in
+/// kube-system decides.
+async fn authenticate_bootstrap(state: &AppState, token: String) -> Option<UserInfo> {
+    let (id, _) = crate::bootstrap_token::parse(&token)?;
+    let secrets = api::resources::find("", "v1", "secrets")?;
+    let secret = state
+        .registry
+        .get(
+            secrets,
+            Some("kube-system"),
+            &crate::bootstrap_token::secret_name(id),
+        )
+        .await
+        .ok()?;
+    crate::bootstrap_token::user(&token, &secret, chrono::Utc::now())
+}
+
+/// The client certificate's or static token's user; `Err(token)` when a
+/// bearer token needs looking up.
+fn authenticate_locally(state: &AppState, req: &Request) -> Result<Option<UserInfo>, String> {
     if let Some(PeerIdentity(Some(user))) = req.extensions().get::<PeerIdentity>() {
-        return Some(user.clone());
+        return Ok(Some(user.clone()));
     }
     let auth = header_str(req.headers(), header::AUTHORIZATION);
-    let token = auth
+    let Some(token) = auth
         .strip_prefix("Bearer ")
-        .or_else(|| auth.strip_prefix("bearer "))?;
-    state.tokens.authenticate(token.trim())
+        .or_else(|| auth.strip_prefix("bearer "))
+        .map(str::trim)
+    else {
+        return Ok(None);
+    };
+    match state.tokens.authenticate(token) {
+        Some(user) => Ok(Some(user)),
+        None => Err(token.to_string()),
+    }
 }
 
 async fn route(state: Arc<AppState>, req: Request) -> ApiResult<Response> {
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
-    let user = authenticate(&state, &req);
+    let user = match authenticate_locally(&state, &req) {
+        Ok(user) => user,
+        Err(token) => authenticate_bootstrap(&state, token).await,
+    };
     if user.is_none() && !is_public(&path) {
         return Err(ApiError::Unauthorized);
     }

@@ -23,6 +23,7 @@
 
 pub mod alloc;
 pub mod auth;
+pub mod bootstrap_token;
 pub mod cache;
 pub mod codec;
 pub mod cron;
