@@ -29,12 +29,22 @@ fn stopped(stop: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 's
     }
 }
 
-/// Whether a Node's `Ready` condition is `True`.
-pub fn node_ready(node: &Node) -> bool {
+/// Whether a Node's `Ready` condition is `True` with a heartbeat at or
+/// after `since_secs` (Unix seconds): on a restart the stored node still
+/// says Ready from the last run, which proves nothing about this one.
+pub fn node_ready_since(node: &Node, since_secs: i64) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.type_ == "Ready"
+                    && c.status == "True"
+                    && c.last_heartbeat_time
+                        .as_ref()
+                        .is_some_and(|t| t.0.as_second() >= since_secs)
+            })
+        })
 }
 
 /// This process's resident memory in KiB (`VmRSS` of `/proc/self/status`).
@@ -64,8 +74,9 @@ pub fn usage(kubeconfig: &Path, elapsed: Duration, rss_kib: Option<u64>) -> Stri
     )
 }
 
-/// Poll until `/healthz` answers ok and `node` (if any) is Ready.
-async fn wait_ready(admin: &kube::Client, node: Option<&str>) {
+/// Poll until `/healthz` answers ok and `node` (if any) is Ready with a
+/// heartbeat from this run (at or after `since_secs`).
+async fn wait_ready(admin: &kube::Client, node: Option<&str>, since_secs: i64) {
     let nodes: kube::Api<Node> = kube::Api::all(admin.clone());
     loop {
         let healthy = match http::Request::get("/healthz").body(Vec::new()) {
@@ -79,7 +90,7 @@ async fn wait_ready(admin: &kube::Client, node: Option<&str>) {
                 .await
                 .ok()
                 .flatten()
-                .is_some_and(|n| node_ready(&n)),
+                .is_some_and(|n| node_ready_since(&n, since_secs)),
         };
         if healthy && ready {
             return;
@@ -95,6 +106,10 @@ type Finished = (&'static str, anyhow::Result<()>);
 /// than the proxy fails).
 pub async fn run(plan: Plan, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Heartbeats are written with whole seconds.
+    let started_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let Plan {
         data_dir,
         node_name,
@@ -153,7 +168,7 @@ pub async fn run(plan: Plan, shutdown: impl Future<Output = ()>) -> anyhow::Resu
     );
 
     let admin = component_base::client::client(Some(&running.kubeconfig)).await?;
-    let ready = wait_ready(&admin, node_name.as_deref());
+    let ready = wait_ready(&admin, node_name.as_deref(), started_secs);
     tokio::pin!(ready);
     tokio::pin!(shutdown);
     let mut is_ready = false;
@@ -242,20 +257,33 @@ mod tests {
 
     #[test]
     fn readiness_is_the_ready_condition() {
-        let node = |status: &str| -> Node {
+        let node = |status: &str, heartbeat: &str| -> Node {
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "n"},
                 "status": {"conditions": [
                     {"type": "MemoryPressure", "status": "False"},
-                    {"type": "Ready", "status": status},
+                    {"type": "Ready", "status": status, "lastHeartbeatTime": heartbeat},
                 ]}
             }))
             .unwrap()
         };
-        assert!(node_ready(&node("True")));
-        assert!(!node_ready(&node("False")));
-        assert!(!node_ready(&node("Unknown")));
-        assert!(!node_ready(&Node::default()));
+        // 2026-01-01T00:00:00Z
+        let since = 1_767_225_600;
+        let cases = [
+            ("True", "2026-01-01T00:00:00Z", true),
+            ("True", "2026-01-01T00:00:05Z", true),
+            ("True", "2025-12-31T23:59:59Z", false),
+            ("False", "2026-01-01T00:00:05Z", false),
+            ("Unknown", "2026-01-01T00:00:05Z", false),
+        ];
+        for (status, heartbeat, want) in cases {
+            assert_eq!(
+                node_ready_since(&node(status, heartbeat), since),
+                want,
+                "{status} {heartbeat}"
+            );
+        }
+        assert!(!node_ready_since(&Node::default(), since));
     }
 
     #[test]
