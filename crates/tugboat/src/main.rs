@@ -34,9 +34,9 @@ fn main() -> anyhow::Result<()> {
         let Some(dir) = args.next() else {
             anyhow::bail!("usage: tugboat {SHIM_SUBCOMMAND} <container dir>");
         };
-        std::process::exit(kubelet::runtime::process::shim_main(
-            std::path::Path::new(&dir),
-        ));
+        std::process::exit(kubelet::runtime::process::shim_main(std::path::Path::new(
+            &dir,
+        )));
     }
     let Command::Server(mut server) = Cli::parse().command;
     let is_root = kubelet::cli::running_as_root();

@@ -100,7 +100,11 @@ pub struct Plan {
 /// directory of the working directory otherwise (a user cannot write
 /// /var/lib, and a per-user default in $HOME would hide where state is).
 pub fn default_data_dir(is_root: bool) -> PathBuf {
-    PathBuf::from(if is_root { ROOT_DATA_DIR } else { USER_DATA_DIR })
+    PathBuf::from(if is_root {
+        ROOT_DATA_DIR
+    } else {
+        USER_DATA_DIR
+    })
 }
 
 /// Where a component's kubeconfig is written (see
@@ -245,10 +249,7 @@ mod tests {
 
     #[test]
     fn the_data_dir_defaults_by_user() {
-        let cases = [
-            (true, "/var/lib/tugboat"),
-            (false, "tugboat-data"),
-        ];
+        let cases = [(true, "/var/lib/tugboat"), (false, "tugboat-data")];
         for (root, want) in cases {
             let p = plan(&args(&[]), &host(root)).unwrap();
             assert_eq!(p.data_dir, PathBuf::from(want), "root={root}");
@@ -261,7 +262,14 @@ mod tests {
     #[test]
     fn every_component_gets_its_own_kubeconfig() {
         let p = plan(
-            &args(&["--data-dir", "/d", "--node-name", "n1", "--simulate-nodes", "3"]),
+            &args(&[
+                "--data-dir",
+                "/d",
+                "--node-name",
+                "n1",
+                "--simulate-nodes",
+                "3",
+            ]),
             &host(true),
         )
         .unwrap();
@@ -308,7 +316,11 @@ mod tests {
         .unwrap();
         assert_eq!(p.apiserver.secure_port, 7443);
         assert!(!p.scheduler.leader_elect && !p.controller_manager.leader_elect);
-        assert_eq!(p.node_name.as_deref(), Some("box"), "default: the host name");
+        assert_eq!(
+            p.node_name.as_deref(),
+            Some("box"),
+            "default: the host name"
+        );
         let kubelet = p.kubelet.unwrap();
         assert_eq!(kubelet.node_name.as_deref(), Some("box"));
         assert_eq!(kubelet.runtime, kubelet::cli::Runtime::Process);
@@ -317,7 +329,10 @@ mod tests {
         assert_eq!(kubelet.root_dir, PathBuf::from("/var/lib/tugboat/kubelet"));
         assert_eq!(kubelet.node_ip, Some(IpAddr::from([192, 168, 1, 5])));
         assert!(p.hollow.is_none());
-        assert_eq!(p.scheduler.metrics_address.ip(), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(
+            p.scheduler.metrics_address.ip(),
+            IpAddr::from([127, 0, 0, 1])
+        );
     }
 
     #[test]
