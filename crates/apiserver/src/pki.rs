@@ -446,7 +446,11 @@ mod tests {
             let info = subject(&cert);
             assert_eq!(info.name, user);
             for g in groups {
-                assert!(info.groups.iter().any(|x| x == g), "{user}: {:?}", info.groups);
+                assert!(
+                    info.groups.iter().any(|x| x == g),
+                    "{user}: {:?}",
+                    info.groups
+                );
             }
             let config = std::fs::read_to_string(&path).unwrap();
             assert!(config.contains("server: https://127.0.0.1:1"), "{config}");

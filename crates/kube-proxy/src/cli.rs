@@ -115,7 +115,6 @@ async fn serve(addr: SocketAddr, router: axum::Router, what: &str) -> anyhow::Re
     Ok(())
 }
 
-
 impl Flags {
     /// The defaults, as if no flag were given.
     pub fn defaults() -> Self {

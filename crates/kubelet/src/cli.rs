@@ -9,18 +9,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use axum::routing::get;
-use clap::{Parser, ValueEnum};
-use k8s_openapi::api::core::v1::Taint;
-use crate::config::{
-    parse_duration, parse_node_labels, parse_quantity_flag, parse_taints,
-};
+use crate::config::{parse_duration, parse_node_labels, parse_quantity_flag, parse_taints};
 use crate::runtime::cri::CriRuntime;
 use crate::runtime::fake::FakeRuntime;
 use crate::runtime::process::{ProcessOptions, ProcessRuntime};
 use crate::runtime::ContainerRuntime;
 use crate::{HollowNodes, Kubelet, KubeletConfig, MachineInfo};
+use anyhow::Context as _;
+use axum::routing::get;
+use clap::{Parser, ValueEnum};
+use k8s_openapi::api::core::v1::Taint;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Runtime {
@@ -238,8 +236,7 @@ pub async fn run(flags: Flags, shutdown: impl Future<Output = ()>) -> anyhow::Re
         "--node-status-update-frequency must be positive"
     );
     if let Some(cidr) = &flags.pod_cidr {
-        crate::runtime::fake::Cidr::parse(cidr)
-            .map_err(|e| anyhow::anyhow!("--pod-cidr: {e}"))?;
+        crate::runtime::fake::Cidr::parse(cidr).map_err(|e| anyhow::anyhow!("--pod-cidr: {e}"))?;
     }
 
     let kube_config = component_base::client::config(flags.kubeconfig.as_deref()).await?;
