@@ -483,3 +483,31 @@ fn simulated_nodes_join_the_local_one() {
     assert!(nodes.contains(&format!("{node}-sim-19 True")), "{nodes}");
     server.interrupt();
 }
+
+#[test]
+fn runtime_none_is_a_control_plane_without_a_node() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let node = format!("tugboat-none-{}", std::process::id());
+    let server = Tugboat::start(
+        &dir.path().join("data"),
+        free_port(),
+        free_port(),
+        &node,
+        &["--runtime", "none"],
+    );
+    println!("control plane only: ready in {} ms", server.ready_ms());
+    assert_eq!(server.kubectl_ok(&["get", "--raw", "/healthz"]), "ok");
+    let nodes = server.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    assert_eq!(nodes, "", "no local node");
+    // The components still have their own kubeconfigs; the kubelet's is not made.
+    let kubeconfigs = dir.path().join("data/kubeconfigs");
+    for name in ["scheduler", "controller-manager", "kube-proxy"] {
+        assert!(
+            kubeconfigs.join(format!("{name}.kubeconfig")).exists(),
+            "{name}"
+        );
+    }
+    assert!(!kubeconfigs.join("kubelet.kubeconfig").exists());
+    server.interrupt();
+}
