@@ -88,3 +88,15 @@ fn components_never_depend_on_each_other_or_on_the_apiserver() {
         }
     }
 }
+
+#[test]
+fn nothing_depends_on_the_all_in_one_tugboat() {
+    let deps = workspace_dependencies();
+    assert!(deps.contains_key("tugboat"), "the tugboat crate exists");
+    for (package, uses) in &deps {
+        assert!(
+            !uses.contains("tugboat"),
+            "{package} must not depend on tugboat (it links the components, not the other way)"
+        );
+    }
+}

@@ -15,7 +15,8 @@
 //! `nodes/proxy` by [`kubelet_proxy`], which splices upgraded connections.
 //! Discovery and OpenAPI documents come from the resource table
 //! ([`discovery`], [`openapi_http`]); [`pki`] makes the cluster CA,
-//! certificates and `admin.kubeconfig` on first start.
+//! certificates and `admin.kubeconfig` on first start; [`cli`] is the
+//! command line (flags and the run loop) `tug-apiserver` and `tugboat` share.
 
 // `ApiError` carries what a `Status` body needs (subject, causes); it is
 // returned on cold paths only, so its size is not worth boxing everywhere.
@@ -25,6 +26,7 @@ pub mod alloc;
 pub mod auth;
 pub mod bootstrap_token;
 pub mod cache;
+pub mod cli;
 pub mod codec;
 pub mod cron;
 pub mod csr;

@@ -1,6 +1,8 @@
 //! First-start PKI: a cluster CA, the serving certificate, an admin client
 //! certificate, the API server's own client certificate for kubelets and
-//! `admin.kubeconfig`, all under the data dir.
+//! `admin.kubeconfig`, all under the data dir; and, for `tugboat server`,
+//! one client certificate and kubeconfig per component
+//! ([`ensure_client_kubeconfig`]), as k3s issues them.
 //!
 //! Upstream clusters get these from kubeadm; a single `tug-apiserver` makes
 //! its own so the real kubectl works against it with no extra step. Files are
@@ -261,8 +263,119 @@ pub fn ensure(
     })
 }
 
+/// A component's client identity: the certificate subject the x509
+/// authenticator turns into a user (CN) and groups (O).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The file stem: `<data>/pki/<stem>.crt` and `<data>/kubeconfigs/<stem>.kubeconfig`.
+    pub stem: String,
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+impl ClientIdentity {
+    /// upstream's kube-scheduler user.
+    pub fn scheduler() -> Self {
+        Self::new("scheduler", "system:kube-scheduler", &[])
+    }
+
+    /// upstream's kube-controller-manager user.
+    pub fn controller_manager() -> Self {
+        Self::new("controller-manager", "system:kube-controller-manager", &[])
+    }
+
+    /// upstream's kube-proxy user.
+    pub fn proxy() -> Self {
+        Self::new("kube-proxy", "system:kube-proxy", &[])
+    }
+
+    /// A kubelet's node credential: `system:node:<node>` in `system:nodes`,
+    /// what the Node authorizer and NodeRestriction expect upstream.
+    pub fn node(node: &str) -> Self {
+        Self::new("kubelet", &format!("system:node:{node}"), &["system:nodes"])
+    }
+
+    fn new(stem: &str, user: &str, groups: &[&str]) -> Self {
+        ClientIdentity {
+            stem: stem.into(),
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+}
+
+/// Whether `cert_pem` was issued to `identity` (same user, same groups):
+/// a kept certificate must not carry an old node name.
+fn issued_to(cert_pem: &str, identity: &ClientIdentity) -> bool {
+    let Some(Ok(der)) = rustls_pemfile::certs(&mut cert_pem.as_bytes()).next() else {
+        return false;
+    };
+    let Some(user) = crate::auth::user_from_certificate(der.as_ref()) else {
+        return false;
+    };
+    let mut groups: Vec<&str> = user
+        .groups
+        .iter()
+        .map(String::as_str)
+        .filter(|g| *g != "system:authenticated")
+        .collect();
+    groups.sort_unstable();
+    let mut wanted: Vec<&str> = identity.groups.iter().map(String::as_str).collect();
+    wanted.sort_unstable();
+    user.name == identity.user && groups == wanted
+}
+
+/// Issue `identity` a client certificate from the cluster CA on first use
+/// (kept on later starts while the subject is the same) and write
+/// `<data>/kubeconfigs/<stem>.kubeconfig` pointing at `server_url`.
+/// Returns the kubeconfig's path.
+pub fn ensure_client_kubeconfig(
+    data_dir: &Path,
+    identity: &ClientIdentity,
+    server_url: &str,
+) -> Result<PathBuf, PkiError> {
+    let pki = Pki::in_dir(data_dir);
+    let ca = Ca::load_or_create(&pki)?;
+    let dir = data_dir.join("pki");
+    let cert_path = dir.join(format!("{}.crt", identity.stem));
+    let key_path = dir.join(format!("{}.key", identity.stem));
+    let kept = match (read(&cert_path), key_path.exists()) {
+        (Ok(cert), true) if issued_to(&cert, identity) => Some(cert),
+        _ => None,
+    };
+    if kept.is_none() {
+        let groups: Vec<&str> = identity.groups.iter().map(String::as_str).collect();
+        let (cert, key) = ca.issue_client(&identity.user, &groups)?;
+        write(&key_path, &key, true)?;
+        write(&cert_path, &cert, false)?;
+    }
+    let path = data_dir
+        .join("kubeconfigs")
+        .join(format!("{}.kubeconfig", identity.stem));
+    let config = kubeconfig_for(
+        &identity.user,
+        server_url,
+        &ca.cert_pem,
+        &read(&cert_path)?,
+        &read(&key_path)?,
+    );
+    write(&path, &config, true)?;
+    Ok(path)
+}
+
 /// A kubeconfig with embedded credentials, as kubeadm writes `admin.conf`.
 pub fn kubeconfig(server_url: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
+    kubeconfig_for("admin", server_url, ca_pem, cert_pem, key_pem)
+}
+
+/// A kubeconfig whose user entry is called `user`.
+pub fn kubeconfig_for(
+    user: &str,
+    server_url: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     format!(
         "apiVersion: v1
@@ -273,7 +386,7 @@ clusters:
     server: {server_url}
     certificate-authority-data: {ca}
 users:
-- name: admin
+- name: {user}
   user:
     client-certificate-data: {cert}
     client-key-data: {key}
@@ -281,7 +394,7 @@ contexts:
 - name: tugboat
   context:
     cluster: tugboat
-    user: admin
+    user: {user}
     namespace: default
 current-context: tugboat
 preferences: {{}}
@@ -295,6 +408,68 @@ preferences: {{}}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn subject(cert_pem: &str) -> crate::auth::UserInfo {
+        let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        crate::auth::user_from_certificate(der.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn component_identities_are_upstreams_users() {
+        let cases = [
+            (ClientIdentity::scheduler(), "system:kube-scheduler", vec![]),
+            (
+                ClientIdentity::controller_manager(),
+                "system:kube-controller-manager",
+                vec![],
+            ),
+            (ClientIdentity::proxy(), "system:kube-proxy", vec![]),
+            (
+                ClientIdentity::node("n1"),
+                "system:node:n1",
+                vec!["system:nodes"],
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (identity, user, groups) in cases {
+            let path =
+                ensure_client_kubeconfig(dir.path(), &identity, "https://127.0.0.1:1").unwrap();
+            assert_eq!(
+                path,
+                dir.path()
+                    .join(format!("kubeconfigs/{}.kubeconfig", identity.stem))
+            );
+            let cert = read(&dir.path().join(format!("pki/{}.crt", identity.stem))).unwrap();
+            let info = subject(&cert);
+            assert_eq!(info.name, user);
+            for g in groups {
+                assert!(
+                    info.groups.iter().any(|x| x == g),
+                    "{user}: {:?}",
+                    info.groups
+                );
+            }
+            let config = std::fs::read_to_string(&path).unwrap();
+            assert!(config.contains("server: https://127.0.0.1:1"), "{config}");
+            assert!(config.contains(&format!("user: {user}\n")), "{config}");
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_is_kept_until_its_subject_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = |d: &Path| read(&d.join("pki/kubelet.crt")).unwrap();
+        let url = "https://127.0.0.1:6443";
+        ensure_client_kubeconfig(dir.path(), &ClientIdentity::node("a"), url).unwrap();
+        let first = cert(dir.path());
+        ensure_client_kubeconfig(dir.path(), &ClientIdentity::node("a"), url).unwrap();
+        assert_eq!(first, cert(dir.path()), "same node: same certificate");
+        ensure_client_kubeconfig(dir.path(), &ClientIdentity::node("b"), url).unwrap();
+        assert_eq!(subject(&cert(dir.path())).name, "system:node:b");
+    }
 
     #[test]
     fn first_start_writes_a_kubeconfig_and_later_starts_reuse_the_ca() {

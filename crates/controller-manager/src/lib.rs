@@ -8,8 +8,10 @@
 //! - [`pods`]: pod helpers the workload controllers share (readiness,
 //!   availability, controller references, claiming);
 //! - [`controllers`]: each controller as a pure decision plus an executor,
-//!   registered by upstream's name.
+//!   registered by upstream's name;
+//! - [`cli`]: the command line `tug-controller-manager` and `tugboat` share.
 
+pub mod cli;
 pub mod context;
 pub mod controllers;
 pub mod framework;

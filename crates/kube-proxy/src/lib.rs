@@ -10,8 +10,10 @@
 //! - [`sync`]: the loop: reflectors over Services and EndpointSlices, a
 //!   rate-limited sync on each change and a periodic check;
 //! - [`metrics`]: `/metrics` (sync latency, rule count, last sync) and
-//!   `/healthz`.
+//!   `/healthz`;
+//! - [`cli`]: the command line `tug-proxy` and `tugboat` share.
 
+pub mod cli;
 pub mod metrics;
 pub mod nftables;
 pub mod rules;

@@ -33,7 +33,8 @@
 //! - [`static_pods`]: pods from `--pod-manifest-path` files, with mirror
 //!   pods in the API;
 //! - [`hollow`]: many fake nodes in one process ([`HollowNodes`]), like
-//!   upstream's kubemark hollow nodes.
+//!   upstream's kubemark hollow nodes;
+//! - [`cli`]: the command line `tug-kubelet` and `tugboat` share.
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> anyhow::Result<()> {
@@ -49,6 +50,7 @@
 
 pub mod admission;
 pub mod backoff;
+pub mod cli;
 pub mod config;
 pub mod env;
 pub mod hollow;

@@ -15,9 +15,11 @@
 //! loop schedules, and bindings, events and conditions go back to the API
 //! server, including preemption's nominations and evictions. Leader
 //! election comes from `tugboat-component-base`; [`metrics`] serves
-//! `/metrics` and `/healthz`.
+//! `/metrics` and `/healthz`; [`cli`] is the command line `tug-scheduler`
+//! and `tugboat` share.
 
 pub mod cache;
+pub mod cli;
 pub mod cycle;
 pub mod framework;
 pub mod metrics;

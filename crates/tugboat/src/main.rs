@@ -1,0 +1,80 @@
+//! `tugboat server`: parse flags, run the whole cluster until Ctrl-C or
+//! SIGTERM. `tugboat process-shim <dir>` (hidden) is the process runtime's
+//! shim, as in `tug-kubelet`: the local kubelet starts its containers
+//! through this same binary.
+
+use clap::{Parser, Subcommand};
+use kubelet::runtime::process::SHIM_SUBCOMMAND;
+use tugboat::plan::{default_data_dir, plan, Host, ServerArgs};
+
+/// The API server allocates and frees many small JSON values per request;
+/// the same allocator as `tug-apiserver`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Tugboat: a Kubernetes-style cluster in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "tugboat", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API server, scheduler, controller-manager, a kubelet and the
+    /// service proxy in this process.
+    Server(ServerArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == SHIM_SUBCOMMAND) {
+        // A shim: no tokio, no flags, just the container.
+        let Some(dir) = args.next() else {
+            anyhow::bail!("usage: tugboat {SHIM_SUBCOMMAND} <container dir>");
+        };
+        std::process::exit(kubelet::runtime::process::shim_main(std::path::Path::new(
+            &dir,
+        )));
+    }
+    let Command::Server(mut server) = Cli::parse().command;
+    let is_root = kubelet::cli::running_as_root();
+    // Absolute, so that kubeconfigs and the kubelet's state name the same
+    // place whatever directory a shim or a later start runs in.
+    let data_dir = server
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| default_data_dir(is_root));
+    server.data_dir = Some(std::path::absolute(data_dir)?);
+    let host = Host {
+        is_root,
+        hostname: kubelet::cli::host_name(),
+        node_ip: apiserver::default_service::advertised_address(std::net::IpAddr::from([
+            0, 0, 0, 0,
+        ])),
+    };
+    let plan = plan(&server, &host)?;
+    // One runtime for every component (no per-component thread pools).
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(&server.log_level))
+                .init();
+            tugboat::server::run(plan, shutdown_signal()).await
+        })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return ctrl_c.await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
