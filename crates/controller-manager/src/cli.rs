@@ -54,6 +54,17 @@ pub struct Flags {
     /// How long pod changes are gathered before a Service's EndpointSlices sync.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub endpointslice_updates_batch_period: Duration,
+    /// PEM CA certificate csrsigning issues certificates with (the API
+    /// server's `<data-dir>/pki/ca.crt`); without it nothing is signed.
+    #[arg(long, requires = "cluster_signing_key_file")]
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    /// PEM private key of `--cluster-signing-cert-file`.
+    #[arg(long, requires = "cluster_signing_cert_file")]
+    pub cluster_signing_key_file: Option<PathBuf>,
+    /// How long signed certificates live (a CSR's shorter
+    /// `spec.expirationSeconds` wins).
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    pub cluster_signing_duration: Duration,
     /// Elect a leader through a Lease, so several copies can run.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -105,6 +116,17 @@ pub async fn run(flags: Flags, shutdown: impl Future<Output = ()> + Send) -> any
         max_endpoints_per_slice: usize::from(flags.max_endpoints_per_slice),
         endpoint_updates_batch_period: flags.endpoint_updates_batch_period,
         endpointslice_updates_batch_period: flags.endpointslice_updates_batch_period,
+        cluster_signing: match (
+            &flags.cluster_signing_cert_file,
+            &flags.cluster_signing_key_file,
+        ) {
+            (Some(cert), Some(key)) => Some(crate::controllers::certificates::load_signing(
+                cert,
+                key,
+                flags.cluster_signing_duration,
+            )?),
+            _ => None,
+        },
         ..Settings::default()
     };
 

@@ -165,6 +165,9 @@ pub fn plan(args: &ServerArgs, host: &Host) -> anyhow::Result<Plan> {
     ));
     cm.leader_elect = false;
     cm.health_address = ephemeral_loopback();
+    // csrsigning issues joining agents' node credentials with the CA.
+    cm.cluster_signing_cert_file = Some(data_dir.join("pki").join("ca.crt"));
+    cm.cluster_signing_key_file = Some(data_dir.join("pki").join("ca.key"));
 
     let local_node = match args.runtime {
         RuntimeChoice::None => None,
