@@ -22,6 +22,9 @@
 //! And `kubectl exec`, `attach` and `port-forward` into containerd's pods
 //! with kubectl 1.33 (WebSocket v5, which the kubelet bridges to SPDY v4
 //! towards containerd's streaming server) and 1.29 (SPDY all the way).
+//! Port-forward reaches a server bound to the pod's own 127.0.0.1 (the
+//! kubelet connects from inside the pod's network namespace, as containerd
+//! does), and a closed port shows the kubelet's refusal.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -668,6 +671,18 @@ spec:
     imagePullPolicy: IfNotPresent
     stdin: true
     command: [sh, -c, 'while read l; do echo got-$l; done']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: loopback}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'mkdir -p /www && echo served-from-the-pods-loopback > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www']
 "#;
 
 /// Runs kubectl with `input` on its stdin: (exit code, stdout, stderr).
@@ -866,6 +881,125 @@ fn streaming_session(server: &ApiServer, kubelet: &Component, v: &str) {
         "{}",
         answers[0]
     );
+
+    // A server bound to the pod's own 127.0.0.1 is reached too (the
+    // kubelet connects from inside the pod's network namespace, as
+    // containerd does), with a local port kubectl picks.
+    let answer = forward_and_get(server, v, "loopback", 8080, &log);
+    assert!(
+        answer.ends_with("served-from-the-pods-loopback\n"),
+        "{answer}"
+    );
+    // A port nothing listens on: kubectl reports the kubelet's refusal.
+    forward_refused(server, v, "loopback", 8081, &log);
+
+    // And only the loopback: the pod IP does not reach that server.
+    let ip = jsonpath(server, "loopback", "{.status.podIP}");
+    let direct = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::new(ip.parse().expect("pod IP"), 8080),
+        Duration::from_secs(5),
+    );
+    assert!(direct.is_err(), "{ip}:8080 answered from outside the pod");
+}
+
+/// `kubectl port-forward pod/<pod> :<port>` to a closed port: a connection
+/// through it ends and kubectl prints the kubelet's error.
+fn forward_refused(server: &ApiServer, v: &str, pod: &str, port: u16, log: &dyn Fn() -> String) {
+    let mut forward = server
+        .kubectl_cmd(
+            v,
+            &["port-forward", &format!("pod/{pod}"), &format!(":{port}")],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut ready = BufReader::new(forward.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    ready.read_line(&mut line).expect("port-forward's output");
+    let local: u16 = line
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.split_once(&format!(" -> {port}")))
+        .and_then(|(local, _)| local.parse().ok())
+        .unwrap_or_else(|| panic!("port-forward printed {line:?}"));
+    // kubectl's stderr, line by line, as it comes.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = forward.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    let answer = http_get(local);
+    let want = format!("error forwarding port {port} to pod default/{pod}: Connection refused");
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(&want)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => break,
+        }
+    }
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert!(
+        seen.iter().any(|l| l.contains(&want)),
+        "no {want:?} from kubectl {v}: {seen:?} (the connection got {answer:?})\n{}",
+        log()
+    );
+}
+
+/// `kubectl port-forward pod/<pod> :<port>` (kubectl picks the local port)
+/// and one HTTP GET through it, retried until the deadline: the answer.
+fn forward_and_get(
+    server: &ApiServer,
+    v: &str,
+    pod: &str,
+    port: u16,
+    log: &dyn Fn() -> String,
+) -> String {
+    let mut forward = server
+        .kubectl_cmd(
+            v,
+            &["port-forward", &format!("pod/{pod}"), &format!(":{port}")],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut ready = BufReader::new(forward.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    ready.read_line(&mut line).expect("port-forward's output");
+    // "Forwarding from 127.0.0.1:41234 -> 8080"
+    let local: Option<u16> = line
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.split_once(&format!(" -> {port}")))
+        .and_then(|(local, _)| local.parse().ok());
+    let deadline = Instant::now() + PATIENCE;
+    let mut failures = vec![line.clone()];
+    let answer = local.and_then(|local| loop {
+        match http_get(local) {
+            Ok(a) if a.starts_with("HTTP/1.1 200") => break Some(a),
+            Ok(a) => failures.push(a),
+            Err(e) => failures.push(e.to_string()),
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let _ = forward.kill();
+    let forwarder = forward.wait_with_output().expect("port-forward");
+    answer.unwrap_or_else(|| {
+        panic!(
+            "port-forward to {pod}:{port}: {failures:?}\n{}\n{}",
+            String::from_utf8_lossy(&forwarder.stderr),
+            log()
+        )
+    })
 }
 
 #[test]
@@ -888,7 +1022,7 @@ fn exec_attach_and_port_forward_into_containerd_pods() {
         &["apply", "-f", "-"],
         &STREAMING_PODS.replace("NODE", &node),
     );
-    for pod in ["ticker", "site", "echoer"] {
+    for pod in ["ticker", "site", "echoer", "loopback"] {
         wait_phase(&server, pod, "Running");
     }
     for v in ["1.33", "1.29"] {

@@ -27,8 +27,11 @@
 //!   the URL of the runtime's own streaming server (CRI `Exec`/`Attach`);
 //!   `exec_stream`/`attach_stream` hand it to the kubelet's streaming
 //!   server, which connects to it as a SPDY client and bridges it to what
-//!   kubectl speaks (`crate::streaming::bridge`). Port-forward dials the
-//!   pod IP from the sandbox status.
+//!   kubectl speaks (`crate::streaming::bridge`). Port-forward connects to
+//!   the pod's loopback from inside its network namespace, as containerd's
+//!   CRI `PortForward` does ([`PortForwardNetwork`],
+//!   [`CriRuntime::port_forward_dial`]), so a server bound to 127.0.0.1 in
+//!   the pod is reached too.
 //! - Events: containerd 1.6 has no `GetContainerEvents`, so container and
 //!   sandbox state changes are found by relisting every [`RELIST_PERIOD`]
 //!   (upstream's generic PLEG) and diffing ([`diff_containers`]).
@@ -270,6 +273,105 @@ fn port_forward_host(ip: Option<&str>) -> String {
     ip.filter(|ip| !ip.is_empty())
         .unwrap_or("127.0.0.1")
         .to_string()
+}
+
+/// How long connecting to a port in the pod may take: the loopback answers
+/// at once unless something in the pod drops packets.
+const PORT_FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where port-forward connects for a sandbox, as the verbose
+/// `PodSandboxStatus` tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortForwardNetwork {
+    /// The pod's own network namespace (`/var/run/netns/cni-…`): its
+    /// loopback, from inside.
+    Namespace(PathBuf),
+    /// The host's network (`hostNetwork` pods): the host's loopback.
+    Host,
+    /// Not told (a runtime without containerd's `info`): the pod IP.
+    Unknown,
+}
+
+/// The network of a sandbox from containerd's verbose status `info` JSON:
+/// the OCI runtime spec's `linux.namespaces` has a `network` entry with
+/// the namespace's `path` for pod networks and no such entry for
+/// `hostNetwork` pods (which share the host's).
+pub fn port_forward_network(info: Option<&str>) -> PortForwardNetwork {
+    let Some(info) = info.and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok()) else {
+        return PortForwardNetwork::Unknown;
+    };
+    let Some(namespaces) = info
+        .pointer("/runtimeSpec/linux/namespaces")
+        .and_then(|n| n.as_array())
+    else {
+        return PortForwardNetwork::Unknown;
+    };
+    let network = namespaces
+        .iter()
+        .find(|n| n.get("type").and_then(|t| t.as_str()) == Some("network"));
+    match network {
+        None => PortForwardNetwork::Host,
+        Some(n) => match n.get("path").and_then(|p| p.as_str()) {
+            Some(path) if !path.is_empty() => PortForwardNetwork::Namespace(PathBuf::from(path)),
+            // A namespace the runtime would create without a path cannot
+            // be entered from here.
+            _ => PortForwardNetwork::Unknown,
+        },
+    }
+}
+
+/// Connects to `port` on the loopback of the network namespace at
+/// `netns`. `setns` moves only the calling thread, so a short-lived thread
+/// of its own enters the namespace (never a tokio worker, which would stay
+/// in the pod's network); the socket it connects keeps belonging to that
+/// namespace after the thread ends.
+async fn dial_in_namespace(netns: PathBuf, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("port-forward-netns".into())
+        .spawn(move || {
+            let _ = tx.send(connect_in_namespace(&netns, port));
+        })?;
+    let stream = rx.await.map_err(|_| {
+        std::io::Error::other("the port-forward dialer ended without a connection")
+    })??;
+    stream.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(stream)
+}
+
+/// On the calling thread (which stays in the namespace): enter the network
+/// namespace at `netns` and connect to `port` on its loopback, IPv4 first,
+/// then IPv6 when nothing listens on IPv4 (as containerd does).
+fn connect_in_namespace(netns: &Path, port: u16) -> std::io::Result<std::net::TcpStream> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    use std::os::fd::AsFd;
+
+    let ns = std::fs::File::open(netns).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("opening network namespace {}: {e}", netns.display()),
+        )
+    })?;
+    rustix::thread::move_into_link_name_space(
+        ns.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| {
+        std::io::Error::other(format!(
+            "entering network namespace {}: {e}",
+            netns.display()
+        ))
+    })?;
+    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    match TcpStream::connect_timeout(&v4, PORT_FORWARD_CONNECT_TIMEOUT) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port);
+            // The IPv4 refusal is the error to show when IPv6 fails too
+            // (the pod may have no IPv6 loopback at all).
+            TcpStream::connect_timeout(&v6, PORT_FORWARD_CONNECT_TIMEOUT).map_err(|_| e)
+        }
+        other => other,
+    }
 }
 
 /// A request with a deadline.
@@ -1167,15 +1269,52 @@ impl ContainerRuntime for CriRuntime {
     }
 
     /// The pod IP: CRI pods have their own network namespace, whose ports
-    /// the host reaches at that IP over the CNI bridge. (Upstream asks
-    /// CRI `PortForward` for a URL on the runtime's streaming server,
-    /// which enters the namespace and dials localhost; dialing the pod IP
-    /// gives the same connection without a second SPDY hop, only a port
-    /// bound to the pod's loopback alone is out of reach.) A sandbox
-    /// without an IP shares the host's network: the loopback.
+    /// the host reaches at that IP over the CNI bridge. A sandbox without
+    /// an IP shares the host's network: the loopback. Port-forward itself
+    /// dials from inside the namespace ([`Self::port_forward_dial`]) and
+    /// uses this only when the runtime does not tell the namespace.
     async fn port_forward_address(&self, pod_sandbox_id: &str) -> Result<String> {
         let status = self.pod_sandbox_status(pod_sandbox_id).await?;
         Ok(port_forward_host(status.ip.as_deref()))
+    }
+
+    /// Connects to the pod's `localhost:port` from inside its network
+    /// namespace, found in the verbose sandbox status, as containerd's
+    /// CRI `PortForward` does (upstream's kubelet asks it for a URL on the
+    /// runtime's streaming server; connecting here gives the same
+    /// connection without a second SPDY hop).
+    async fn port_forward_dial(
+        &self,
+        pod_sandbox_id: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream> {
+        let response = self
+            .rt()
+            .pod_sandbox_status(request(
+                cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: pod_sandbox_id.to_string(),
+                    verbose: true,
+                },
+                REQUEST_TIMEOUT,
+            ))
+            .await
+            .map_err(|s| grpc_error(&s))?
+            .into_inner();
+        let Some(status) = response.status else {
+            return Err(RuntimeError::NotFound(format!(
+                "pod sandbox {pod_sandbox_id}"
+            )));
+        };
+        let connected = match port_forward_network(response.info.get("info").map(String::as_str)) {
+            PortForwardNetwork::Namespace(netns) => dial_in_namespace(netns, port).await,
+            PortForwardNetwork::Host => tokio::net::TcpStream::connect(("127.0.0.1", port)).await,
+            PortForwardNetwork::Unknown => {
+                let ip = status.network.map(|n| n.ip);
+                let host = port_forward_host(ip.as_deref());
+                tokio::net::TcpStream::connect((host.as_str(), port)).await
+            }
+        };
+        connected.map_err(|e| RuntimeError::Failed(e.to_string()))
     }
 
     fn container_events(&self) -> broadcast::Receiver<ContainerEvent> {
@@ -1697,6 +1836,63 @@ mod tests {
                 "{dir:?}"
             );
         }
+    }
+
+    /// containerd 1.6.20's verbose `PodSandboxStatus` `info` of a pod with
+    /// its own network (captured from this repository's cri test).
+    const CONTAINERD_SANDBOX_INFO: &str = include_str!("testdata/containerd-1.6-sandbox-info.json");
+
+    #[test]
+    fn port_forward_finds_the_sandboxs_network_namespace() {
+        // containerd leaves the network entry out for hostNetwork pods
+        // (`WithoutNamespace(NetworkNamespace)`).
+        let mut host: serde_json::Value = serde_json::from_str(CONTAINERD_SANDBOX_INFO).unwrap();
+        host["runtimeSpec"]["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|n| n["type"] != "network");
+        let host = host.to_string();
+        let ns = |path: &str| PortForwardNetwork::Namespace(PathBuf::from(path));
+        let cases: &[(Option<&str>, PortForwardNetwork)] = &[
+            (
+                Some(CONTAINERD_SANDBOX_INFO),
+                ns("/var/run/netns/cni-1d1af52e-a494-8565-974c-2737c6661ad2"),
+            ),
+            (Some(&host), PortForwardNetwork::Host),
+            (
+                Some(
+                    r#"{"runtimeSpec":{"linux":{"namespaces":[{"type":"network","path":"/proc/7/ns/net"}]}}}"#,
+                ),
+                ns("/proc/7/ns/net"),
+            ),
+            // A namespace without a path, no spec, other runtimes' info, or
+            // none: the pod IP, as before.
+            (
+                Some(r#"{"runtimeSpec":{"linux":{"namespaces":[{"type":"network"}]}}}"#),
+                PortForwardNetwork::Unknown,
+            ),
+            (
+                Some(r#"{"runtimeSpec":{"linux":{"namespaces":[{"type":"network","path":""}]}}}"#),
+                PortForwardNetwork::Unknown,
+            ),
+            (Some(r#"{"pid":1}"#), PortForwardNetwork::Unknown),
+            (Some("not json"), PortForwardNetwork::Unknown),
+            (None, PortForwardNetwork::Unknown),
+        ];
+        for (info, want) in cases {
+            assert_eq!(&port_forward_network(*info), want, "{info:?}");
+        }
+    }
+
+    #[test]
+    fn port_forward_in_a_missing_namespace_says_which() {
+        let err = connect_in_namespace(Path::new("/nonexistent/netns/cni-x"), 8080).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            err.to_string()
+                .starts_with("opening network namespace /nonexistent/netns/cni-x: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -445,6 +445,23 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         Ok("127.0.0.1".into())
     }
 
+    /// A connection to `port` of pod sandbox `pod_sandbox_id`, for one
+    /// forwarded port-forward connection. By default a dial to
+    /// [`port_forward_address`](Self::port_forward_address); runtimes whose
+    /// pods have their own network namespace connect from inside it, so
+    /// that a server bound to the pod's loopback is reached too (upstream's
+    /// CRI `PortForward`).
+    async fn port_forward_dial(
+        &self,
+        pod_sandbox_id: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream> {
+        let host = self.port_forward_address(pod_sandbox_id).await?;
+        tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| RuntimeError::Failed(e.to_string()))
+    }
+
     /// CRI `GetContainerEvents`: every container state change from now on.
     /// A receiver that lags must assume it missed events and re-list.
     fn container_events(&self) -> broadcast::Receiver<ContainerEvent>;

@@ -392,12 +392,14 @@ async fn port_forward(
         Ok(id) => id,
         Err(resp) => return resp,
     };
-    // Where the pod's ports are: the runtime knows (the loopback for the
-    // process runtime, the pod IP for a CRI runtime's pod network).
-    let host = match runtime.port_forward_address(&sandbox).await {
-        Ok(h) => h,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
+    // The runtime must know where the pod's ports are before the upgrade,
+    // so that a sandbox it cannot reach fails the request as a whole; each
+    // forwarded connection is then dialed by the runtime
+    // (`port_forward_dial`: from inside the pod's network namespace for a
+    // CRI runtime).
+    if let Err(e) = runtime.port_forward_address(&sandbox).await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
     let Some(upgrade) = requested_upgrade(req.headers()) else {
         return error(StatusCode::BAD_REQUEST, "Upgrade request required");
     };
@@ -424,7 +426,7 @@ async fn port_forward(
             }
             Upgrade::Spdy => spdy::Connection::serve(io),
         };
-        portforward::serve(conn, host, name).await;
+        portforward::serve(conn, runtime, sandbox, name).await;
     })
 }
 

@@ -1,15 +1,18 @@
 //! port-forward over SPDY (`portforward.k8s.io`, upstream's
 //! `kubelet/cri/streaming/portforward/httpstream.go`): for each forwarded
 //! connection the client opens an `error` and a `data` stream with the same
-//! `requestID` and `port` headers; the kubelet connects to the port in the
-//! pod and copies bytes both ways. A failure is written as text on the
+//! `requestID` and `port` headers; the kubelet has the runtime connect to
+//! the port in the pod ([`ContainerRuntime::port_forward_dial`]) and copies
+//! bytes both ways. A failure is written as text on the
 //! error stream, which kubectl prints as "an error occurred forwarding".
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::spdy::{self, Connection, Stream};
+use crate::runtime::ContainerRuntime;
 
 /// A stream pair being assembled.
 #[derive(Default)]
@@ -30,9 +33,14 @@ pub fn parse_port(value: Option<&str>) -> Result<u16, String> {
 }
 
 /// Serves port-forward streams until the client closes the connection.
-/// `host` is where the pod's ports are (the pod IP); `pod` names it in
-/// error messages.
-pub async fn serve(mut conn: Connection, host: String, pod: String) {
+/// `sandbox` is the pod's sandbox in `runtime`, which dials its ports;
+/// `pod` names it in error messages.
+pub async fn serve(
+    mut conn: Connection,
+    runtime: Arc<dyn ContainerRuntime>,
+    sandbox: String,
+    pod: String,
+) {
     let mut pairs: HashMap<String, Pair> = HashMap::new();
     while let Some(stream) = conn.streams.recv().await {
         let Some(id) = spdy::header(&stream.headers, "requestid").map(str::to_string) else {
@@ -56,14 +64,26 @@ pub async fn serve(mut conn: Connection, host: String, pod: String) {
                 data: Some(data),
             }) = pairs.remove(&id)
             {
-                tokio::spawn(forward(error, data, host.clone(), pod.clone()));
+                tokio::spawn(forward(
+                    error,
+                    data,
+                    runtime.clone(),
+                    sandbox.clone(),
+                    pod.clone(),
+                ));
             }
         }
     }
     conn.shutdown().await;
 }
 
-async fn forward(error: Stream, data: Stream, host: String, pod: String) {
+async fn forward(
+    error: Stream,
+    data: Stream,
+    runtime: Arc<dyn ContainerRuntime>,
+    sandbox: String,
+    pod: String,
+) {
     let port = match parse_port(spdy::header(&data.headers, "port")) {
         Ok(p) => p,
         Err(e) => {
@@ -73,7 +93,7 @@ async fn forward(error: Stream, data: Stream, host: String, pod: String) {
             return;
         }
     };
-    let tcp = match tokio::net::TcpStream::connect((host.as_str(), port)).await {
+    let tcp = match runtime.port_forward_dial(&sandbox, port).await {
         Ok(t) => t,
         Err(e) => {
             let message = format!("error forwarding port {port} to pod {pod}: {e}");
