@@ -273,6 +273,20 @@ fn pods_run_on_containerd_with_cni_networking() {
     );
     wait_phase(&server, "fetch", "Succeeded");
     assert_eq!(server.kubectl_ok(V, &["logs", "fetch"]), "served-by-web\n");
+
+    // A host-network pod runs in the node's network (and UTS) namespace:
+    // its sandbox gets no hostname of its own, which runc would refuse.
+    let host_pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: on-host}}\nspec:\n  nodeName: {node}\n  hostNetwork: true\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: docker.io/library/busybox:latest\n    imagePullPolicy: IfNotPresent\n    command: [\"hostname\"]\n"
+    );
+    server.kubectl_stdin(V, &["apply", "-f", "-"], &host_pod);
+    wait_phase(&server, "on-host", "Succeeded");
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    assert_eq!(
+        server.kubectl_ok(V, &["logs", "on-host"]),
+        host_name,
+        "a host-network pod sees the node's hostname"
+    );
     let fetch_ip = jsonpath(&server, "fetch", "{.status.podIP}");
     assert!(
         fetch_ip.starts_with("10.88.") && fetch_ip != ip,

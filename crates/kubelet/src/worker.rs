@@ -334,6 +334,27 @@ pub struct PodWorker {
     first_seen: Instant,
 }
 
+/// The sandbox's hostname: `spec.hostname` or the pod name (at most 63
+/// characters), and none for a host-network pod, which shares the node's
+/// UTS namespace (upstream's `generatePodSandboxConfig` sets it only for
+/// pods with their own network; runc refuses a hostname without a private
+/// UTS namespace).
+fn sandbox_hostname(pod: &Pod) -> String {
+    let spec = pod.spec.as_ref();
+    if spec.and_then(|s| s.host_network) == Some(true) {
+        return String::new();
+    }
+    spec.and_then(|s| s.hostname.clone()).unwrap_or_else(|| {
+        pod.metadata
+            .name
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(63)
+            .collect()
+    })
+}
+
 /// Whether a status publication is the pod's start (upstream observes
 /// `kubelet_pod_start_duration_seconds` when the phase turns `Running`): a
 /// pod already running when the kubelet (re)started is not starting.
@@ -732,9 +753,7 @@ impl PodWorker {
                 uid: self.uid.clone(),
                 attempt,
             },
-            hostname: spec
-                .and_then(|s| s.hostname.clone())
-                .unwrap_or_else(|| self.name().chars().take(63).collect()),
+            hostname: sandbox_hostname(pod),
             log_directory: format!(
                 "/var/log/pods/{}_{}_{}",
                 self.namespace(),
@@ -1675,6 +1694,16 @@ mod tests {
                 "{previous:?} -> {next:?}"
             );
         }
+    }
+
+    #[test]
+    fn host_network_pods_get_no_sandbox_hostname() {
+        let named = pod(serde_json::json!({"containers": []}));
+        assert_eq!(sandbox_hostname(&named), "web");
+        let own = pod(serde_json::json!({"hostname": "web-0", "containers": []}));
+        assert_eq!(sandbox_hostname(&own), "web-0");
+        let host = pod(serde_json::json!({"hostNetwork": true, "containers": []}));
+        assert_eq!(sandbox_hostname(&host), "");
     }
 
     #[test]
