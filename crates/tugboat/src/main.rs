@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 use kubelet::runtime::process::SHIM_SUBCOMMAND;
+use tugboat::agent::AgentArgs;
 use tugboat::plan::{default_data_dir, plan, Host, ServerArgs};
 
 /// The API server allocates and frees many small JSON values per request;
@@ -25,6 +26,8 @@ enum Command {
     /// Run the API server, scheduler, controller-manager, a kubelet and the
     /// service proxy in this process.
     Server(ServerArgs),
+    /// Run a kubelet and a service proxy that join a `tugboat server`.
+    Agent(AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,8 +41,11 @@ fn main() -> anyhow::Result<()> {
             &dir,
         )));
     }
-    let Command::Server(mut server) = Cli::parse().command;
     let is_root = kubelet::cli::running_as_root();
+    let mut server = match Cli::parse().command {
+        Command::Server(server) => server,
+        Command::Agent(agent) => return run_agent(agent, is_root),
+    };
     // Absolute, so that kubeconfigs and the kubelet's state name the same
     // place whatever directory a shim or a later start runs in.
     let data_dir = server
@@ -64,6 +70,32 @@ fn main() -> anyhow::Result<()> {
                 .with_env_filter(tracing_subscriber::EnvFilter::new(&server.log_level))
                 .init();
             tugboat::server::run(plan, shutdown_signal()).await
+        })
+}
+
+fn run_agent(agent: AgentArgs, is_root: bool) -> anyhow::Result<()> {
+    let data_dir = std::path::absolute(
+        agent
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tugboat::agent::default_data_dir(is_root)),
+    )?;
+    let node = agent
+        .node_name
+        .clone()
+        .unwrap_or_else(kubelet::cli::host_name);
+    anyhow::ensure!(!node.is_empty(), "--node-name must not be empty");
+    let node_ip = agent.node_ip.unwrap_or_else(|| {
+        apiserver::default_service::advertised_address(std::net::IpAddr::from([0, 0, 0, 0]))
+    });
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(&agent.log_level))
+                .init();
+            tugboat::agent::run(agent, data_dir, node, node_ip, is_root, shutdown_signal()).await
         })
 }
 

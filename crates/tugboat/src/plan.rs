@@ -61,6 +61,18 @@ pub struct ServerArgs {
     /// Cri runtime: the CRI runtime's gRPC socket.
     #[arg(long, default_value = kubelet::runtime::cri::DEFAULT_ENDPOINT)]
     pub container_runtime_endpoint: String,
+    /// Write a join token for `tugboat agent` to this file (reused across
+    /// restarts while the cluster CA stays the same).
+    #[arg(long)]
+    pub agent_token_file: Option<PathBuf>,
+    /// Extra names and IPs for the API server's serving certificate (the
+    /// address agents use, when it is not this host's default-route one).
+    #[arg(long = "tls-san")]
+    pub tls_san: Vec<String>,
+    /// How long a node may go without a heartbeat before it is NotReady
+    /// (its pods are then evicted after their `tolerationSeconds`).
+    #[arg(long, default_value = "50s", value_parser = tugboat_controller_manager::parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
     /// Log filter (RUST_LOG syntax).
     #[arg(
         short = 'v',
@@ -69,6 +81,14 @@ pub struct ServerArgs {
         env = "RUST_LOG"
     )]
     pub log_level: String,
+}
+
+/// Where `tugboat server --agent-token-file` publishes what agents need.
+#[derive(Debug, Clone)]
+pub struct JoinPlan {
+    pub token_file: PathBuf,
+    /// The URL agents are told to use (`https://<node IP>:<port>`).
+    pub server_url: String,
 }
 
 /// What the plan needs to know about the host.
@@ -94,6 +114,8 @@ pub struct Plan {
     pub proxy: tugboat_kube_proxy::cli::Flags,
     /// The client certificates to issue before the components start.
     pub identities: Vec<ClientIdentity>,
+    /// Agent joins, with `--agent-token-file`.
+    pub join: Option<JoinPlan>,
 }
 
 /// The default data dir: upstream's place under /var/lib as root, a
@@ -152,6 +174,8 @@ pub fn plan(args: &ServerArgs, host: &Host) -> anyhow::Result<Plan> {
     let mut api = apiserver::cli::Flags::with_data_dir(data_dir.clone());
     api.secure_port = args.https_port;
     api.log_level = args.log_level.clone();
+    api.tls_sans.extend(args.tls_san.iter().cloned());
+    api.tls_sans.push(host.node_ip.to_string());
 
     let mut scheduler = tugboat_scheduler::cli::Flags::defaults();
     scheduler.kubeconfig = Some(kubeconfig_path(&data_dir, &ClientIdentity::scheduler()));
@@ -165,6 +189,7 @@ pub fn plan(args: &ServerArgs, host: &Host) -> anyhow::Result<Plan> {
     ));
     cm.leader_elect = false;
     cm.health_address = ephemeral_loopback();
+    cm.node_monitor_grace_period = args.node_monitor_grace_period;
     // csrsigning issues joining agents' node credentials with the CA.
     cm.cluster_signing_cert_file = Some(data_dir.join("pki").join("ca.crt"));
     cm.cluster_signing_key_file = Some(data_dir.join("pki").join("ca.key"));
@@ -229,6 +254,13 @@ pub fn plan(args: &ServerArgs, host: &Host) -> anyhow::Result<Plan> {
         hollow,
         proxy,
         identities,
+        join: args.agent_token_file.as_ref().map(|f| JoinPlan {
+            token_file: f.clone(),
+            server_url: format!(
+                "https://{}",
+                std::net::SocketAddr::new(host.node_ip, args.https_port)
+            ),
+        }),
     })
 }
 

@@ -99,6 +99,66 @@ async fn wait_ready(admin: &kube::Client, node: Option<&str>, since_secs: i64) {
     }
 }
 
+/// With `--agent-token-file`: the bootstrap token Secret, the public
+/// `cluster-info`, and the join token in the file (an existing token is
+/// kept while it names this cluster's CA).
+async fn publish_join(
+    admin: &kube::Client,
+    join: &crate::plan::JoinPlan,
+    ca_pem: &str,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use kube::api::{Api, Patch, PatchParams};
+    let existing = std::fs::read_to_string(&join.token_file)
+        .ok()
+        .and_then(|t| crate::join::JoinToken::parse(&t).ok());
+    let hash = crate::join::ca_hash(ca_pem).map_err(anyhow::Error::msg)?;
+    let token = match existing {
+        Some(t) if t.ca_hash == hash => t,
+        _ => crate::join::JoinToken::generate(ca_pem).map_err(anyhow::Error::msg)?,
+    };
+    let apply = PatchParams::apply("tugboat-server").force();
+    let secret: Secret = serde_json::from_value(apiserver::bootstrap_token::secret(
+        &token.id,
+        &token.secret,
+        "tugboat agent join token",
+        None,
+    ))?;
+    Api::<Secret>::namespaced(admin.clone(), "kube-system")
+        .patch(
+            &apiserver::bootstrap_token::secret_name(&token.id),
+            &apply,
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    let info: ConfigMap =
+        serde_json::from_value(crate::join::cluster_info(&join.server_url, ca_pem))?;
+    Api::<ConfigMap>::namespaced(admin.clone(), "kube-public")
+        .patch("cluster-info", &apply, &Patch::Apply(&info))
+        .await?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(parent) = join.token_file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&join.token_file)
+            .with_context(|| format!("writing {}", join.token_file.display()))?;
+        writeln!(f, "{}", token.to_text())?;
+    }
+    println!(
+        "Agents join with:\n  tugboat agent --server {} --token-file {}\n",
+        join.server_url,
+        join.token_file.display()
+    );
+    Ok(())
+}
+
 /// Which component a finished future was, and how it ended.
 type Finished = (&'static str, anyhow::Result<()>);
 
@@ -120,6 +180,7 @@ pub async fn run(plan: Plan, shutdown: impl Future<Output = ()>) -> anyhow::Resu
         hollow,
         proxy,
         identities,
+        join,
     } = plan;
     let (stop_api, api_stop) = watch::channel(false);
     let (stop_components, components_stop) = watch::channel(false);
@@ -168,6 +229,13 @@ pub async fn run(plan: Plan, shutdown: impl Future<Output = ()>) -> anyhow::Resu
     );
 
     let admin = component_base::client::client(Some(&running.kubeconfig)).await?;
+    if let Some(join) = &join {
+        let ca = std::fs::read_to_string(data_dir.join("pki").join("ca.crt"))
+            .context("reading the cluster CA")?;
+        publish_join(&admin, join, &ca)
+            .await
+            .context("publishing the agent join token")?;
+    }
     let ready = wait_ready(&admin, node_name.as_deref(), started_secs);
     tokio::pin!(ready);
     tokio::pin!(shutdown);
