@@ -1,0 +1,559 @@
+//! End to end: `tug rollout`, `tug wait` and `tug top` against a real
+//! cluster (API server, scheduler, controller manager and a
+//! process-runtime kubelet whose pods are host processes), with kubectl
+//! 1.33 as the reference: where both can run the same command on the same
+//! state, stdout, stderr and exit status must be byte for byte the same.
+//! Needs `cargo build -p tugboat-kubectl -p tugboat-apiserver
+//! -p tugboat-kubelet -p tugboat-controller-manager -p tugboat-scheduler
+//! --bins` first.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tugboat_e2e::{binary, free_port, ApiServer, Component};
+
+const V: &str = "1.33";
+/// How long a convergence may take on a loaded 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: [sh, -c, 'sleep 3600']
+"#;
+
+const DAEMONSET: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: [sh, -c, 'sleep 3600']
+"#;
+
+/// The API server, scheduler, controller manager and one process-runtime
+/// kubelet (`node-a`). Dropping it deletes the workloads and waits for
+/// their processes to stop before the kubelet goes.
+struct Cluster {
+    // Field order is drop order: clean up while the kubelet still runs.
+    _cleanup: Cleanup,
+    _kubelet: Component,
+    _scheduler: Component,
+    _controller_manager: Component,
+    server: ApiServer,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let server = ApiServer::start();
+        let scheduler = Component::start(
+            &server,
+            "tug-scheduler",
+            &["--metrics-address", &format!("127.0.0.1:{}", free_port())],
+        );
+        let health = format!("127.0.0.1:{}", free_port());
+        let controller_manager = Component::start(
+            &server,
+            "tug-controller-manager",
+            &["--health-address", &health],
+        );
+        let (kubelet, _root, _port) = Component::process_kubelet(&server, "node-a");
+        server.kubectl_until(
+            V,
+            &[
+                "get",
+                "node",
+                "node-a",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+            PATIENCE,
+            "node-a Ready",
+            |out| out == "True",
+        );
+        Cluster {
+            _cleanup: Cleanup {
+                kubeconfig: server.kubeconfig.clone(),
+            },
+            _kubelet: kubelet,
+            _scheduler: scheduler,
+            _controller_manager: controller_manager,
+            server,
+        }
+    }
+}
+
+/// Deletes every workload and waits until no pod is left, so no `sleep`
+/// process outlives the test, also when it fails.
+struct Cleanup {
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let kubectl = |args: &[&str]| {
+            Command::new(format!("{}/kubectl.{V}", tugboat_e2e::KUBECTL_DIR))
+                .env("KUBECONFIG", &self.kubeconfig)
+                .args(args)
+                .output()
+        };
+        let _ = kubectl(&["delete", "deploy,ds", "--all", "--wait=false"]);
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            match kubectl(&["get", "pods", "-o", "name"]) {
+                Ok(o) if o.status.success() && o.stdout.is_empty() => return,
+                Err(_) => return,
+                _ => {}
+            }
+            let _ = kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "--grace-period=1",
+                "--wait=false",
+            ]);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn tug_cmd(server: &ApiServer, args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary("tug"));
+    cmd.stdin(Stdio::null())
+        .env("KUBECONFIG", &server.kubeconfig)
+        .args(args);
+    cmd
+}
+
+fn tug(server: &ApiServer, args: &[&str]) -> Output {
+    tug_cmd(server, args).output().expect("run tug")
+}
+
+/// `tug ARGS`, which must succeed; its stdout.
+#[track_caller]
+fn tug_ok(server: &ApiServer, args: &[&str]) -> String {
+    let out = tug(server, args);
+    assert!(
+        out.status.success(),
+        "tug {} failed:\n{}",
+        args.join(" "),
+        shown(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn shown(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}\nexit: {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        out.status.code()
+    )
+}
+
+/// Run `tug ARGS` and `kubectl ARGS`; they must print the same (retried a
+/// few times in case the cluster moved between the two runs).
+#[track_caller]
+fn same_as_kubectl(server: &ApiServer, args: &[&str]) -> String {
+    let mut last = (String::new(), String::new());
+    for _ in 0..3 {
+        let ours = shown(&tug(server, args));
+        let theirs = shown(&server.kubectl(V, args));
+        if ours == theirs {
+            return ours;
+        }
+        last = (ours, theirs);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!(
+        "`tug {}` differs from kubectl\n--- tug\n{}\n--- kubectl\n{}",
+        args.join(" "),
+        last.0,
+        last.1
+    );
+}
+
+/// Wait until exactly `n` pods labelled `app=web` exist, none terminating.
+fn settle(server: &ApiServer, n: usize) {
+    server.kubectl_until(
+        V,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ],
+        PATIENCE,
+        "the old pods to go",
+        |out| {
+            out.lines().count() == n
+                && out
+                    .lines()
+                    // No deletionTimestamp: name and phase only.
+                    .all(|l| l.split_whitespace().nth(1) == Some("Running") && l.split_whitespace().count() == 2)
+        },
+    );
+}
+
+fn image(server: &ApiServer) -> String {
+    server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    )
+}
+
+#[test]
+fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
+    let cluster = Cluster::start();
+    let server = &cluster.server;
+    server.kubectl_stdin(V, &["apply", "-f", "-"], DEPLOYMENT);
+
+    // Status follows the rollout as it happens and ends on success.
+    let status = tug_ok(
+        server,
+        &["rollout", "status", "deploy/web", "--timeout=90s"],
+    );
+    assert!(status.contains("Waiting for deployment"), "{status}");
+    assert!(
+        status.ends_with("deployment \"web\" successfully rolled out\n"),
+        "{status}"
+    );
+    same_as_kubectl(server, &["rollout", "status", "deploy/web"]);
+    same_as_kubectl(
+        server,
+        &["rollout", "status", "deploy/web", "--watch=false"],
+    );
+    same_as_kubectl(server, &["rollout", "status", "deploy/nope"]);
+    same_as_kubectl(
+        server,
+        &["rollout", "status", "deploy/web", "--revision", "7"],
+    );
+
+    // A second revision.
+    server.kubectl_ok(
+        V,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","image":"busybox:1.36"}]}}}}"#,
+        ],
+    );
+    let status = tug_ok(
+        server,
+        &["rollout", "status", "deploy/web", "--timeout=90s"],
+    );
+    assert!(status.ends_with("successfully rolled out\n"), "{status}");
+    let history = same_as_kubectl(server, &["rollout", "history", "deploy/web"]);
+    assert!(
+        history.contains(
+            "deployment.apps/web \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
+        ),
+        "{history}"
+    );
+    same_as_kubectl(
+        server,
+        &["rollout", "history", "deploy/web", "--revision", "1"],
+    );
+    same_as_kubectl(
+        server,
+        &["rollout", "history", "deploy/web", "--revision", "9"],
+    );
+    same_as_kubectl(
+        server,
+        &["rollout", "undo", "deploy/web", "--to-revision", "9"],
+    );
+    same_as_kubectl(
+        server,
+        &["rollout", "undo", "deploy/web", "--to-revision", "2"],
+    );
+
+    // Undo puts revision 1's template back as revision 3.
+    assert_eq!(
+        tug_ok(server, &["rollout", "undo", "deploy/web"]),
+        "deployment.apps/web rolled back\n"
+    );
+    assert_eq!(image(server), "busybox");
+    tug_ok(
+        server,
+        &["rollout", "status", "deploy/web", "--timeout=90s"],
+    );
+    let history = same_as_kubectl(server, &["rollout", "history", "deploy/web"]);
+    assert!(
+        history.contains("2         <none>\n3         <none>\n\n"),
+        "{history}"
+    );
+    assert!(!history.contains("\n1 "), "{history}");
+
+    // Restart stamps the template, and a fourth ReplicaSet rolls out.
+    assert_eq!(
+        tug_ok(server, &["rollout", "restart", "deploy/web"]),
+        "deployment.apps/web restarted\n"
+    );
+    let stamped = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+        ],
+    );
+    // RFC 3339, e.g. 2026-01-02T03:04:05Z.
+    let b = stamped.as_bytes();
+    assert!(
+        stamped.len() >= 20 && b[4] == b'-' && b[10] == b'T' && b[13] == b':',
+        "{stamped:?}"
+    );
+    let status = tug_ok(
+        server,
+        &["rollout", "status", "deploy/web", "--timeout=90s"],
+    );
+    assert!(status.ends_with("successfully rolled out\n"), "{status}");
+    let rs = server.kubectl_ok(V, &["get", "rs", "-l", "app=web", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 3, "{rs}");
+    let history = same_as_kubectl(server, &["rollout", "history", "deploy/web"]);
+    assert!(history.contains("\n4         <none>\n"), "{history}");
+
+    // Pause and resume, and what a paused deployment refuses.
+    assert_eq!(
+        tug_ok(server, &["rollout", "pause", "deploy/web"]),
+        "deployment.apps/web paused\n"
+    );
+    same_as_kubectl(server, &["rollout", "pause", "deploy/web"]);
+    same_as_kubectl(server, &["rollout", "restart", "deploy/web"]);
+    let undo = tug(server, &["rollout", "undo", "deploy/web"]);
+    assert_eq!(undo.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&undo.stderr)
+            .starts_with("error: you cannot rollback a paused deployment"),
+        "{}",
+        shown(&undo)
+    );
+    assert_eq!(
+        tug_ok(server, &["rollout", "resume", "deploy/web"]),
+        "deployment.apps/web resumed\n"
+    );
+    same_as_kubectl(server, &["rollout", "resume", "deploy/web"]);
+
+    // wait: conditions, JSONPath, timeouts, deletion.
+    settle(server, 2);
+    same_as_kubectl(server, &["wait", "--for=condition=Available", "deploy/web"]);
+    same_as_kubectl(
+        server,
+        &["wait", "--for=condition=Ready", "pod", "-l", "app=web"],
+    );
+    same_as_kubectl(
+        server,
+        &[
+            "wait",
+            "--for=jsonpath={.status.phase}=Running",
+            "pod",
+            "--all",
+        ],
+    );
+    same_as_kubectl(
+        server,
+        &[
+            "wait",
+            "--for=condition=Available=false",
+            "deploy/web",
+            "--timeout=1s",
+        ],
+    );
+    same_as_kubectl(
+        server,
+        &[
+            "wait",
+            "--for=jsonpath={.status.phase}=Failed",
+            "pod",
+            "-l",
+            "app=web",
+            "--timeout=1s",
+        ],
+    );
+    same_as_kubectl(server, &["wait", "--for=delete", "pod/nope"]);
+    same_as_kubectl(server, &["wait", "--for=condition=Ready", "pod/nope"]);
+    same_as_kubectl(
+        server,
+        &["wait", "--for=condition=Ready", "pod", "-l", "app=nope"],
+    );
+    same_as_kubectl(server, &["wait", "--for=bogus", "pod", "--all"]);
+
+    let pod = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    let waiter = tug_cmd(
+        server,
+        &[
+            "wait",
+            "--for=delete",
+            &format!("pod/{pod}"),
+            "--timeout=60s",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start tug wait");
+    // The waiter is watching before the pod goes: it printed nothing yet.
+    std::thread::sleep(Duration::from_millis(500));
+    server.kubectl_ok(V, &["delete", "pod", &pod, "--wait=false"]);
+    let out = waiter.wait_with_output().expect("tug wait");
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("pod/{pod} condition met\n")
+    );
+}
+
+/// The header's words and each row's leading name cells (namespace, pod,
+/// container); every cell after them must parse as `123m`, `45Mi` or `6%`.
+fn top_shape(out: &str, headers: bool) -> (String, Vec<String>) {
+    let mut lines = out.lines();
+    let header = if headers {
+        lines
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        String::new()
+    };
+    let value = |c: &str| {
+        c.strip_suffix('m')
+            .or_else(|| c.strip_suffix("Mi"))
+            .or_else(|| c.strip_suffix('%'))
+            .is_some_and(|n| n.parse::<u64>().is_ok())
+    };
+    let mut names = Vec::new();
+    for l in lines {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        let first_value = cells.iter().position(|c| value(c)).unwrap_or(cells.len());
+        assert!(first_value < cells.len(), "no values in {l:?}");
+        assert!(cells[first_value..].iter().all(|c| value(c)), "{l:?}");
+        names.push(cells[..first_value].join(" "));
+    }
+    (header, names)
+}
+
+#[test]
+fn daemonset_rollout_and_top() {
+    let cluster = Cluster::start();
+    let server = &cluster.server;
+    server.kubectl_stdin(V, &["apply", "-f", "-"], DAEMONSET);
+    let status = tug_ok(server, &["rollout", "status", "ds/agent", "--timeout=90s"]);
+    assert!(
+        status.ends_with("daemon set \"agent\" successfully rolled out\n"),
+        "{status}"
+    );
+    assert!(
+        status
+            .lines()
+            .all(|l| l.starts_with("Waiting for daemon set") || l.starts_with("daemon set")),
+        "{status}"
+    );
+    same_as_kubectl(server, &["rollout", "status", "ds/agent"]);
+    server.kubectl_ok(
+        V,
+        &[
+            "patch",
+            "ds",
+            "agent",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","image":"busybox:1.36"}]}}}}"#,
+        ],
+    );
+    let status = tug_ok(server, &["rollout", "status", "ds/agent", "--timeout=90s"]);
+    assert!(status.ends_with("successfully rolled out\n"), "{status}");
+    same_as_kubectl(server, &["rollout", "history", "ds/agent"]);
+    same_as_kubectl(
+        server,
+        &["rollout", "history", "ds/agent", "--revision", "1"],
+    );
+    assert_eq!(
+        tug_ok(server, &["rollout", "undo", "ds/agent"]),
+        "daemonset.apps/agent rolled back\n"
+    );
+    let img = server.kubectl_ok(
+        V,
+        &[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(img, "busybox");
+    tug_ok(server, &["rollout", "status", "ds/agent", "--timeout=90s"]);
+
+    // top: once the pod's metrics are scraped, the same table shape as
+    // kubectl (values may move between the two runs).
+    server.kubectl_until(
+        V,
+        &["top", "pod", "--no-headers"],
+        PATIENCE,
+        "pod metrics",
+        |out| out.lines().count() == 1,
+    );
+    for args in [
+        &["top", "pod"][..],
+        &["top", "pod", "-A", "--containers"],
+        &["top", "pod", "--sort-by", "memory", "--no-headers"],
+        &["top", "node"],
+        &["top", "node", "node-a", "--show-capacity"],
+    ] {
+        let ours = tug_ok(server, args);
+        let theirs = server.kubectl_ok(V, args);
+        let headers = !args.contains(&"--no-headers");
+        assert_eq!(
+            top_shape(&ours, headers),
+            top_shape(&theirs, headers),
+            "tug {}:\n{ours}\nkubectl:\n{theirs}",
+            args.join(" ")
+        );
+        assert!(!ours.is_empty());
+    }
+    same_as_kubectl(server, &["top", "pod", "nope"]);
+    same_as_kubectl(server, &["top", "node", "nope"]);
+    same_as_kubectl(server, &["top", "pod", "-n", "kube-system"]);
+    same_as_kubectl(server, &["top", "pod", "--sort-by", "disk"]);
+}
