@@ -33,6 +33,28 @@ spec:
         command: [sh, -c, 'sleep 3600']
 "#;
 
+/// Never Ready, so its rollout exceeds the progress deadline.
+const STUCK: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 8
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: [sh, -c, 'sleep 3600']
+        readinessProbe:
+          exec: {command: [sh, -c, 'exit 1']}
+          periodSeconds: 1
+"#;
+
 const DAEMONSET: &str = r#"
 apiVersion: apps/v1
 kind: DaemonSet
@@ -440,6 +462,53 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!("pod/{pod} condition met\n")
+    );
+}
+
+#[test]
+fn rollout_status_times_out_and_reports_an_exceeded_progress_deadline() {
+    let cluster = Cluster::start();
+    let server = &cluster.server;
+    server.kubectl_stdin(V, &["apply", "-f", "-"], STUCK);
+    let out = tug(
+        server,
+        &["rollout", "status", "deploy/stuck", "--timeout=1s"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: timed out waiting for the condition\n"
+    );
+    server.kubectl_until(
+        V,
+        &[
+            "get",
+            "deploy",
+            "stuck",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ],
+        PATIENCE,
+        "the progress deadline to pass",
+        |out| out == "ProgressDeadlineExceeded",
+    );
+    let shown = same_as_kubectl(server, &["rollout", "status", "deploy/stuck"]);
+    assert!(
+        shown.contains("error: deployment \"stuck\" exceeded its progress deadline\n"),
+        "{shown}"
+    );
+    same_as_kubectl(
+        server,
+        &["rollout", "status", "deploy/stuck", "--watch=false"],
+    );
+    same_as_kubectl(
+        server,
+        &[
+            "wait",
+            "--for=condition=Available",
+            "deploy/stuck",
+            "--timeout=1s",
+        ],
     );
 }
 
