@@ -429,6 +429,12 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
         &["wait", "--for=condition=Ready", "pod", "-l", "app=nope"],
     );
     same_as_kubectl(server, &["wait", "--for=bogus", "pod", "--all"]);
+    same_as_kubectl(server, &["wait", "--for=condition=Ready"]);
+    same_as_kubectl(server, &["wait", "deploy/web"]);
+    same_as_kubectl(server, &["rollout", "status"]);
+    same_as_kubectl(server, &["rollout", "history", "svc/kubernetes"]);
+    same_as_kubectl(server, &["rollout", "undo", "svc/kubernetes"]);
+    same_as_kubectl(server, &["rollout", "status", "svc/kubernetes"]);
 
     let pod = server.kubectl_ok(
         V,
@@ -540,6 +546,8 @@ fn top_shape(out: &str, headers: bool) -> (String, Vec<String>) {
         assert!(cells[first_value..].iter().all(|c| value(c)), "{l:?}");
         names.push(cells[..first_value].join(" "));
     }
+    // Rows sorted by usage may swap as values move between the runs.
+    names.sort();
     (header, names)
 }
 
@@ -560,6 +568,17 @@ fn daemonset_rollout_and_top() {
         "{status}"
     );
     same_as_kubectl(server, &["rollout", "status", "ds/agent"]);
+    // Several objects are followed one after the other.
+    server.kubectl_stdin(V, &["apply", "-f", "-"], DEPLOYMENT);
+    tug_ok(
+        server,
+        &["rollout", "status", "deploy/web", "--timeout=90s"],
+    );
+    let both = same_as_kubectl(server, &["rollout", "status", "deploy/web", "ds/agent"]);
+    assert!(
+        both.contains("deployment \"web\" successfully rolled out\ndaemon set \"agent\" successfully rolled out\n"),
+        "{both}"
+    );
     server.kubectl_ok(
         V,
         &[
@@ -601,7 +620,7 @@ fn daemonset_rollout_and_top() {
         &["top", "pod", "--no-headers"],
         PATIENCE,
         "pod metrics",
-        |out| out.lines().count() == 1,
+        |out| out.lines().count() == 3,
     );
     for args in [
         &["top", "pod"][..],
@@ -621,6 +640,19 @@ fn daemonset_rollout_and_top() {
         );
         assert!(!ours.is_empty());
     }
+    // --sort-by memory: largest first.
+    let sorted = tug_ok(
+        server,
+        &["top", "pod", "--sort-by", "memory", "--no-headers"],
+    );
+    let mib: Vec<u64> = sorted
+        .lines()
+        .map(|l| {
+            let cell = l.split_whitespace().nth(2).unwrap_or("");
+            cell.trim_end_matches("Mi").parse().unwrap_or(0)
+        })
+        .collect();
+    assert!(mib.windows(2).all(|w| w[0] >= w[1]), "{sorted}");
     same_as_kubectl(server, &["top", "pod", "nope"]);
     same_as_kubectl(server, &["top", "node", "nope"]);
     same_as_kubectl(server, &["top", "pod", "-n", "kube-system"]);

@@ -41,8 +41,20 @@ pub enum RolloutCommand {
     Status(StatusArgs),
     History(HistoryArgs),
     Undo(UndoArgs),
+    /// Restart a resource: its pods are replaced by a rolling update
+    #[command(
+        long_about = "Restart a resource.\n\nResource rollout will be restarted: the pod template gets a kubectl.kubernetes.io/restartedAt annotation, so its pods are replaced by a rolling update."
+    )]
     Restart(TargetArgs),
+    /// Mark the provided resource as paused
+    #[command(
+        long_about = "Mark the provided resource as paused.\n\nPaused resources will not be reconciled by a controller. Use \"tug rollout resume\" to resume a paused resource. Currently only deployments support being paused."
+    )]
     Pause(TargetArgs),
+    /// Resume a paused resource
+    #[command(
+        long_about = "Resume a paused resource.\n\nPaused resources will not be reconciled by a controller. By resuming a resource, we allow it to be reconciled again. Currently only deployments support being resumed."
+    )]
     Resume(TargetArgs),
 }
 
@@ -127,7 +139,7 @@ pub struct UndoArgs {
     pub selector: Option<String>,
 }
 
-/// Act on the named resources (restart, pause, resume).
+/// The resources `restart`, `pause` and `resume` act on.
 ///
 /// Examples:
 ///   tug rollout restart deployment/nginx
@@ -370,6 +382,9 @@ async fn one_target(
     files: &[String],
     sel: Option<&str>,
 ) -> Result<Vec<Target>> {
+    if resources.is_empty() && files.is_empty() {
+        return Err(CliError::client("required resource not specified"));
+    }
     let targets = select(ctx, resources, files, sel, false).await?;
     if targets.is_empty() {
         return Err(CliError::client("no objects passed to rollout"));
@@ -377,19 +392,60 @@ async fn one_target(
     Ok(targets)
 }
 
+/// The error for a kind without a status viewer, history viewer or
+/// rollbacker, worded as kubectl's: kinds its GroupKind visitor knows get
+/// "no X has been implemented", others the visitor's own complaint.
 fn unsupported(t: &Target, what: &str) -> CliError {
-    CliError::client(format!("no {what} has been implemented for {}", t.0.kind))
+    let (group, kind) = (t.0.group.as_str(), t.0.kind.as_str());
+    if what == "status viewer" {
+        return CliError::client(format!("no {what} has been implemented for {kind}"));
+    }
+    let known = matches!(
+        (group, kind),
+        (
+            "apps" | "extensions",
+            "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
+        ) | ("", "Pod" | "ReplicationController")
+            | ("batch", "Job" | "CronJob")
+    );
+    if known {
+        let gk = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        CliError::client(format!("no {what} has been implemented for {gk:?}"))
+    } else {
+        let verb = if what == "rollbacker" {
+            "rollbacker"
+        } else {
+            "history"
+        };
+        CliError::client(format!(
+            "error retrieving {verb} for {kind:?}, no visitor method exists for {{{group} {kind}}}"
+        ))
+    }
+}
+
+/// A bad duration flag, worded as kubectl's flag parser words it.
+pub fn bad_flag(flag: &str, value: &str, err: &str, command: &str) -> CliError {
+    CliError::client(format!(
+        "invalid argument {value:?} for \"--{flag}\" flag: {err}\nSee 'tug {command} --help' for usage."
+    ))
 }
 
 async fn status(ctx: &Ctx, a: StatusArgs) -> Result<()> {
-    let timeout = parse_duration(&a.timeout).map_err(CliError::Client)?;
+    let timeout = parse_duration(&a.timeout)
+        .map_err(|e| bad_flag("timeout", &a.timeout, &e, "rollout status"))?;
     let targets = one_target(ctx, &a.resources, &a.filename, a.selector.as_deref()).await?;
-    if targets.len() != 1 {
-        return Err(CliError::client(
-            "rollout status is only supported on individual resources and resource collections, but multiple resources were found",
-        ));
+    // One after the other, as kubectl.
+    for t in &targets {
+        status_one(ctx, &a, t, timeout).await?;
     }
-    let t = &targets[0];
+    Ok(())
+}
+
+async fn status_one(ctx: &Ctx, a: &StatusArgs, t: &Target, timeout: Duration) -> Result<()> {
     // The object must exist (kubectl's builder fetches it first).
     let obj = get_one(ctx, t).await?;
     let kind = Kind::of(t).ok_or_else(|| unsupported(t, "status viewer"))?;

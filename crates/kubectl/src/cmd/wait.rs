@@ -211,13 +211,9 @@ pub fn jsonpath_met(obj: &Value, path: &JsonPath, value: Option<&str>) -> Result
 }
 
 pub async fn run(ctx: &Ctx, a: WaitArgs) -> Result<()> {
-    let Some(spec) = a.for_.as_deref() else {
-        return Err(CliError::client(
-            "--for must be set to one of: create, delete, condition=condition-name, jsonpath='{JSONPath expression}'=[JSONPath value]",
-        ));
-    };
-    let cond = parse_for(spec).map_err(CliError::Client)?;
-    let timeout = parse_duration(&a.timeout).map_err(CliError::Client)?;
+    let cond = parse_for(a.for_.as_deref().unwrap_or("")).map_err(CliError::Client)?;
+    let timeout = parse_duration(&a.timeout)
+        .map_err(|e| super::rollout::bad_flag("timeout", &a.timeout, &e, "wait"))?;
     // A negative timeout means a week.
     let timeout = timeout.min(Duration::from_secs(7 * 24 * 3600));
     let deadline = Instant::now() + timeout;
@@ -280,7 +276,7 @@ async fn targets(ctx: &Ctx, a: &WaitArgs, cond: &Condition) -> Result<Vec<Target
     let type_names = crate::args::parse_resource_args(&a.resources).map_err(CliError::Client)?;
     if type_names.is_empty() {
         return Err(CliError::client(
-            "You must provide one or more resources by argument or filename.",
+            "You must provide one or more resources by argument or filename.\nExample resource specifications include:\n   '-f rsrc.yaml'\n   '--filename=rsrc.json'\n   '<resource> <name>'\n   '<resource>'",
         ));
     }
     let mut out = Vec::new();
