@@ -316,6 +316,15 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
         server,
         &["rollout", "undo", "deploy/web", "--to-revision", "2"],
     );
+    same_as_kubectl(
+        server,
+        &["rollout", "undo", "deploy/web", "--dry-run=client"],
+    );
+    same_as_kubectl(
+        server,
+        &["rollout", "undo", "deploy/web", "--dry-run=server"],
+    );
+    assert_eq!(image(server), "busybox:1.36", "a dry run changes nothing");
 
     // Undo puts revision 1's template back as revision 3.
     assert_eq!(
@@ -436,39 +445,75 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
     same_as_kubectl(server, &["rollout", "undo", "svc/kubernetes"]);
     same_as_kubectl(server, &["rollout", "status", "svc/kubernetes"]);
 
-    let pod = server.kubectl_ok(
-        V,
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=web",
-            "-o",
-            "jsonpath={.items[0].metadata.name}",
-        ],
-    );
-    let waiter = tug_cmd(
+    // --for=create: a timeout, then an object that appears while watched.
+    same_as_kubectl(
         server,
-        &[
-            "wait",
-            "--for=delete",
-            &format!("pod/{pod}"),
-            "--timeout=60s",
-        ],
+        &["wait", "--for=create", "cm/later", "--timeout=1s"],
+    );
+    let creation = tug_cmd(
+        server,
+        &["wait", "--for=create", "cm/later", "--timeout=60s"],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .expect("start tug wait");
-    // The waiter is watching before the pod goes: it printed nothing yet.
     std::thread::sleep(Duration::from_millis(500));
-    server.kubectl_ok(V, &["delete", "pod", &pod, "--wait=false"]);
-    let out = waiter.wait_with_output().expect("tug wait");
+    server.kubectl_ok(V, &["create", "configmap", "later"]);
+    let out = creation.wait_with_output().expect("tug wait");
     assert!(out.status.success(), "{}", shown(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("pod/{pod} condition met\n")
+        "configmap/later condition met\n"
     );
+
+    // --for=delete: a ConfigMap held by a finalizer is deleted while the
+    // waiter watches; it goes when the finalizer is removed. (Should the
+    // waiter only start looking after that, it finds nothing to wait for
+    // and prints nothing, like kubectl: try again with another object.)
+    let mut seen = String::new();
+    for attempt in 0..3 {
+        let name = format!("doomed-{attempt}");
+        server.kubectl_stdin(
+            V,
+            &["apply", "-f", "-"],
+            &format!("{{apiVersion: v1, kind: ConfigMap, metadata: {{name: {name}, finalizers: [example.com/hold]}}}}"),
+        );
+        let waiter = tug_cmd(
+            server,
+            &[
+                "wait",
+                "--for=delete",
+                &format!("cm/{name}"),
+                "--timeout=60s",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tug wait");
+        server.kubectl_ok(V, &["delete", "cm", &name, "--wait=false"]);
+        std::thread::sleep(Duration::from_millis(1500));
+        server.kubectl_ok(
+            V,
+            &[
+                "patch",
+                "cm",
+                &name,
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+            ],
+        );
+        let out = waiter.wait_with_output().expect("tug wait");
+        assert!(out.status.success(), "{}", shown(&out));
+        seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !seen.is_empty() {
+            assert_eq!(seen, format!("configmap/{name} condition met\n"));
+            break;
+        }
+    }
+    assert!(!seen.is_empty(), "the waiter never saw a deletion");
 }
 
 #[test]
@@ -596,6 +641,7 @@ fn daemonset_rollout_and_top() {
         server,
         &["rollout", "history", "ds/agent", "--revision", "1"],
     );
+    same_as_kubectl(server, &["rollout", "undo", "ds/agent", "--dry-run=client"]);
     assert_eq!(
         tug_ok(server, &["rollout", "undo", "ds/agent"]),
         "daemonset.apps/agent rolled back\n"

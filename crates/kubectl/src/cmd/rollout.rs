@@ -134,6 +134,10 @@ pub struct UndoArgs {
     /// The revision to rollback to. Default to 0 (last revision).
     #[arg(long, default_value_t = 0)]
     pub to_revision: i64,
+    /// Must be "none", "server", or "client". With client, only print the
+    /// template that would be rolled back to.
+    #[arg(long, default_value = "none", num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: String,
     /// Selector (label query) to filter on.
     #[arg(short = 'l', long)]
     pub selector: Option<String>,
@@ -722,10 +726,7 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> Result<()> {
                 if !r.change_cause.is_empty() {
                     template["metadata"]["annotations"][CHANGE_CAUSE] = json!(r.change_cause);
                 }
-                // Without describe's tabwriter, upstream's multi-line
-                // fields continue with a bare tab (the indent is part of
-                // the title).
-                let body = super::describe::pod_template(&template).replace("\n  \t", "\n\t");
+                let body = template_text(&template);
                 crate::out(&format!("{name} with revision #{}\n{body}\n", a.revision))
             } else {
                 crate::out(&format!("{name} \n{}\n", history_table(&revs)))
@@ -739,7 +740,15 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> Result<()> {
     super::last_error(errors)
 }
 
+/// A pod template as upstream's `printTemplate`: describe's block without
+/// its tabwriter, where multi-line fields continue with a bare tab (the
+/// indent is part of the field's title).
+fn template_text(template: &Value) -> String {
+    super::describe::pod_template(template).replace("\n  \t", "\n\t")
+}
+
 async fn undo(ctx: &Ctx, a: UndoArgs) -> Result<()> {
+    let dry = DryRun::parse(&a.dry_run)?;
     let targets = one_target(ctx, &a.resources, &a.filename, a.selector.as_deref()).await?;
     let mut errors = Vec::new();
     for t in &targets {
@@ -755,6 +764,19 @@ async fn undo(ctx: &Ctx, a: UndoArgs) -> Result<()> {
             let target = rollback_target(kind, name_of(&obj), &revs, a.to_revision)
                 .map_err(CliError::Client)?;
             let name = format!("{}/{}", t.0.kind_group(), t.2);
+            if dry == DryRun::Client {
+                // Upstream shows the template it would restore, before
+                // deciding whether that would change anything.
+                let will = if kind == Kind::Deployment {
+                    ""
+                } else {
+                    "will roll back to "
+                };
+                return crate::out(&format!(
+                    "{name} {will}{} (dry run)\n",
+                    template_text(&target.template)
+                ));
+            }
             if template_without_hash(&target.template)
                 == template_without_hash(&obj["spec"]["template"])
             {
@@ -766,7 +788,7 @@ async fn undo(ctx: &Ctx, a: UndoArgs) -> Result<()> {
             match kind {
                 Kind::Deployment => {
                     let patch = deployment_rollback_patch(&obj, &target.source);
-                    patch_raw(ctx, t, None, "application/json-patch+json", &patch, DryRun::None)
+                    patch_raw(ctx, t, None, "application/json-patch+json", &patch, dry)
                         .await
                         .map_err(|e| {
                             CliError::client(format!(
@@ -783,12 +805,12 @@ async fn undo(ctx: &Ctx, a: UndoArgs) -> Result<()> {
                         None,
                         "application/strategic-merge-patch+json",
                         &patch,
-                        DryRun::None,
+                        dry,
                     )
                     .await?;
                 }
             }
-            crate::out(&format!("{name} rolled back\n"))
+            crate::out(&format!("{name} rolled back{}\n", dry.suffix()))
         }
         .await;
         if let Err(e) = result {
