@@ -16,6 +16,8 @@ const V: &str = "1.33";
 /// How long a convergence may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(90);
 
+/// Its pods turn Ready two seconds after they start, so every rollout
+/// shows progress lines before it completes.
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -31,6 +33,10 @@ spec:
       - name: main
         image: busybox
         command: [sh, -c, 'sleep 3600']
+        readinessProbe:
+          exec: {command: ['true']}
+          initialDelaySeconds: 2
+          periodSeconds: 1
 "#;
 
 /// Never Ready, so its rollout exceeds the progress deadline.
@@ -182,6 +188,26 @@ fn tug_ok(server: &ApiServer, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `tug rollout status ARGS --timeout=90s`, which must succeed; on failure
+/// the cluster's state and the components' logs say why.
+#[track_caller]
+fn status_ok(cluster: &Cluster, target: &str) -> String {
+    let server = &cluster.server;
+    let out = tug(server, &["rollout", "status", target, "--timeout=90s"]);
+    if !out.status.success() {
+        let state = server.kubectl(V, &["get", "deploy,ds,rs,pods", "-o", "wide"]);
+        let tail = |log: String| log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+        panic!(
+            "tug rollout status {target} failed:\n{}\n--- cluster\n{}\n--- controller-manager (last lines first)\n{}\n--- kubelet\n{}",
+            shown(&out),
+            shown(&state),
+            tail(cluster._controller_manager.log()),
+            tail(cluster._kubelet.log()),
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn shown(out: &Output) -> String {
     format!(
         "stdout:\n{}\nstderr:\n{}\nexit: {:?}",
@@ -257,10 +283,7 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
     server.kubectl_stdin(V, &["apply", "-f", "-"], DEPLOYMENT);
 
     // Status follows the rollout as it happens and ends on success.
-    let status = tug_ok(
-        server,
-        &["rollout", "status", "deploy/web", "--timeout=90s"],
-    );
+    let status = status_ok(&cluster, "deploy/web");
     assert!(status.contains("Waiting for deployment"), "{status}");
     assert!(
         status.ends_with("deployment \"web\" successfully rolled out\n"),
@@ -288,10 +311,7 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
             r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","image":"busybox:1.36"}]}}}}"#,
         ],
     );
-    let status = tug_ok(
-        server,
-        &["rollout", "status", "deploy/web", "--timeout=90s"],
-    );
+    let status = status_ok(&cluster, "deploy/web");
     assert!(status.ends_with("successfully rolled out\n"), "{status}");
     let history = same_as_kubectl(server, &["rollout", "history", "deploy/web"]);
     assert!(
@@ -300,10 +320,20 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
         ),
         "{history}"
     );
-    same_as_kubectl(
+    // The revision's pod template, as describe prints one (compared byte
+    // for byte with kubectl on the DaemonSet, whose template has no probe:
+    // describe does not print probes yet).
+    let rev1 = tug_ok(
         server,
         &["rollout", "history", "deploy/web", "--revision", "1"],
     );
+    assert!(
+        rev1.starts_with(
+            "deployment.apps/web with revision #1\nPod Template:\n  Labels:\tapp=web\n\tpod-template-hash="
+        ),
+        "{rev1}"
+    );
+    assert!(rev1.contains("\n    Image:\tbusybox\n"), "{rev1}");
     same_as_kubectl(
         server,
         &["rollout", "history", "deploy/web", "--revision", "9"],
@@ -316,10 +346,15 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
         server,
         &["rollout", "undo", "deploy/web", "--to-revision", "2"],
     );
-    same_as_kubectl(
+    let dry = tug_ok(
         server,
         &["rollout", "undo", "deploy/web", "--dry-run=client"],
     );
+    assert!(
+        dry.starts_with("deployment.apps/web Pod Template:\n"),
+        "{dry}"
+    );
+    assert!(dry.ends_with("\n (dry run)\n"), "{dry}");
     same_as_kubectl(
         server,
         &["rollout", "undo", "deploy/web", "--dry-run=server"],
@@ -332,10 +367,7 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
         "deployment.apps/web rolled back\n"
     );
     assert_eq!(image(server), "busybox");
-    tug_ok(
-        server,
-        &["rollout", "status", "deploy/web", "--timeout=90s"],
-    );
+    status_ok(&cluster, "deploy/web");
     let history = same_as_kubectl(server, &["rollout", "history", "deploy/web"]);
     assert!(
         history.contains("2         <none>\n3         <none>\n\n"),
@@ -364,10 +396,7 @@ fn deployment_rollout_status_history_undo_restart_pause_and_wait() {
         stamped.len() >= 20 && b[4] == b'-' && b[10] == b'T' && b[13] == b':',
         "{stamped:?}"
     );
-    let status = tug_ok(
-        server,
-        &["rollout", "status", "deploy/web", "--timeout=90s"],
-    );
+    let status = status_ok(&cluster, "deploy/web");
     assert!(status.ends_with("successfully rolled out\n"), "{status}");
     let rs = server.kubectl_ok(V, &["get", "rs", "-l", "app=web", "-o", "name"]);
     assert_eq!(rs.lines().count(), 3, "{rs}");
@@ -601,7 +630,7 @@ fn daemonset_rollout_and_top() {
     let cluster = Cluster::start();
     let server = &cluster.server;
     server.kubectl_stdin(V, &["apply", "-f", "-"], DAEMONSET);
-    let status = tug_ok(server, &["rollout", "status", "ds/agent", "--timeout=90s"]);
+    let status = status_ok(&cluster, "ds/agent");
     assert!(
         status.ends_with("daemon set \"agent\" successfully rolled out\n"),
         "{status}"
@@ -615,10 +644,7 @@ fn daemonset_rollout_and_top() {
     same_as_kubectl(server, &["rollout", "status", "ds/agent"]);
     // Several objects are followed one after the other.
     server.kubectl_stdin(V, &["apply", "-f", "-"], DEPLOYMENT);
-    tug_ok(
-        server,
-        &["rollout", "status", "deploy/web", "--timeout=90s"],
-    );
+    status_ok(&cluster, "deploy/web");
     let both = same_as_kubectl(server, &["rollout", "status", "deploy/web", "ds/agent"]);
     assert!(
         both.contains("deployment \"web\" successfully rolled out\ndaemon set \"agent\" successfully rolled out\n"),
@@ -634,7 +660,7 @@ fn daemonset_rollout_and_top() {
             r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","image":"busybox:1.36"}]}}}}"#,
         ],
     );
-    let status = tug_ok(server, &["rollout", "status", "ds/agent", "--timeout=90s"]);
+    let status = status_ok(&cluster, "ds/agent");
     assert!(status.ends_with("successfully rolled out\n"), "{status}");
     same_as_kubectl(server, &["rollout", "history", "ds/agent"]);
     same_as_kubectl(
@@ -657,7 +683,7 @@ fn daemonset_rollout_and_top() {
         ],
     );
     assert_eq!(img, "busybox");
-    tug_ok(server, &["rollout", "status", "ds/agent", "--timeout=90s"]);
+    status_ok(&cluster, "ds/agent");
 
     // top: once the pod's metrics are scraped, the same table shape as
     // kubectl (values may move between the two runs).
