@@ -47,6 +47,13 @@ pub enum Command {
     Annotate(cmd::label::LabelArgs),
     Patch(cmd::patch::PatchArgs),
     Scale(cmd::scale::ScaleArgs),
+    /// Manage the rollout of a resource
+    #[command(subcommand)]
+    Rollout(cmd::rollout::RolloutCommand),
+    Wait(cmd::wait::WaitArgs),
+    /// Display resource (CPU/memory) usage
+    #[command(subcommand)]
+    Top(cmd::top::TopCommand),
     /// Modify kubeconfig files
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
@@ -87,6 +94,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Annotate(a) => cmd::annotate::run(&ctx, a).await,
         Command::Patch(a) => cmd::patch::run(&ctx, a).await,
         Command::Scale(a) => cmd::scale::run(&ctx, a).await,
+        Command::Rollout(c) => cmd::rollout::run(&ctx, c).await,
+        Command::Wait(a) => cmd::wait::run(&ctx, a).await,
+        Command::Top(c) => cmd::top::run(&ctx, c).await,
         Command::ApiResources(a) => cmd::api_resources::run(&ctx, a).await,
         Command::Explain(a) => cmd::explain::run(&ctx, a).await,
         Command::Config(_) | Command::Version(_) | Command::Completion(_) => Ok(()),

@@ -429,7 +429,8 @@ fn format_selector(sel: &Value) -> String {
 }
 
 /// DescribePodTemplate.
-fn pod_template(t: &Value) -> String {
+/// The `Pod Template:` block (also `rollout history --revision`).
+pub fn pod_template(t: &Value) -> String {
     let mut w = String::from("Pod Template:\n");
     w += &labels_multiline("  ", "Labels", &t["metadata"]["labels"]);
     if t["metadata"]["annotations"]

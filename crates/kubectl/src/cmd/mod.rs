@@ -15,8 +15,12 @@ pub mod explain;
 pub mod get;
 pub mod label;
 pub mod patch;
+pub mod rollout;
 pub mod scale;
+pub mod top;
 pub mod version;
+pub mod wait;
+pub mod watch_until;
 
 use serde_json::Value;
 
