@@ -67,6 +67,14 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
 
 /// Health and version answers are public, as upstream's
 /// `system:public-info-viewer` role makes them.
+/// What an unauthenticated caller may read besides the health endpoints:
+/// kube-public's `cluster-info`, as kubeadm's RBAC grants
+/// `system:anonymous` (joining nodes read the CA there before they trust
+/// the server, and check it against the hash in their token).
+fn is_anonymous_readable(method: &Method, path: &str) -> bool {
+    method == Method::GET && path == "/api/v1/namespaces/kube-public/configmaps/cluster-info"
+}
+
 fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
         || path.starts_with("/healthz/")
@@ -118,7 +126,7 @@ async fn route(state: Arc<AppState>, req: Request) -> ApiResult<Response> {
         Ok(user) => user,
         Err(token) => authenticate_bootstrap(&state, token).await,
     };
-    if user.is_none() && !is_public(&path) {
+    if user.is_none() && !is_public(&path) && !is_anonymous_readable(req.method(), &path) {
         return Err(ApiError::Unauthorized);
     }
     let anonymous = UserInfo {
