@@ -228,18 +228,7 @@ pub fn validate_create(obj: &Value) -> Vec<Cause> {
                 let u = u.as_str().unwrap_or("");
                 let field = format!("spec.usages[{i}]");
                 if !USAGES.contains(&u) {
-                    let supported = USAGES
-                        .iter()
-                        .map(|s| format!("\"{s}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    causes.push(Cause {
-                        reason: "FieldValueNotSupported".into(),
-                        message: format!(
-                            "Unsupported value: \"{u}\": supported values: {supported}"
-                        ),
-                        field,
-                    });
+                    causes.push(not_supported(field, u, USAGES));
                 } else if seen.contains(&u) {
                     causes.push(Cause {
                         reason: "FieldValueDuplicate".into(),
@@ -273,6 +262,20 @@ fn parse_request(der: &[u8]) -> Result<(), String> {
     x509_parser::certification_request::X509CertificationRequest::from_der(der)
         .map(|_| ())
         .map_err(|e| format!("{e}"))
+}
+
+/// Upstream's `NotSupported` error: the value and every supported one.
+fn not_supported(field: String, value: &str, supported: &[&str]) -> Cause {
+    let supported = supported
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Cause {
+        reason: "FieldValueNotSupported".into(),
+        message: format!("Unsupported value: \"{value}\": supported values: {supported}"),
+        field,
+    }
 }
 
 /// A signer name is `domain/path`: a DNS subdomain, a slash, and a path.
@@ -323,16 +326,7 @@ pub fn validate_conditions(obj: &Value, current: Option<&Value>) -> Vec<Cause> {
         if status.is_empty() {
             causes.push(Cause::required(&format!("{field}.status")));
         } else if !allowed.contains(&status) {
-            let supported = allowed
-                .iter()
-                .map(|s| format!("\"{s}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            causes.push(Cause {
-                reason: "FieldValueNotSupported".into(),
-                message: format!("Unsupported value: \"{status}\": supported values: {supported}"),
-                field: format!("{field}.status"),
-            });
+            causes.push(not_supported(format!("{field}.status"), status, allowed));
         }
     }
     if seen.contains(&"Approved") && seen.contains(&"Denied") {

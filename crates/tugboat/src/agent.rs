@@ -230,28 +230,18 @@ pub fn component_flags(
     kubeconfig: &Path,
     is_root: bool,
 ) -> (kubelet::cli::Flags, tugboat_kube_proxy::cli::Flags) {
-    let mut k = kubelet::cli::Flags::defaults();
-    k.kubeconfig = Some(kubeconfig.to_path_buf());
-    k.node_name = Some(node.to_string());
-    k.runtime = match args.runtime {
-        RuntimeChoice::Cri => kubelet::cli::Runtime::Cri,
-        _ => kubelet::cli::Runtime::Process,
-    };
-    k.root_dir = data_dir.join("kubelet");
-    k.container_runtime_endpoint = args.container_runtime_endpoint.clone();
-    k.node_ip = Some(node_ip);
-    k.port = args.kubelet_port;
-    k.healthz_port = 0;
-    let mut proxy = tugboat_kube_proxy::cli::Flags::defaults();
-    proxy.kubeconfig = Some(kubeconfig.to_path_buf());
-    proxy.node_name = Some(node.to_string());
-    proxy.mode = Some(if is_root {
-        tugboat_kube_proxy::cli::Mode::Nftables
-    } else {
-        tugboat_kube_proxy::cli::Mode::Userspace
-    });
-    proxy.metrics_bind_address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    proxy.healthz_bind_address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let k = crate::plan::node_kubelet(
+        &crate::plan::NodeSpec {
+            name: node,
+            ip: node_ip,
+            runtime: args.runtime,
+            container_runtime_endpoint: &args.container_runtime_endpoint,
+            kubelet_port: args.kubelet_port,
+        },
+        data_dir,
+        kubeconfig,
+    );
+    let proxy = crate::plan::node_proxy(node, kubeconfig, is_root);
     (k, proxy)
 }
 

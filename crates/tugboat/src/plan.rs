@@ -152,6 +152,55 @@ fn ephemeral_loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
+/// A node the kubelet runs (the server's local one, or an agent's).
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSpec<'a> {
+    pub name: &'a str,
+    pub ip: IpAddr,
+    pub runtime: RuntimeChoice,
+    pub container_runtime_endpoint: &'a str,
+    pub kubelet_port: u16,
+}
+
+/// The kubelet's flags for `node`, its state under `<data_dir>/kubelet`.
+pub fn node_kubelet(
+    node: &NodeSpec<'_>,
+    data_dir: &Path,
+    kubeconfig: &Path,
+) -> kubelet::cli::Flags {
+    let mut k = kubelet::cli::Flags::defaults();
+    k.kubeconfig = Some(kubeconfig.to_path_buf());
+    k.node_name = Some(node.name.to_string());
+    k.runtime = match node.runtime {
+        RuntimeChoice::Cri => kubelet::cli::Runtime::Cri,
+        _ => kubelet::cli::Runtime::Process,
+    };
+    k.root_dir = data_dir.join("kubelet");
+    k.container_runtime_endpoint = node.container_runtime_endpoint.to_string();
+    k.node_ip = Some(node.ip);
+    k.port = node.kubelet_port;
+    k.healthz_port = 0;
+    k
+}
+
+/// The service proxy's flags for `node`.
+pub fn node_proxy(node: &str, kubeconfig: &Path, is_root: bool) -> tugboat_kube_proxy::cli::Flags {
+    let mut proxy = tugboat_kube_proxy::cli::Flags::defaults();
+    proxy.kubeconfig = Some(kubeconfig.to_path_buf());
+    proxy.node_name = Some(node.to_string());
+    // nftables needs root; the userspace relay is the fallback (and needs
+    // root too for its addresses on lo: without, the proxy just fails and
+    // the rest continues without one).
+    proxy.mode = Some(if is_root {
+        tugboat_kube_proxy::cli::Mode::Nftables
+    } else {
+        tugboat_kube_proxy::cli::Mode::Userspace
+    });
+    proxy.metrics_bind_address = SocketAddr::from(([127, 0, 0, 1], 0));
+    proxy.healthz_bind_address = SocketAddr::from(([127, 0, 0, 1], 0));
+    proxy
+}
+
 /// Translate `tugboat server`'s flags into every component's.
 pub fn plan(args: &ServerArgs, host: &Host) -> anyhow::Result<Plan> {
     let data_dir = args
@@ -200,18 +249,17 @@ pub fn plan(args: &ServerArgs, host: &Host) -> anyhow::Result<Plan> {
     };
     let kubelet = local_node.as_ref().map(|node| {
         let identity = ClientIdentity::node(node);
-        let mut k = kubelet::cli::Flags::defaults();
-        k.kubeconfig = Some(kubeconfig_path(&data_dir, &identity));
-        k.node_name = Some(node.clone());
-        k.runtime = match args.runtime {
-            RuntimeChoice::Cri => kubelet::cli::Runtime::Cri,
-            _ => kubelet::cli::Runtime::Process,
-        };
-        k.root_dir = data_dir.join("kubelet");
-        k.container_runtime_endpoint = args.container_runtime_endpoint.clone();
-        k.node_ip = Some(host.node_ip);
-        k.port = args.kubelet_port;
-        k.healthz_port = 0;
+        let k = node_kubelet(
+            &NodeSpec {
+                name: node,
+                ip: host.node_ip,
+                runtime: args.runtime,
+                container_runtime_endpoint: &args.container_runtime_endpoint,
+                kubelet_port: args.kubelet_port,
+            },
+            &data_dir,
+            &kubeconfig_path(&data_dir, &identity),
+        );
         identities.push(identity);
         k
     });
@@ -230,19 +278,11 @@ pub fn plan(args: &ServerArgs, host: &Host) -> anyhow::Result<Plan> {
         k
     });
 
-    let mut proxy = tugboat_kube_proxy::cli::Flags::defaults();
-    proxy.kubeconfig = Some(kubeconfig_path(&data_dir, &ClientIdentity::proxy()));
-    proxy.node_name = Some(node_name.clone());
-    // nftables needs root; the userspace relay is the fallback (and needs
-    // root too for its addresses on lo: without, the proxy just fails and
-    // the server continues without one).
-    proxy.mode = Some(if host.is_root {
-        tugboat_kube_proxy::cli::Mode::Nftables
-    } else {
-        tugboat_kube_proxy::cli::Mode::Userspace
-    });
-    proxy.metrics_bind_address = SocketAddr::from(([127, 0, 0, 1], 0));
-    proxy.healthz_bind_address = SocketAddr::from(([127, 0, 0, 1], 0));
+    let proxy = node_proxy(
+        &node_name,
+        &kubeconfig_path(&data_dir, &ClientIdentity::proxy()),
+        host.is_root,
+    );
 
     Ok(Plan {
         data_dir,
