@@ -153,12 +153,19 @@ fn write_string(s: &str, out: &mut String) {
 
 /// A revision's `data` for `template` (upstream's `getPatch`): the patch
 /// that replaces an owner's template with this one.
+///
+/// Its keys are in Go's order (sorted, as `json.Marshal` writes a map):
+/// `kubectl rollout undo` compares the stored bytes with the patch it
+/// computes from the live object to tell "skipped rollback" (the template
+/// already matches) from "rolled back".
 pub fn template_patch(template: &PodTemplateSpec) -> Value {
     let mut template = serde_json::to_value(template).unwrap_or_else(|_| json!({}));
     if let Value::Object(map) = &mut template {
         map.insert("$patch".into(), json!("replace"));
     }
-    json!({ "spec": { "template": template } })
+    let patch = json!({ "spec": { "template": template } });
+    // Objects keep their insertion order: re-read the canonical text.
+    serde_json::from_str(&canonical_json(&patch)).unwrap_or(patch)
 }
 
 /// The template a revision restores, if its data holds one.
@@ -616,6 +623,11 @@ mod tests {
         )
         .unwrap();
         let data = template_patch(&template);
+        let text = serde_json::to_string(&data).unwrap();
+        assert!(
+            text.starts_with(r#"{"spec":{"template":{"$patch":"replace","metadata":"#),
+            "Go's key order: {text}"
+        );
         assert_eq!(hash_revision_data(&data, Some(0)), "776999688b");
     }
 
