@@ -54,6 +54,9 @@ pub enum Command {
     ApiResources(cmd::api_resources::ApiResourcesArgs),
     Explain(cmd::explain::ExplainArgs),
     Completion(cmd::completion::CompletionArgs),
+    Cordon(cmd::cordon::CordonArgs),
+    Uncordon(cmd::cordon::UncordonArgs),
+    Drain(cmd::drain::DrainArgs),
 }
 
 /// Write to stdout; a closed pipe (`tug get pods | head`) ends the
@@ -89,6 +92,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Scale(a) => cmd::scale::run(&ctx, a).await,
         Command::ApiResources(a) => cmd::api_resources::run(&ctx, a).await,
         Command::Explain(a) => cmd::explain::run(&ctx, a).await,
+        Command::Cordon(a) => cmd::cordon::run(&ctx, a, true).await,
+        Command::Uncordon(a) => cmd::cordon::run(&ctx, a.inner, false).await,
+        Command::Drain(a) => cmd::drain::run(&ctx, &cli.connect, a).await,
         Command::Config(_) | Command::Version(_) | Command::Completion(_) => Ok(()),
     }
 }
