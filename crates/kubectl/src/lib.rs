@@ -47,7 +47,8 @@ pub enum Command {
     Annotate(cmd::label::LabelArgs),
     Patch(cmd::patch::PatchArgs),
     Scale(cmd::scale::ScaleArgs),
-    /// Modify kubeconfig files
+    // No doc comment here: it would replace ConfigCommand's help (and its
+    // examples).
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
     Version(cmd::version::VersionArgs),
