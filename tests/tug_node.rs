@@ -300,10 +300,11 @@ fn unordered(text: &str) -> Vec<String> {
         .lines()
         .map(|l| match (l.find('['), l.rfind(']')) {
             (Some(i), Some(j)) if i < j => {
-                let mut items: Vec<&str> = l[i + 1..j]
-                    .split(", cannot delete ")
-                    .flat_map(|s| s.split(", error when "))
-                    .collect();
+                // Items start with "cannot delete " or "error when ".
+                let inner = l[i + 1..j]
+                    .replace(", cannot delete ", "\0cannot delete ")
+                    .replace(", error when ", "\0error when ");
+                let mut items: Vec<&str> = inner.split('\0').collect();
                 items.sort();
                 format!("{}[{}]{}", &l[..i], items.join("|"), &l[j + 1..])
             }
