@@ -247,6 +247,23 @@ fn cluster() -> Cluster {
     }
 }
 
+impl Drop for Cluster {
+    /// The pods' processes outlive the kubelets (their shims are detached):
+    /// delete the workloads and pods while the kubelets still run, even
+    /// after a failed assertion.
+    fn drop(&mut self) {
+        let s = &self.server;
+        let _ = s.kubectl(
+            V,
+            &["delete", "rs,ds", "--all", "--wait=true", "--timeout=20s"],
+        );
+        let _ = s.kubectl(
+            V,
+            &["delete", "pods", "--all", "--wait=true", "--timeout=30s"],
+        );
+    }
+}
+
 const WORKLOADS: &str = r#"apiVersion: apps/v1
 kind: ReplicaSet
 metadata: {name: rs}
