@@ -399,6 +399,35 @@ mod client_side {
         Some((Value::Object(patch), ct))
     }
 
+    /// kubectl's warning for a live object that was not created by apply.
+    pub fn missing_annotation_warning(resource: &str, name: &str) -> String {
+        format!(
+            "Warning: resource {resource}/{name} is missing the {LAST_APPLIED} annotation which is required by tug apply. tug apply should only be used on resources created declaratively by either tug create --save-config or tug apply. The missing annotation will be patched automatically."
+        )
+    }
+
+    /// Patch a live object towards `modified` (nothing when the patch is
+    /// empty); returns what happened and the object to print.
+    async fn apply_patch(
+        ctx: &Ctx,
+        target: &super::super::Target,
+        modified: &Value,
+        live: Value,
+        dry: DryRun,
+        source: &str,
+    ) -> Result<(Outcome, Value)> {
+        Ok(match patch_for(modified, &live) {
+            None => (Outcome::Unchanged, live),
+            Some(_) if dry == DryRun::Client => (Outcome::Configured, live),
+            Some((body, ct)) => {
+                let obj = patch_raw(ctx, target, None, ct, &body, dry)
+                    .await
+                    .map_err(|e| when(e, "patching", source))?;
+                (Outcome::Configured, obj)
+            }
+        })
+    }
+
     pub async fn run(ctx: &Ctx, a: &ApplyArgs, dry: DryRun) -> Result<()> {
         let output = a
             .output
@@ -433,16 +462,11 @@ mod client_side {
                         (Outcome::Created, obj)
                     }
                     Err(e) => return Err(e),
-                    Ok(live) => match patch_for(&modified, &live) {
-                        None => (Outcome::Unchanged, live),
-                        Some(_) if dry == DryRun::Client => (Outcome::Configured, live),
-                        Some((body, ct)) => {
-                            let obj = patch_raw(ctx, &target, None, ct, &body, dry)
-                                .await
-                                .map_err(|e| when(e, "patching", &m.source))?;
-                            (Outcome::Configured, obj)
-                        }
-                    },
+                    Ok(live) if live["metadata"]["annotations"][LAST_APPLIED].is_null() => {
+                        eprintln!("{}", missing_annotation_warning(&r.plural_group(), &name));
+                        apply_patch(ctx, &target, &modified, live, dry, &m.source).await?
+                    }
+                    Ok(live) => apply_patch(ctx, &target, &modified, live, dry, &m.source).await?,
                 };
                 let text = match &output {
                     Some(o) => super::super::get::print_objects(o, std::slice::from_ref(&obj), true, false, &mut TabWriter::default()),
@@ -590,6 +614,9 @@ mod client_side {
             );
             let (_, ct) = patch_for(&custom, &json!({"metadata": {"name": "t"}})).unwrap();
             assert_eq!(ct, "application/merge-patch+json");
+            assert!(missing_annotation_warning("deployments.apps", "web").starts_with(
+                "Warning: resource deployments.apps/web is missing the kubectl.kubernetes.io/last-applied-configuration annotation which is required by tug apply."
+            ));
         }
     }
 }

@@ -463,6 +463,13 @@ pub async fn run(ctx: &Ctx, connect: &ConnectArgs, a: DrainArgs) -> Result<()> {
         ))
     })?;
     let timeout = (!timeout.is_zero()).then_some(timeout);
+    if let Some(sel) = a.pod_selector.as_deref().filter(|s| !s.is_empty()) {
+        if api::selector::parse(sel).is_err() {
+            return Err(CliError::client(
+                "--pod-selector=<pod_selector> must be a valid label selector",
+            ));
+        }
+    }
     let plan = Plan {
         flags: Flags {
             ignore_daemonsets: a.ignore_daemonsets,
