@@ -406,6 +406,31 @@ mod client_side {
         )
     }
 
+    /// kubectl's framing of a failed apply patch: the patch, the object
+    /// and the file around the server's message.
+    pub fn patch_failed(
+        e: CliError,
+        target: &super::super::Target,
+        patch: &Value,
+        source: &str,
+    ) -> CliError {
+        let CliError::Server { reason, message } = e else {
+            return e;
+        };
+        let (r, ns, name) = target;
+        let gv = format!("{}/{}", r.group, r.version);
+        CliError::Server {
+            reason,
+            message: format!(
+                "error when applying patch:\n{}\nto:\nResource: \"{gv}, Resource={}\", GroupVersionKind: \"{gv}, Kind={}\"\nName: {name:?}, Namespace: {:?}\nfor: {source:?}: {message}",
+                sorted(patch),
+                r.plural,
+                r.kind,
+                ns.as_deref().unwrap_or(""),
+            ),
+        }
+    }
+
     /// Patch a live object towards `modified` (nothing when the patch is
     /// empty); returns what happened and the object to print.
     async fn apply_patch(
@@ -422,7 +447,9 @@ mod client_side {
             Some((body, ct)) => {
                 let obj = patch_raw(ctx, target, None, ct, &body, dry)
                     .await
-                    .map_err(|e| when(e, "patching", source))?;
+                    .map_err(|e| {
+                        patch_failed(when(e, "patching", source), target, &body, source)
+                    })?;
                 (Outcome::Configured, obj)
             }
         })
@@ -614,6 +641,26 @@ mod client_side {
             );
             let (_, ct) = patch_for(&custom, &json!({"metadata": {"name": "t"}})).unwrap();
             assert_eq!(ct, "application/merge-patch+json");
+            let r = crate::discovery::Resource {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "ConfigMap".into(),
+                plural: "configmaps".into(),
+                singular: "configmap".into(),
+                short_names: vec![],
+                namespaced: true,
+                verbs: vec![],
+                categories: vec![],
+            };
+            let conflict = CliError::Server {
+                reason: "Conflict".into(),
+                message: "error when patching \"c.yaml\": boom".into(),
+            };
+            let target = (r, Some("default".to_string()), "c".to_string());
+            assert_eq!(
+                patch_failed(conflict, &target, &json!({"metadata": {"resourceVersion": "9"}}), "c.yaml").to_string(),
+                "Error from server (Conflict): error when applying patch:\n{\"metadata\":{\"resourceVersion\":\"9\"}}\nto:\nResource: \"/v1, Resource=configmaps\", GroupVersionKind: \"/v1, Kind=ConfigMap\"\nName: \"c\", Namespace: \"default\"\nfor: \"c.yaml\": error when patching \"c.yaml\": boom"
+            );
             assert!(missing_annotation_warning("deployments.apps", "web").starts_with(
                 "Warning: resource deployments.apps/web is missing the kubectl.kubernetes.io/last-applied-configuration annotation which is required by tug apply."
             ));
