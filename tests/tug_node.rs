@@ -105,6 +105,7 @@ metadata:
   name: web
 spec:
   replicas: 1
+  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1}}
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
@@ -121,9 +122,14 @@ fn client_side_apply_matches_kubectl() {
     let v1 = dir.path().join("v1.yaml");
     let v2 = dir.path().join("v2.yaml");
     std::fs::write(&v1, APP_V1).expect("write");
-    // v2 changes a value, drops a key and a container, changes an image.
+    // v2 changes a value, drops a key and a container, changes an image
+    // and switches the rollout strategy (whose old settings must go).
     let changed = APP_V1
         .replace("a: \"1\"", "a: \"9\"")
+        .replace(
+            "{type: RollingUpdate, rollingUpdate: {maxSurge: 1}}",
+            "{type: Recreate}",
+        )
         .replace("  b: \"2\"\n", "")
         .replace("busybox:1.36", "busybox:1.37")
         .replace(
@@ -159,7 +165,7 @@ fn client_side_apply_matches_kubectl() {
     // Same live objects and the same recorded configuration.
     for (what, path) in [
         ("configmap/settings", "{.data}"),
-        ("deploy/web", "{.spec.template.spec.containers[*].image}"),
+        ("deploy/web", "{.spec}"),
         (
             "deploy/web",
             "{.metadata.annotations.kubectl\\.kubernetes\\.io/last-applied-configuration}",
@@ -193,6 +199,18 @@ fn client_side_apply_matches_kubectl() {
         ],
     );
     assert_eq!(images, "busybox:1.37");
+    let strategy = server.kubectl_ok(
+        V,
+        &[
+            "-n",
+            "t",
+            "get",
+            "deploy/web",
+            "-o",
+            "jsonpath={.spec.strategy}",
+        ],
+    );
+    assert_eq!(strategy, r#"{"type":"Recreate"}"#);
 }
 
 /// A cluster: API server, controller manager, scheduler, two nodes.
