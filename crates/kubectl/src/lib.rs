@@ -54,13 +54,17 @@ pub enum Command {
     /// Display resource (CPU/memory) usage
     #[command(subcommand)]
     Top(cmd::top::TopCommand),
-    /// Modify kubeconfig files
+    // No doc comment here: it would replace ConfigCommand's help (and its
+    // examples).
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
     Version(cmd::version::VersionArgs),
     ApiResources(cmd::api_resources::ApiResourcesArgs),
     Explain(cmd::explain::ExplainArgs),
     Completion(cmd::completion::CompletionArgs),
+    Cordon(cmd::cordon::CordonArgs),
+    Uncordon(cmd::cordon::UncordonArgs),
+    Drain(cmd::drain::DrainArgs),
 }
 
 /// Write to stdout; a closed pipe (`tug get pods | head`) ends the
@@ -99,6 +103,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Top(c) => cmd::top::run(&ctx, c).await,
         Command::ApiResources(a) => cmd::api_resources::run(&ctx, a).await,
         Command::Explain(a) => cmd::explain::run(&ctx, a).await,
+        Command::Cordon(a) => cmd::cordon::run(&ctx, a, true).await,
+        Command::Uncordon(a) => cmd::cordon::run(&ctx, a.inner, false).await,
+        Command::Drain(a) => cmd::drain::run(&ctx, &cli.connect, a).await,
         Command::Config(_) | Command::Version(_) | Command::Completion(_) => Ok(()),
     }
 }
