@@ -47,11 +47,11 @@ pub enum Command {
     Annotate(cmd::label::LabelArgs),
     Patch(cmd::patch::PatchArgs),
     Scale(cmd::scale::ScaleArgs),
-    /// Manage the rollout of a resource
+    // No doc comments on these: they would replace the subcommands' own
+    // help (and its examples).
     #[command(subcommand)]
     Rollout(cmd::rollout::RolloutCommand),
     Wait(cmd::wait::WaitArgs),
-    /// Display resource (CPU/memory) usage
     #[command(subcommand)]
     Top(cmd::top::TopCommand),
     // No doc comment here: it would replace ConfigCommand's help (and its

@@ -14,7 +14,15 @@ use crate::printers::table::TabWriter;
 /// The top command allows you to see the resource consumption for nodes
 /// or pods. This command requires the Metrics API to be available on the
 /// server.
+///
+/// Examples:
+///   # Show metrics for all nodes
+///   tug top node
+///
+///   # Show metrics for the pods of every namespace, their containers too
+///   tug top pod -A --containers
 #[derive(Debug, Clone, clap::Subcommand)]
+#[command(verbatim_doc_comment)]
 pub enum TopCommand {
     /// Display resource (CPU/memory) usage of nodes
     #[command(visible_alias = "nodes", visible_alias = "no")]
