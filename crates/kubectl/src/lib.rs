@@ -13,7 +13,10 @@ pub mod ctx;
 pub mod discovery;
 pub mod error;
 pub mod manifest;
+pub mod podref;
 pub mod printers;
+pub mod spdy;
+pub mod tty;
 
 use clap::{Parser, Subcommand};
 
@@ -54,6 +57,10 @@ pub enum Command {
     ApiResources(cmd::api_resources::ApiResourcesArgs),
     Explain(cmd::explain::ExplainArgs),
     Completion(cmd::completion::CompletionArgs),
+    Logs(cmd::logs::LogsArgs),
+    Exec(cmd::exec::ExecArgs),
+    Attach(cmd::attach::AttachArgs),
+    PortForward(cmd::port_forward::PortForwardArgs),
 }
 
 /// Write to stdout; a closed pipe (`tug get pods | head`) ends the
@@ -89,6 +96,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Scale(a) => cmd::scale::run(&ctx, a).await,
         Command::ApiResources(a) => cmd::api_resources::run(&ctx, a).await,
         Command::Explain(a) => cmd::explain::run(&ctx, a).await,
+        Command::Logs(a) => cmd::logs::run(&ctx, a).await,
+        Command::Exec(a) => cmd::exec::run(&ctx, a).await,
+        Command::Attach(a) => cmd::attach::run(&ctx, a).await,
+        Command::PortForward(a) => cmd::port_forward::run(&ctx, a).await,
         Command::Config(_) | Command::Version(_) | Command::Completion(_) => Ok(()),
     }
 }

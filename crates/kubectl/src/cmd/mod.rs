@@ -5,16 +5,20 @@
 pub mod annotate;
 pub mod api_resources;
 pub mod apply;
+pub mod attach;
 pub mod completion;
 pub mod config;
 pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod edit;
+pub mod exec;
 pub mod explain;
 pub mod get;
 pub mod label;
+pub mod logs;
 pub mod patch;
+pub mod port_forward;
 pub mod scale;
 pub mod version;
 
