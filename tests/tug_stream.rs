@@ -266,10 +266,34 @@ fn http_get(port: u16) -> std::io::Result<String> {
     Ok(out)
 }
 
+/// One replica (a choice among several is not deterministic in kubectl
+/// either), placed on `worker` by its template.
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: dep}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: dep}}
+  template:
+    metadata: {labels: {app: dep}}
+    spec:
+      nodeName: worker
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: [sh, -c, 'echo dep-line; exec sleep 100000']
+"#;
+
 #[test]
 fn logs_match_kubectl() {
     let c = start();
     let s = &c.server;
+    let health = format!("127.0.0.1:{}", free_port());
+    let _controllers =
+        Component::start(s, "tug-controller-manager", &["--health-address", &health]);
+    s.kubectl_stdin(V, &["apply", "-f", "-"], DEPLOYMENT);
     let out = same_as_kubectl(s, &["logs", "fixed"]);
     assert!(
         out.contains("line 1\nline 2\nline 3\nline 4\nline 5\noops\n"),
@@ -304,9 +328,31 @@ fn logs_match_kubectl() {
     // once the pod has been quiet for longer.
     let out = same_as_kubectl(s, &["logs", "fixed", "--since=1h"]);
     assert!(out.contains("line 1\n"), "{out}");
-    std::thread::sleep(Duration::from_millis(1500));
+    let deadline = Instant::now() + PATIENCE;
+    let recent = || tug(s, &["logs", "fixed", "--since=1s"]).stdout;
+    while String::from_utf8_lossy(&recent()).contains("line") {
+        assert!(
+            Instant::now() < deadline,
+            "--since=1s still shows old lines"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let out = same_as_kubectl(s, &["logs", "fixed", "--since=1s"]);
     assert!(!out.contains("line"), "{out}");
+
+    // A workload or service stands for one of its pods.
+    s.kubectl_until(
+        V,
+        &["logs", "deploy/dep"],
+        PATIENCE,
+        "the deployment's pod logging",
+        |out| out.contains("dep-line"),
+    );
+    let out = same_as_kubectl(s, &["logs", "deploy/dep"]);
+    assert!(out.starts_with("stdout:\ndep-line\n"), "{out}");
+    same_as_kubectl(s, &["exec", "deploy/dep", "--", "echo", "in-dep"]);
+    same_as_kubectl(s, &["logs", "svc/websvc"]);
+    same_as_kubectl(s, &["logs", "deploy/nosuch"]);
 
     // --previous: the server's error without a previous instance, the
     // last instance's log once the container restarted.
@@ -431,6 +477,14 @@ fn exec_attach_and_port_forward() {
         first,
         format!("Forwarding from 127.0.0.1:{local} -> {}", c.http_port)
     );
+    // localhost is both loopbacks, as with kubectl, where IPv6 exists.
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let second = wait_line(&rx, |l| l.starts_with("Forwarding from"));
+        assert_eq!(
+            second,
+            format!("Forwarding from [::1]:{local} -> {}", c.http_port)
+        );
+    }
     for _ in 0..2 {
         let page = http_get(local).expect("GET through the forward");
         assert!(page.starts_with("HTTP/1.0 200"), "{page}");

@@ -15,8 +15,10 @@ use crate::error::{CliError, Result};
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
 /// Fetch the pod an argument names: `name`, `pod/name` or any object with
-/// a pod selector (`deploy/x`, `rs/x`, `job/x`, `svc/x`, ...).
-pub async fn pod_for(ctx: &Ctx, arg: &str) -> Result<Pod> {
+/// a pod selector (`deploy/x`, `rs/x`, `job/x`, `svc/x`, ...). With
+/// `announce` (what `logs` does) a choice among several pods is told on
+/// stderr as kubectl tells it.
+pub async fn pod_for(ctx: &Ctx, arg: &str, announce: bool) -> Result<Pod> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let Some((word, name)) = arg.split_once('/') else {
         return Ok(pods.get(arg).await?);
@@ -50,7 +52,16 @@ pub async fn pod_for(ctx: &Ctx, arg: &str) -> Result<Pod> {
         .list(&ListParams::default().labels(&selector))
         .await?
         .items;
-    pick_pod(list).ok_or_else(|| CliError::client(format!("no pods found for {arg} ({selector})")))
+    let count = list.len();
+    let pod = pick_pod(list)
+        .ok_or_else(|| CliError::client(format!("no pods found for {arg} ({selector})")))?;
+    if announce && count > 1 {
+        eprintln!(
+            "Found {count} pods, using pod/{}",
+            pod.metadata.name.as_deref().unwrap_or("")
+        );
+    }
+    Ok(pod)
 }
 
 /// The label selector (as query text) of a workload or service: `spec.
@@ -95,7 +106,8 @@ pub fn selector_of(obj: &Value) -> Option<String> {
 
 /// The pod kubectl would pick among a selector's matches (its
 /// `ByLogging` order): scheduled before unscheduled, running before
-/// pending, ready before not ready, then the oldest.
+/// pending, ready before not ready, ready for longer first, more restarts
+/// first, then the oldest.
 pub fn pick_pod(mut pods: Vec<Pod>) -> Option<Pod> {
     pods.sort_by_key(|p| {
         let status = p.status.clone().unwrap_or_default();
@@ -108,11 +120,32 @@ pub fn pick_pod(mut pods: Vec<Pod>) -> Option<Pod> {
         };
         let ready = status
             .conditions
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Ready" && c.status == "True");
+        // None sorts first: put "never ready" last with a flag.
+        let ready_since = ready
+            .as_ref()
+            .and_then(|c| c.last_transition_time.clone())
+            .map(|t| t.0);
+        let restarts: i32 = status
+            .container_statuses
             .unwrap_or_default()
             .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
+            .map(|c| c.restart_count)
+            .sum();
         let created = p.metadata.creation_timestamp.clone().map(|t| t.0);
-        (!scheduled, phase_rank, !ready, created)
+        (
+            !scheduled,
+            phase_rank,
+            ready.is_none(),
+            ready_since.is_none(),
+            ready_since,
+            -restarts,
+            created.is_none(),
+            created,
+        )
     });
     pods.into_iter().next()
 }
@@ -283,6 +316,15 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(got.metadata.name.as_deref(), Some("running"));
+        let mut restarted = p("restarted", "Running", "True", true);
+        if let Some(st) = restarted.status.as_mut() {
+            st.container_statuses = Some(vec![serde_json::from_value(json!({
+                "name": "c", "image": "i", "imageID": "", "ready": true, "restartCount": 2
+            }))
+            .unwrap()]);
+        }
+        let got = pick_pod(vec![p("running", "Running", "True", true), restarted]).unwrap();
+        assert_eq!(got.metadata.name.as_deref(), Some("restarted"));
         assert!(pick_pod(vec![]).is_none());
     }
 }

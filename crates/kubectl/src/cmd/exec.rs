@@ -144,7 +144,7 @@ pub async fn target(
     quiet: bool,
     verb: &str,
 ) -> Result<(Pod, String)> {
-    let pod = podref::pod_for(ctx, arg).await?;
+    let pod = podref::pod_for(ctx, arg, false).await?;
     let phase = pod
         .status
         .as_ref()

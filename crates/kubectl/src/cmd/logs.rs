@@ -240,7 +240,7 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> Result<()> {
                 }
             }
             // kubectl's resource builder words a missing object its own way.
-            let pod = podref::pod_for(ctx, target).await.map_err(|e| match e {
+            let pod = podref::pod_for(ctx, target, true).await.map_err(|e| match e {
                 CliError::Server { reason, message } if reason == "NotFound" => {
                     CliError::client(format!(
                         "error from server (NotFound): {message} in namespace {:?}",

@@ -198,7 +198,7 @@ pub async fn run(ctx: &Ctx, a: PortForwardArgs) -> Result<()> {
     }
     let addresses = listen_addresses(&a.address).map_err(CliError::client)?;
     let target = &a.args[0];
-    let pod = podref::pod_for(ctx, target).await?;
+    let pod = podref::pod_for(ctx, target, false).await?;
     // A service's ports are its own; translate them to the pod's.
     if let Some(("svc" | "service" | "services", name)) = target.split_once('/') {
         let svc: Service = Api::namespaced(ctx.client.clone(), &ctx.namespace)
