@@ -81,6 +81,18 @@ spec:
     command: [python3, -m, http.server, "{http_port}", --bind, 127.0.0.1]
 ---
 apiVersion: v1
+kind: Pod
+metadata: {{name: echo}}
+spec:
+  nodeName: worker
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    stdin: true
+    command: [sh, -c, 'while read l; do echo "got $l"; done']
+---
+apiVersion: v1
 kind: Service
 metadata: {{name: websvc}}
 spec:
@@ -119,7 +131,7 @@ fn start() -> Cluster {
         |out| !out.is_empty(),
     );
     server.kubectl_stdin(V, &["apply", "-f", "-"], &pods(http_port));
-    for pod in ["fixed", "two", "ticker", "web"] {
+    for pod in ["fixed", "two", "ticker", "web", "echo"] {
         server.kubectl_until(
             V,
             &["get", "pod", pod, "-o", "jsonpath={.status.phase}"],
@@ -373,6 +385,46 @@ fn logs_match_kubectl() {
     let out = same_as_kubectl(s, &["logs", "crashy", "-p"]);
     assert!(out.starts_with("stdout:\nran\n"), "{out}");
 
+    // -f with a selector follows every container at once, within
+    // --max-log-requests.
+    same_as_kubectl(
+        s,
+        &[
+            "logs",
+            "-f",
+            "-l",
+            "set=fixed",
+            "--all-containers",
+            "--max-log-requests=2",
+        ],
+    );
+    let mut follow = tug_cmd(
+        s,
+        &[
+            "logs",
+            "-f",
+            "-l",
+            "set=fixed",
+            "--all-containers",
+            "--prefix",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("tug logs -f -l");
+    let rx = lines_of(&mut follow);
+    let mut want = vec![
+        "[pod/fixed/main] oops",
+        "[pod/two/a] a-two",
+        "[pod/two/b] b-one",
+    ];
+    while !want.is_empty() {
+        let l = wait_line(&rx, |l| want.contains(&l));
+        want.retain(|w| *w != l);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+
     // -f streams lines written after it started.
     let last: u64 = String::from_utf8_lossy(&tug(s, &["logs", "ticker", "--tail=1"]).stdout)
         .trim()
@@ -459,6 +511,23 @@ fn exec_attach_and_port_forward() {
         .expect("tug attach");
     let rx = lines_of(&mut attach);
     wait_line(&rx, |l| l.starts_with("line "));
+    let _ = attach.kill();
+    let _ = attach.wait();
+
+    // attach -i: piped input reaches the container's own stdin.
+    let mut attach = tug_cmd(s, &["attach", "-i", "echo"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tug attach -i");
+    attach
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hello\n")
+        .expect("write");
+    let rx = lines_of(&mut attach);
+    wait_line(&rx, |l| l == "got hello");
     let _ = attach.kill();
     let _ = attach.wait();
 
