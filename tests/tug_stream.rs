@@ -93,6 +93,16 @@ spec:
     command: [sh, -c, 'while read l; do echo "got $l"; done']
 ---
 apiVersion: v1
+kind: Pod
+metadata: {{name: ghost}}
+spec:
+  nodeName: ghost
+  containers:
+  - name: main
+    image: busybox
+    command: [sleep, "100000"]
+---
+apiVersion: v1
 kind: Service
 metadata: {{name: websvc}}
 spec:
@@ -112,6 +122,11 @@ impl Drop for Cluster {
     /// The pods' processes outlive the kubelet: deleting the pods stops
     /// them, even after a failed assertion.
     fn drop(&mut self) {
+        // No kubelet will confirm the ghost pod's deletion.
+        let _ = self.server.kubectl(
+            V,
+            &["delete", "pod", "ghost", "--grace-period=0", "--force"],
+        );
         let _ = self.server.kubectl(
             V,
             &["delete", "pod", "--all", "--wait=true", "--timeout=30s"],
@@ -235,6 +250,17 @@ fn same_lines_as_kubectl(server: &ApiServer, args: &[&str]) -> String {
         args.join(" ")
     );
     ours.0.join("\n")
+}
+
+/// A spawned child killed when dropped, so a failed assertion leaves no
+/// process behind holding the test's output open.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Lines a child prints on stdout, read on a thread (with a deadline
@@ -398,21 +424,23 @@ fn logs_match_kubectl() {
             "--max-log-requests=2",
         ],
     );
-    let mut follow = tug_cmd(
-        s,
-        &[
-            "logs",
-            "-f",
-            "-l",
-            "set=fixed",
-            "--all-containers",
-            "--prefix",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .expect("tug logs -f -l");
-    let rx = lines_of(&mut follow);
+    let mut follow = Running(
+        tug_cmd(
+            s,
+            &[
+                "logs",
+                "-f",
+                "-l",
+                "set=fixed",
+                "--all-containers",
+                "--prefix",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tug logs -f -l"),
+    );
+    let rx = lines_of(&mut follow.0);
     let mut want = vec![
         "[pod/fixed/main] oops",
         "[pod/two/a] a-two",
@@ -422,8 +450,7 @@ fn logs_match_kubectl() {
         let l = wait_line(&rx, |l| want.contains(&l));
         want.retain(|w| *w != l);
     }
-    let _ = follow.kill();
-    let _ = follow.wait();
+    drop(follow);
 
     // -f streams lines written after it started.
     let last: u64 = String::from_utf8_lossy(&tug(s, &["logs", "ticker", "--tail=1"]).stdout)
@@ -431,18 +458,19 @@ fn logs_match_kubectl() {
         .trim_start_matches("line ")
         .parse()
         .expect("a counted line");
-    let mut follow = tug_cmd(s, &["logs", "-f", "ticker", "--tail=1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tug logs -f");
-    let rx = lines_of(&mut follow);
+    let mut follow = Running(
+        tug_cmd(s, &["logs", "-f", "ticker", "--tail=1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tug logs -f"),
+    );
+    let rx = lines_of(&mut follow.0);
     wait_line(&rx, |l| {
         l.trim_start_matches("line ")
             .parse::<u64>()
             .is_ok_and(|n| n > last + 3)
     });
-    let _ = follow.kill();
-    let _ = follow.wait();
+    drop(follow);
 }
 
 #[test]
@@ -505,42 +533,57 @@ fn exec_attach_and_port_forward() {
     assert!(text.contains("41 101"), "the size did not arrive: {text}");
 
     // attach streams the container's output as it is written.
-    let mut attach = tug_cmd(s, &["attach", "ticker"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tug attach");
-    let rx = lines_of(&mut attach);
+    let mut attach = Running(
+        tug_cmd(s, &["attach", "ticker"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tug attach"),
+    );
+    let rx = lines_of(&mut attach.0);
     wait_line(&rx, |l| l.starts_with("line "));
-    let _ = attach.kill();
-    let _ = attach.wait();
+    drop(attach);
 
-    // attach -i: piped input reaches the container's own stdin.
+    // attach -i: piped input reaches the container's own stdin. Output
+    // is only seen from the moment the session attached, so the line is
+    // repeated until its answer shows (the pipe breaks when tug is gone).
     let mut attach = tug_cmd(s, &["attach", "-i", "echo"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("tug attach -i");
-    attach
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"hello\n")
-        .expect("write");
+    let mut input = attach.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline && input.write_all(b"hello\n").is_ok() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
     let rx = lines_of(&mut attach);
-    wait_line(&rx, |l| l == "got hello");
+    let seen = rx.recv_timeout(PATIENCE);
     let _ = attach.kill();
-    let _ = attach.wait();
+    let out = attach.wait_with_output().expect("tug attach");
+    let _ = writer.join();
+    assert_eq!(
+        seen.as_deref(),
+        Ok("got hello"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.kubelet.log()
+    );
 
     // port-forward: the page through the local port, each connection
     // announced.
     let local = free_port();
     let mapping = format!("{local}:{}", c.http_port);
-    let mut forward = tug_cmd(s, &["port-forward", "pod/web", &mapping])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tug port-forward");
-    let rx = lines_of(&mut forward);
+    let mut forward = Running(
+        tug_cmd(s, &["port-forward", "pod/web", &mapping])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tug port-forward"),
+    );
+    let rx = lines_of(&mut forward.0);
     let first = wait_line(&rx, |l| l.starts_with("Forwarding from"));
     assert_eq!(
         first,
@@ -560,17 +603,18 @@ fn exec_attach_and_port_forward() {
         assert!(page.contains("Directory listing"), "{page}");
         wait_line(&rx, |l| l == format!("Handling connection for {local}"));
     }
-    let _ = forward.kill();
-    let _ = forward.wait();
+    drop(forward);
 
     // A service port goes to its target port in a pod; `:80` listens on
     // a random port.
-    let mut forward = tug_cmd(s, &["port-forward", "svc/websvc", ":80"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tug port-forward svc");
-    let rx = lines_of(&mut forward);
+    let mut forward = Running(
+        tug_cmd(s, &["port-forward", "svc/websvc", ":80"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tug port-forward svc"),
+    );
+    let rx = lines_of(&mut forward.0);
     let first = wait_line(&rx, |l| l.starts_with("Forwarding from 127.0.0.1:"));
     let suffix = format!(" -> {}", c.http_port);
     assert!(first.ends_with(&suffix), "{first}");
@@ -579,9 +623,13 @@ fn exec_attach_and_port_forward() {
         .expect("a port");
     let page = http_get(port).expect("GET through the service forward");
     assert!(page.starts_with("HTTP/1.0 200"), "{page}");
-    let _ = forward.kill();
-    let _ = forward.wait();
+    drop(forward);
 
+    // Pods that cannot serve: not running, or a command that is missing.
+    same_as_kubectl(s, &["logs", "ghost"]);
+    same_as_kubectl(s, &["exec", "ghost", "--", "true"]);
+    same_as_kubectl(s, &["port-forward", "ghost", "80"]);
+    same_as_kubectl(s, &["exec", "fixed", "--", "no-such-command"]);
     same_as_kubectl(s, &["port-forward", "pod/web"]);
     same_as_kubectl(s, &["port-forward", "nosuch", "80"]);
 }

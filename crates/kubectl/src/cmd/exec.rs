@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{Api, AttachParams, AttachedProcess, TerminalSize};
 
 use crate::ctx::Ctx;
-use crate::error::{from_status, CliError, Result};
+use crate::error::{CliError, Result};
 use crate::podref;
 use crate::tty::{self, RawMode};
 
@@ -128,11 +128,9 @@ pub fn exit_code(status: Option<&Status>) -> Result<Option<i32>> {
             .unwrap_or(1);
         return Ok(Some(code));
     }
-    // kubectl renders any other failure as the server's error.
-    let s: kube::core::Status = serde_json::to_value(s)
-        .and_then(serde_json::from_value)
-        .map_err(|e| CliError::client(e.to_string()))?;
-    Err(from_status(&s))
+    // client-go's error-stream decoder turns any other failure into a
+    // plain error carrying the status message.
+    Err(CliError::client(s.message.clone().unwrap_or_default()))
 }
 
 /// The pod to stream with, checked to be running, and the container
@@ -360,7 +358,7 @@ mod tests {
             "message": "exec failed"}));
         assert_eq!(
             exit_code(Some(&broken)).unwrap_err().to_string(),
-            "Error from server (InternalError): exec failed"
+            "error: exec failed"
         );
     }
 }
