@@ -391,6 +391,28 @@ fn logs_match_kubectl() {
     same_as_kubectl(s, &["exec", "deploy/dep", "--", "echo", "in-dep"]);
     same_as_kubectl(s, &["logs", "svc/websvc"]);
     same_as_kubectl(s, &["logs", "deploy/nosuch"]);
+    // No pod yet: both wait --pod-running-timeout for one, then give up.
+    s.kubectl_ok(
+        V,
+        &[
+            "create",
+            "deployment",
+            "empty",
+            "--image=busybox",
+            "--replicas=0",
+        ],
+    );
+    same_as_kubectl(s, &["logs", "deploy/empty", "--pod-running-timeout=1s"]);
+    same_as_kubectl(
+        s,
+        &[
+            "exec",
+            "deploy/empty",
+            "--pod-running-timeout=1s",
+            "--",
+            "true",
+        ],
+    );
 
     // --previous: the server's error without a previous instance, the
     // last instance's log once the container restarted.

@@ -4,6 +4,8 @@
 //! (kubectl's `AttachablePodForObject`), and the container defaulting
 //! kubectl does when `-c` is not given.
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
@@ -18,7 +20,10 @@ pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-co
 /// a pod selector (`deploy/x`, `rs/x`, `job/x`, `svc/x`, ...). With
 /// `announce` (what `logs` does) a choice among several pods is told on
 /// stderr as kubectl tells it.
-pub async fn pod_for(ctx: &Ctx, arg: &str, announce: bool) -> Result<Pod> {
+///
+/// When the selector matches no pod yet, kubectl waits up to
+/// `--pod-running-timeout` for one to appear; so do we (polling).
+pub async fn pod_for(ctx: &Ctx, arg: &str, announce: bool, wait: Duration) -> Result<Pod> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let Some((word, name)) = arg.split_once('/') else {
         return Ok(pods.get(arg).await?);
@@ -48,13 +53,24 @@ pub async fn pod_for(ctx: &Ctx, arg: &str, announce: bool) -> Result<Pod> {
             r.kind
         )));
     };
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
+    let deadline = tokio::time::Instant::now() + wait;
+    let list = loop {
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+        if !list.is_empty() {
+            break list;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::client("timed out waiting for the condition"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let count = list.len();
-    let pod = pick_pod(list)
-        .ok_or_else(|| CliError::client(format!("no pods found for {arg} ({selector})")))?;
+    let Some(pod) = pick_pod(list) else {
+        return Err(CliError::client("timed out waiting for the condition"));
+    };
     if announce && count > 1 {
         eprintln!(
             "Found {count} pods, using pod/{}",
@@ -215,6 +231,15 @@ pub fn default_container(pod: &Pod) -> (String, Vec<String>) {
     (first, notes)
 }
 
+/// Parse `--pod-running-timeout` (a Go duration such as `20s` or `1m0s`).
+pub fn running_timeout(s: &str) -> Result<Duration> {
+    crate::cmd::logs::parse_go_duration(s).ok_or_else(|| {
+        CliError::client(format!(
+            "invalid argument {s:?} for \"--pod-running-timeout\" flag: time: invalid duration {s:?}"
+        ))
+    })
+}
+
 /// Does the pod have a container (of any kind) with this name?
 pub fn has_container(pod: &Pod, c: &str) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
@@ -278,6 +303,16 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn running_timeouts_are_go_durations() {
+        assert_eq!(running_timeout("1m0s").unwrap(), Duration::from_secs(60));
+        assert_eq!(running_timeout("20s").unwrap(), Duration::from_secs(20));
+        assert!(running_timeout("soon")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid duration \"soon\""));
     }
 
     #[test]

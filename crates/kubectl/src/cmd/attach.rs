@@ -7,6 +7,7 @@ use kube::api::Api;
 use super::exec::{finish, params, setup_tty, stream, target};
 use crate::ctx::Ctx;
 use crate::error::{CliError, Result};
+use crate::podref;
 use crate::tty::{self, RawMode};
 
 /// Attach to a process that is already running inside an existing
@@ -32,6 +33,10 @@ pub struct AttachArgs {
     /// the first container in the pod will be chosen.
     #[arg(short = 'c', long)]
     pub container: Option<String>,
+    /// The length of time (like 5s, 2m, or 3h, higher than zero) to wait
+    /// until at least one pod is running.
+    #[arg(long, default_value = "1m0s")]
+    pub pod_running_timeout: String,
     /// Pass stdin to the container.
     #[arg(short = 'i', long)]
     pub stdin: bool,
@@ -44,6 +49,7 @@ pub struct AttachArgs {
 }
 
 pub async fn run(ctx: &Ctx, a: AttachArgs) -> Result<()> {
+    let wait = podref::running_timeout(&a.pod_running_timeout)?;
     let Some(target_arg) = a.target.as_deref() else {
         return Err(CliError::client(
             "at least 1 argument is required for attach",
@@ -52,6 +58,7 @@ pub async fn run(ctx: &Ctx, a: AttachArgs) -> Result<()> {
     let (pod, container) = target(
         ctx,
         target_arg,
+        wait,
         a.container.as_deref(),
         a.quiet,
         "attach to",

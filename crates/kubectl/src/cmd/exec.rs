@@ -43,6 +43,10 @@ pub struct ExecArgs {
     /// the first container in the pod will be chosen.
     #[arg(short = 'c', long)]
     pub container: Option<String>,
+    /// The length of time (like 5s, 2m, or 3h, higher than zero) to wait
+    /// until at least one pod is running.
+    #[arg(long, default_value = "1m0s")]
+    pub pod_running_timeout: String,
     /// Pass stdin to the container.
     #[arg(short = 'i', long)]
     pub stdin: bool,
@@ -138,11 +142,12 @@ pub fn exit_code(status: Option<&Status>) -> Result<Option<i32>> {
 pub async fn target(
     ctx: &Ctx,
     arg: &str,
+    wait: std::time::Duration,
     container: Option<&str>,
     quiet: bool,
     verb: &str,
 ) -> Result<(Pod, String)> {
-    let pod = podref::pod_for(ctx, arg, false).await?;
+    let pod = podref::pod_for(ctx, arg, false, wait).await?;
     let phase = pod
         .status
         .as_ref()
@@ -167,6 +172,7 @@ pub async fn target(
 }
 
 pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<()> {
+    let wait = podref::running_timeout(&a.pod_running_timeout)?;
     let Some((target_arg, extra)) = a.target.split_first() else {
         return Err(CliError::client(
             "pod, type/name or --filename must be specified",
@@ -186,6 +192,7 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<()> {
     let (pod, container) = target(
         ctx,
         target_arg,
+        wait,
         a.container.as_deref(),
         a.quiet,
         "exec into",

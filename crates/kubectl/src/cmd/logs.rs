@@ -78,6 +78,10 @@ pub struct LogsArgs {
     /// name).
     #[arg(long)]
     pub prefix: bool,
+    /// The length of time (like 5s, 2m, or 3h, higher than zero) to wait
+    /// until at least one pod is running.
+    #[arg(long, default_value = "20s")]
+    pub pod_running_timeout: String,
     /// Get all containers' logs in the pod(s).
     #[arg(long)]
     pub all_containers: bool,
@@ -201,6 +205,7 @@ fn log_params(a: &LogsArgs, selector: bool) -> Result<LogParams> {
 }
 
 pub async fn run(ctx: &Ctx, a: LogsArgs) -> Result<()> {
+    let wait = podref::running_timeout(&a.pod_running_timeout)?;
     let mut container = a.container.clone();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let pods: Vec<Pod> = match (a.selector.as_deref(), a.args.as_slice()) {
@@ -240,7 +245,7 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> Result<()> {
                 }
             }
             // kubectl's resource builder words a missing object its own way.
-            let pod = podref::pod_for(ctx, target, true).await.map_err(|e| match e {
+            let pod = podref::pod_for(ctx, target, true, wait).await.map_err(|e| match e {
                 CliError::Server { reason, message } if reason == "NotFound" => {
                     CliError::client(format!(
                         "error from server (NotFound): {message} in namespace {:?}",

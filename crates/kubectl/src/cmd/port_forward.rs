@@ -51,6 +51,10 @@ use crate::spdy;
 pub struct PortForwardArgs {
     /// TYPE/NAME, then [LOCAL_PORT:]REMOTE_PORT ...
     pub args: Vec<String>,
+    /// The length of time (like 5s, 2m, or 3h, higher than zero) to wait
+    /// until at least one pod is running.
+    #[arg(long, default_value = "1m0s")]
+    pub pod_running_timeout: String,
     /// Addresses to listen on (comma separated). Only accepts IP addresses
     /// or localhost as a value. When localhost is supplied, tug will try to
     /// bind on both 127.0.0.1 and ::1 and will fail if neither of these
@@ -186,6 +190,7 @@ fn show(addr: SocketAddr) -> String {
 }
 
 pub async fn run(ctx: &Ctx, a: PortForwardArgs) -> Result<()> {
+    let wait = podref::running_timeout(&a.pod_running_timeout)?;
     if a.args.len() < 2 {
         return Err(super::exec::usage(
             "port-forward",
@@ -198,7 +203,7 @@ pub async fn run(ctx: &Ctx, a: PortForwardArgs) -> Result<()> {
     }
     let addresses = listen_addresses(&a.address).map_err(CliError::client)?;
     let target = &a.args[0];
-    let pod = podref::pod_for(ctx, target, false).await?;
+    let pod = podref::pod_for(ctx, target, false, wait).await?;
     // A service's ports are its own; translate them to the pod's.
     if let Some(("svc" | "service" | "services", name)) = target.split_once('/') {
         let svc: Service = Api::namespaced(ctx.client.clone(), &ctx.namespace)
