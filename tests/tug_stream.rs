@@ -362,6 +362,21 @@ fn logs_match_kubectl() {
     assert!(out.contains("[pod/two/b] b-one"), "{out}");
     assert!(out.contains("[pod/fixed/main] line 5"), "{out}");
     same_as_kubectl(s, &["logs", "-l", "set=none"]);
+    // Flag checks, with kubectl's words.
+    for args in [
+        &["logs", "fixed", "-c", "main", "--all-containers"][..],
+        &["logs", "fixed", "--tail=-5"],
+        &["logs", "fixed", "--limit-bytes=-1"],
+        &[
+            "logs",
+            "fixed",
+            "--since=1s",
+            "--since-time=2024-01-01T00:00:00Z",
+        ],
+        &["logs", "fixed", "main", "-c", "main"],
+    ] {
+        same_as_kubectl(s, args);
+    }
     // --since: everything within the hour, nothing from the last second
     // once the pod has been quiet for longer.
     let out = same_as_kubectl(s, &["logs", "fixed", "--since=1h"]);

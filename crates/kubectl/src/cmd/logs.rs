@@ -258,6 +258,11 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> Result<()> {
         }
     };
     let lp = log_params(&a, a.selector.is_some())?;
+    if let (true, Some(c)) = (a.all_containers, container.as_deref()) {
+        return Err(CliError::client(format!(
+            "--all-containers=true should not be specified with container name {c}"
+        )));
+    }
 
     let mut sources = Vec::new();
     for pod in &pods {
