@@ -13,7 +13,10 @@ pub mod ctx;
 pub mod discovery;
 pub mod error;
 pub mod manifest;
+pub mod podref;
 pub mod printers;
+pub mod spdy;
+pub mod tty;
 
 use clap::{Parser, Subcommand};
 
@@ -65,6 +68,10 @@ pub enum Command {
     Cordon(cmd::cordon::CordonArgs),
     Uncordon(cmd::cordon::UncordonArgs),
     Drain(cmd::drain::DrainArgs),
+    Logs(cmd::logs::LogsArgs),
+    Exec(cmd::exec::ExecArgs),
+    Attach(cmd::attach::AttachArgs),
+    PortForward(cmd::port_forward::PortForwardArgs),
 }
 
 /// Write to stdout; a closed pipe (`tug get pods | head`) ends the
@@ -106,6 +113,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Cordon(a) => cmd::cordon::run(&ctx, a, true).await,
         Command::Uncordon(a) => cmd::cordon::run(&ctx, a.inner, false).await,
         Command::Drain(a) => cmd::drain::run(&ctx, &cli.connect, a).await,
+        Command::Logs(a) => cmd::logs::run(&ctx, a).await,
+        Command::Exec(a) => cmd::exec::run(&ctx, a).await,
+        Command::Attach(a) => cmd::attach::run(&ctx, a).await,
+        Command::PortForward(a) => cmd::port_forward::run(&ctx, a).await,
         Command::Config(_) | Command::Version(_) | Command::Completion(_) => Ok(()),
     }
 }
