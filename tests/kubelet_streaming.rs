@@ -274,3 +274,63 @@ fn exec_attach_port_forward_and_node_proxy_with_kubectl_1_29_over_spdy() {
     let c = start();
     exercise(&c, "1.29");
 }
+
+/// kube-rs's `Api::portforward` speaks WebSocket port-forward with a
+/// channel per port (`v4.channel.k8s.io`, as the Python client does): the
+/// kubelet serves it too, through the API server.
+#[test]
+fn kube_rs_port_forwards_over_websocket_channels() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let c = start();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let kubeconfig = Kubeconfig::read_from(&c.server.kubeconfig).expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("config");
+        let pods: kube::Api<Pod> =
+            kube::Api::default_namespaced(kube::Client::try_from(config).expect("client"));
+        // Twice: each forwarding session is its own WebSocket.
+        for _ in 0..2 {
+            let mut forwarder = pods
+                .portforward("web", &[c.http_port])
+                .await
+                .expect("portforward");
+            let mut stream = forwarder
+                .take_stream(c.http_port)
+                .expect("the port's stream");
+            stream
+                .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .await
+                .expect("send the request");
+            let mut answer = Vec::new();
+            tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+                .await
+                .expect("an answer in time")
+                .expect("read the answer");
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(
+                answer.starts_with("HTTP/1.0 200"),
+                "{answer}\n{}",
+                c.kubelet.log()
+            );
+            drop(stream);
+            forwarder.abort();
+        }
+        // A port nobody listens on: the error channel says so.
+        let mut forwarder = pods.portforward("web", &[1]).await.expect("portforward");
+        let errors = forwarder.take_error(1).expect("the port's error channel");
+        let message = tokio::time::timeout(PATIENCE, errors)
+            .await
+            .expect("an error in time")
+            .expect("an error message");
+        assert!(
+            message.contains("error forwarding port 1 to pod default/web"),
+            "{message}"
+        );
+    });
+}

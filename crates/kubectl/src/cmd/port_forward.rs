@@ -1,11 +1,12 @@
 //! `tug port-forward`: listen on local ports and forward each accepted
 //! connection to a port of a pod over `pods/{name}/portforward`.
 //!
-//! kube-rs's `Api::portforward` speaks the WebSocket channel protocol
-//! (`v4.channel.k8s.io`), which our kubelet does not serve for
-//! port-forward; like kubectl up to 1.30 we upgrade to SPDY/3.1
-//! (`portforward.k8s.io`) and open an `error` and a `data` stream per
-//! connection ([`crate::spdy`]). `svc/x` and workloads resolve to a pod,
+//! Like kubectl up to 1.30 it upgrades once to SPDY/3.1
+//! (`portforward.k8s.io`) and opens an `error` and a `data` stream per
+//! local connection ([`crate::spdy`]); kube-rs's `Api::portforward` (the
+//! WebSocket channel protocol, which the kubelet also serves) would need a
+//! WebSocket per forwarded connection and has no way to report one
+//! connection's error apart from the session's. `svc/x` and workloads resolve to a pod,
 //! with a service port translated to its target port as kubectl does.
 
 use std::net::{IpAddr, SocketAddr};

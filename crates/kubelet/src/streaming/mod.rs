@@ -50,6 +50,9 @@ pub const WS_EXEC_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io
 pub const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
 /// port-forward's SPDY tunnelled through a WebSocket (kubectl 1.31+).
 pub const WS_PORT_FORWARD_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+/// WebSocket port-forward with a channel per port (kube-rs, the Python
+/// client): upstream's `v4.channel.k8s.io` and the older unversioned name.
+pub const WS_CHANNEL_PROTOCOLS: &[&str] = &["v4.channel.k8s.io", "channel.k8s.io"];
 
 /// The routes, for the kubelet's server.
 pub fn routes(runtime: Arc<dyn ContainerRuntime>) -> axum::Router {
@@ -404,12 +407,30 @@ async fn port_forward(
         return error(StatusCode::BAD_REQUEST, "Upgrade request required");
     };
     let supported: &[&str] = match upgrade {
-        Upgrade::WebSocket => &[WS_PORT_FORWARD_PROTOCOL],
+        Upgrade::WebSocket => &[
+            WS_PORT_FORWARD_PROTOCOL,
+            WS_CHANNEL_PROTOCOLS[0],
+            WS_CHANNEL_PROTOCOLS[1],
+        ],
         Upgrade::Spdy => &[PORT_FORWARD_PROTOCOL],
     };
     let resp = match switching(&req, upgrade, supported) {
         Ok(r) => r,
         Err((status, message)) => return error(status, message),
+    };
+    let channels = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| WS_CHANNEL_PROTOCOLS.contains(&p));
+    // Channel port-forward names its ports up front, in the query.
+    let ports = if channels {
+        match portforward::websocket_ports(req.uri().query()) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        }
+    } else {
+        Vec::new()
     };
     let name = format!("{namespace}/{pod}");
     upgrade_then(req, resp, move |upgraded| async move {
@@ -422,6 +443,10 @@ async fn port_forward(
                     None,
                 )
                 .await;
+                if channels {
+                    portforward::serve_websocket(socket, runtime, sandbox, name, ports).await;
+                    return;
+                }
                 spdy::Connection::serve(websocket::tunnel(socket))
             }
             Upgrade::Spdy => spdy::Connection::serve(io),
