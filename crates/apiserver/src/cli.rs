@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
+/// `--storage-cache-mib`'s default: storage's own default cache size.
+pub const DEFAULT_STORAGE_CACHE_MIB: u64 = 128;
+
 /// The Tugboat API server: the Kubernetes REST API over embedded storage.
 #[derive(Debug, Parser)]
 #[command(name = "tug-apiserver", version)]
@@ -43,6 +46,10 @@ pub struct Flags {
     /// The port range NodePort Services are allocated from (`low-high`).
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: crate::alloc::PortRange,
+    /// sled's page cache for the object store, in MiB. The watch cache
+    /// already holds every object, so this mostly buffers writes.
+    #[arg(long, default_value_t = DEFAULT_STORAGE_CACHE_MIB)]
+    pub storage_cache_mib: u64,
     /// Log filter (RUST_LOG syntax), e.g. info or tugboat_apiserver=debug.
     #[arg(
         short = 'v',
@@ -73,7 +80,11 @@ pub async fn start(
 )> {
     std::fs::create_dir_all(&flags.data_dir)
         .with_context(|| format!("creating {}", flags.data_dir.display()))?;
-    let storage = storage::sled::SledStorage::open(&flags.data_dir.join("db"), Default::default())
+    let storage_config = storage::sled::SledConfig {
+        cache_capacity: flags.storage_cache_mib.saturating_mul(1024 * 1024),
+        ..Default::default()
+    };
+    let storage = storage::sled::SledStorage::open(&flags.data_dir.join("db"), storage_config)
         .with_context(|| format!("opening storage in {}", flags.data_dir.display()))?;
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::new(flags.bind_address, flags.secure_port))
@@ -104,4 +115,20 @@ pub async fn run(
         running.kubeconfig.display()
     );
     server.await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_storage_cache_defaults_to_storages_own() {
+        let flags = Flags::parse_from(["tug-apiserver"]);
+        assert_eq!(
+            flags.storage_cache_mib * 1024 * 1024,
+            storage::sled::SledConfig::default().cache_capacity
+        );
+        let flags = Flags::parse_from(["tug-apiserver", "--storage-cache-mib", "16"]);
+        assert_eq!(flags.storage_cache_mib, 16);
+    }
 }

@@ -28,10 +28,14 @@
 //!
 //! `tug-bench proxy` ([`proxy`]) times a Service change until a real
 //! `tug-proxy` (nftables) has it in the kernel, among many Services.
+//!
+//! `tug-bench footprint` ([`footprint`]) measures a whole `tugboat server`:
+//! start-up time, idle memory, and memory with hollow nodes and many pods.
 
 mod client;
 mod controllers;
 mod etcd;
+mod footprint;
 mod kubelet_bench;
 mod pod;
 mod process;
@@ -81,6 +85,43 @@ enum Cmd {
     /// Service change → rules in place: a tug-proxy (nftables, as root)
     /// over many Services of a tug-apiserver the benchmark starts.
     Proxy(ProxyFlags),
+    /// A whole `tugboat server`: start-up time and idle memory, then
+    /// memory with hollow nodes and a workload of many pods.
+    Footprint(FootprintFlags),
+}
+
+#[derive(Debug, clap::Args)]
+struct FootprintFlags {
+    /// Which phases to run.
+    #[arg(long, value_enum, default_value_t = footprint::Phase::Both)]
+    phase: footprint::Phase,
+    /// Hollow nodes of the loaded server (`--simulate-nodes`).
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Pods of the loaded server's workload.
+    #[arg(long, default_value_t = 30000)]
+    pods: usize,
+    /// Pods per Deployment (0: bare pods the scheduler places).
+    #[arg(long, default_value_t = 10)]
+    replicas: usize,
+    /// Concurrent clients creating the workload.
+    #[arg(long, default_value_t = 16)]
+    create_clients: usize,
+    /// Seconds of quiet before memory is read, in each phase.
+    #[arg(long, default_value_t = 10.0)]
+    settle_seconds: f64,
+    /// Give up the loaded phase (with a JSON error) after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout_seconds: u64,
+    /// An extra `tugboat server` flag (repeatable), for both phases.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// The tugboat binary [default: next to tug-bench].
+    #[arg(long)]
+    tugboat: Option<PathBuf>,
+    /// Where the temporary data directories go.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -308,6 +349,7 @@ async fn main() -> anyhow::Result<()> {
             Cmd::PodStartup(p) => run_pod_startup(p).await,
             Cmd::HollowNodes(h) => run_hollow_nodes(h).await,
             Cmd::Proxy(p) => run_proxy(p).await,
+            Cmd::Footprint(f) => run_footprint(f).await,
         }
     };
     let mut result = tokio::select! {
@@ -452,6 +494,37 @@ async fn run_proxy(flags: ProxyFlags) -> anyhow::Result<Value> {
     proxy::run(&opts, flags.work_dir.as_deref())
         .await
         .context("proxy benchmark")
+}
+
+async fn run_footprint(flags: FootprintFlags) -> anyhow::Result<Value> {
+    anyhow::ensure!(flags.nodes > 0, "--nodes must be at least 1");
+    anyhow::ensure!(
+        flags.nodes <= kubelet::hollow::MAX_HOLLOW_NODES,
+        "--nodes must be at most {}",
+        kubelet::hollow::MAX_HOLLOW_NODES
+    );
+    anyhow::ensure!(
+        flags.create_clients > 0,
+        "--create-clients must be at least 1"
+    );
+    anyhow::ensure!(
+        flags.settle_seconds >= 0.0 && flags.settle_seconds.is_finite(),
+        "--settle-seconds must not be negative"
+    );
+    let opts = footprint::FootprintOptions {
+        tugboat: binary_or_sibling(flags.tugboat, "tugboat")?,
+        phase: flags.phase,
+        nodes: flags.nodes,
+        pods: flags.pods,
+        replicas: flags.replicas,
+        create_clients: flags.create_clients,
+        settle: std::time::Duration::from_secs_f64(flags.settle_seconds),
+        timeout: std::time::Duration::from_secs(flags.timeout_seconds),
+        server_args: flags.server_args,
+    };
+    footprint::run(&opts, flags.work_dir.as_deref())
+        .await
+        .context("footprint benchmark")
 }
 
 /// The binary given by a flag, else the one named `name` beside tug-bench.
