@@ -614,7 +614,6 @@ pub fn shim_main(dir: &Path) -> i32 {
     if let Err(e) = write_json(&dir.join("pid.json"), &started) {
         eprintln!("process-shim: writing the pid record: {e}");
     }
-    tell_kubelet();
     if let Some(input) = child.stdin.take() {
         std::thread::spawn(move || feed_stdin(&fifo, input, stdin_once));
     }
@@ -636,6 +635,10 @@ pub fn shim_main(dir: &Path) -> i32 {
         });
         pumps += 1;
     }
+    // Only now is the container fully wired (its stdin feeder waiting for
+    // an attacher, its output pumped): an attach right after the kubelet
+    // reports it started finds it so.
+    tell_kubelet();
     let status = child.wait();
     // The pipes close when the last holder exits; a background process the
     // container left behind may hold them, so do not wait long for it.
