@@ -140,34 +140,6 @@ async fn forward(
     error.writer.close().await;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn websocket_ports_come_from_port_or_ports() {
-        assert_eq!(websocket_ports(Some("port=80")), Ok(vec![80]));
-        assert_eq!(websocket_ports(Some("ports=80%2C8080")), Ok(vec![80, 8080]));
-        assert_eq!(websocket_ports(Some("port=80&port=81")), Ok(vec![80, 81]));
-        assert!(websocket_ports(None).unwrap_err().contains("is required"));
-        assert!(websocket_ports(Some("ports="))
-            .unwrap_err()
-            .contains("cannot be empty"));
-        assert!(websocket_ports(Some("ports=0"))
-            .unwrap_err()
-            .contains("1-65535"));
-        assert!(websocket_ports(Some("ports=http")).is_err());
-    }
-
-    #[test]
-    fn ports_are_validated() {
-        assert_eq!(parse_port(Some("8080")), Ok(8080));
-        for bad in [None, Some(""), Some("0"), Some("65536"), Some("http")] {
-            assert!(parse_port(bad).is_err(), "{bad:?}");
-        }
-    }
-}
-
 /// The ports of a WebSocket port-forward request: every `port` (what the
 /// API server sends, upstream's `PortHeader`) or `ports` (the API's
 /// `PodPortForwardOptions`, as clients send it) query value, each a
@@ -307,4 +279,32 @@ pub async fn serve_websocket(
     tasks.abort_all();
     drop(to_ports);
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_ports_come_from_port_or_ports() {
+        assert_eq!(websocket_ports(Some("port=80")), Ok(vec![80]));
+        assert_eq!(websocket_ports(Some("ports=80%2C8080")), Ok(vec![80, 8080]));
+        assert_eq!(websocket_ports(Some("port=80&port=81")), Ok(vec![80, 81]));
+        assert!(websocket_ports(None).unwrap_err().contains("is required"));
+        assert!(websocket_ports(Some("ports="))
+            .unwrap_err()
+            .contains("cannot be empty"));
+        assert!(websocket_ports(Some("ports=0"))
+            .unwrap_err()
+            .contains("1-65535"));
+        assert!(websocket_ports(Some("ports=http")).is_err());
+    }
+
+    #[test]
+    fn ports_are_validated() {
+        assert_eq!(parse_port(Some("8080")), Ok(8080));
+        for bad in [None, Some(""), Some("0"), Some("65536"), Some("http")] {
+            assert!(parse_port(bad).is_err(), "{bad:?}");
+        }
+    }
 }
