@@ -50,6 +50,12 @@ fn storage_depends_on_none_of_ours() {
 }
 
 #[test]
+fn spdy_depends_on_none_of_ours() {
+    let deps = workspace_dependencies();
+    assert_eq!(deps["tugboat-spdy"], BTreeSet::new());
+}
+
+#[test]
 fn component_base_depends_on_none_of_ours() {
     let deps = workspace_dependencies();
     assert_eq!(deps["tugboat-component-base"], BTreeSet::new());

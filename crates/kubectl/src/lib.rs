@@ -15,7 +15,8 @@ pub mod error;
 pub mod manifest;
 pub mod podref;
 pub mod printers;
-pub mod spdy;
+/// SPDY framing and connections (shared with the kubelet).
+pub use spdy;
 pub mod tty;
 
 use clap::{Parser, Subcommand};

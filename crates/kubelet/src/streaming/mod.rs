@@ -24,7 +24,8 @@
 pub mod bridge;
 pub mod portforward;
 pub mod remotecommand;
-pub mod spdy;
+/// SPDY framing and connections (shared with `tug`).
+pub use spdy;
 pub mod websocket;
 
 use std::collections::BTreeMap;

@@ -14,7 +14,8 @@
 //!   hands the stream to the caller; as a client ([`Connection::client`],
 //!   what the kubelet is towards a CRI runtime's streaming server) it
 //!   opens odd-numbered streams and waits for their `SYN_REPLY`
-//!   ([`Connection::open_stream`]). Either side echoes the peer's `PING`s
+//!   ([`Connection::open_stream`]; what `tug port-forward` is towards
+//!   the API server). Either side echoes the peer's `PING`s
 //!   and writes frames from one task.
 //!
 //! spdystream does not do SPDY/3.1 flow control, so neither do we:
