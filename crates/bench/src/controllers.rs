@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 use tokio::process::Command;
 use tokio::sync::Notify;
 
-use crate::process::{free_port, temp_dir, wait_until, Server};
+use crate::process::{free_port, temp_dir, wait_until, ProcStatus, Server};
 use crate::stats::{cpu_time, round};
 use crate::tugboat::start_apiserver;
 
@@ -65,11 +65,16 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn deployment(i: usize, replicas: i32) -> anyhow::Result<Deployment> {
-    let name = format!("dep-{i}");
+    pause_deployment(&format!("dep-{i}"), NAMESPACE, replicas)
+}
+
+/// A Deployment of `replicas` pause pods (10m CPU, 16Mi each) labelled
+/// `app: <name>`: the workload the controller and footprint benches create.
+pub fn pause_deployment(name: &str, namespace: &str, replicas: i32) -> anyhow::Result<Deployment> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
@@ -85,22 +90,9 @@ fn deployment(i: usize, replicas: i32) -> anyhow::Result<Deployment> {
     }))?)
 }
 
-/// A field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) in MiB.
-fn proc_status_mib(pid: Option<u32>, field: &str) -> Option<f64> {
-    let path = match pid {
-        Some(pid) => format!("/proc/{pid}/status"),
-        None => "/proc/self/status".into(),
-    };
-    let status = std::fs::read_to_string(path).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+/// A memory figure of `/proc/<pid>/status` in MiB (`None`: this process).
+fn proc_status_mib(pid: Option<u32>, field: fn(&ProcStatus) -> u64) -> Option<f64> {
+    ProcStatus::of(pid).map(|s| ProcStatus::mib(field(&s)))
 }
 
 /// Peak resident memory seen so far, by process.
@@ -113,7 +105,7 @@ struct Peaks {
 async fn sample_rss(pids: Vec<(&'static str, Option<u32>)>, peaks: Arc<Mutex<Peaks>>) {
     loop {
         for (name, pid) in &pids {
-            if let Some(rss) = proc_status_mib(*pid, "VmRSS") {
+            if let Some(rss) = proc_status_mib(*pid, |s| s.vm_rss) {
                 let mut p = peaks.lock().unwrap_or_else(|e| e.into_inner());
                 let e = p.mib.entry(name).or_insert(0.0);
                 *e = e.max(rss);
@@ -127,7 +119,7 @@ async fn sample_rss(pids: Vec<(&'static str, Option<u32>)>, peaks: Arc<Mutex<Pea
 /// maximum, whichever is larger.
 fn peak(peaks: &Peaks, name: &str, pid: Option<u32>) -> Value {
     let sampled = peaks.mib.get(name).copied();
-    let hwm = proc_status_mib(pid, "VmHWM");
+    let hwm = proc_status_mib(pid, |s| s.vm_hwm);
     match (sampled, hwm) {
         (Some(a), Some(b)) => round(a.max(b)),
         (Some(x), None) | (None, Some(x)) => round(x),
@@ -402,7 +394,7 @@ pub async fn run(opts: &ControllersOptions, work_dir: Option<&Path>) -> anyhow::
             peak(&p, "scheduler", scheduler.pid()),
         )
     };
-    let bench_peak = proc_status_mib(None, "VmHWM").map(round);
+    let bench_peak = proc_status_mib(None, |s| s.vm_hwm).map(round);
     let running = hollow.running_containers();
 
     sampler.abort();

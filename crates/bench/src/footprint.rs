@@ -25,7 +25,7 @@
 //! A phase that fails or times out still prints what it measured, with an
 //! `error`, and `tug-bench` exits non-zero.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,7 +41,7 @@ use tokio::process::Command;
 use tokio::sync::Notify;
 
 use crate::client::Credentials;
-use crate::process::{free_port, temp_dir, Server};
+use crate::process::{free_port, temp_dir, ProcStatus, Server};
 use crate::stats::{cpu_time, round};
 
 /// The idle target of issue 8, in MiB.
@@ -79,53 +79,15 @@ pub struct FootprintOptions {
     pub server_args: Vec<String>,
 }
 
-/// The memory lines of `/proc/<pid>/status`, in KiB, and the thread count.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProcStatus {
-    pub vm_rss: u64,
-    pub vm_hwm: u64,
-    pub rss_anon: u64,
-    pub rss_file: u64,
-    pub threads: u64,
-}
-
-impl ProcStatus {
-    /// Parses `/proc/<pid>/status`; `None` without a `VmRSS` line (a
-    /// zombie, or not Linux).
-    pub fn parse(status: &str) -> Option<ProcStatus> {
-        let fields: BTreeMap<&str, u64> = status
-            .lines()
-            .filter_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                let number = value.split_whitespace().next()?.parse().ok()?;
-                Some((key.trim(), number))
-            })
-            .collect();
-        let get = |k: &str| fields.get(k).copied().unwrap_or(0);
-        Some(ProcStatus {
-            vm_rss: *fields.get("VmRSS")?,
-            vm_hwm: get("VmHWM"),
-            rss_anon: get("RssAnon"),
-            rss_file: get("RssFile"),
-            threads: get("Threads"),
-        })
-    }
-
-    /// Reads a live process's status.
-    pub fn of(pid: Option<u32>) -> Option<ProcStatus> {
-        ProcStatus::parse(&std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?)
-    }
-
-    /// The figures as JSON, memory in MiB.
-    pub fn to_json(self) -> Value {
-        json!({
-            "rss_mib": mib(self.vm_rss),
-            "hwm_mib": mib(self.vm_hwm),
-            "rss_anon_mib": mib(self.rss_anon),
-            "rss_file_mib": mib(self.rss_file),
-            "threads": self.threads,
-        })
-    }
+/// A process's figures as JSON, memory in MiB.
+fn status_json(s: ProcStatus) -> Value {
+    json!({
+        "rss_mib": mib(s.vm_rss),
+        "hwm_mib": mib(s.vm_hwm),
+        "rss_anon_mib": mib(s.rss_anon),
+        "rss_file_mib": mib(s.rss_file),
+        "threads": s.threads,
+    })
 }
 
 /// KiB as MiB, rounded for the JSON.
@@ -323,7 +285,7 @@ async fn idle(opts: &FootprintOptions, work_dir: Option<&Path>) -> anyhow::Resul
         "rss_mib_at_ready": at_ready.map(|s| mib(s.vm_rss)),
         "settle_seconds": opts.settle.as_secs_f64(),
     });
-    merge(&mut out, status.to_json());
+    merge(&mut out, status_json(status));
     Ok(out)
 }
 
@@ -358,24 +320,11 @@ async fn watch_running(
 }
 
 fn deployment(i: usize, replicas: usize) -> anyhow::Result<Deployment> {
-    let name = format!("fp-{i}");
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{
-                    "name": "pause",
-                    "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-                }]},
-            },
-        },
-    }))?)
+    crate::controllers::pause_deployment(
+        &format!("fp-{i}"),
+        NAMESPACE,
+        i32::try_from(replicas).unwrap_or(i32::MAX),
+    )
 }
 
 fn bare_pod(i: usize) -> anyhow::Result<Pod> {
@@ -542,7 +491,7 @@ async fn loaded(
             opts.pods, opts.settle
         );
         let status = settle(&mut server, opts.settle).await?;
-        merge(out, status.to_json());
+        merge(out, status_json(status));
         anyhow::Ok(())
     }
     .await;
@@ -645,7 +594,7 @@ mod tests {
 
     #[test]
     fn status_figures_are_reported_in_mib() {
-        let json = ProcStatus::parse(STATUS).unwrap().to_json();
+        let json = status_json(ProcStatus::parse(STATUS).unwrap());
         assert_eq!(
             json,
             json!({

@@ -2,6 +2,7 @@
 //! in a temporary directory, each killed when its guard is dropped (also on
 //! an error or Ctrl-C), before the directory is removed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -81,16 +82,7 @@ impl Server {
 
     /// Resident memory in MiB, from `/proc/<pid>/status`.
     pub fn rss_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib / 1024.0)
+        Some(ProcStatus::mib(ProcStatus::of(Some(self.pid()?))?.vm_rss))
     }
 
     /// Kills the process and waits for it; the directory goes with `self`.
@@ -138,4 +130,51 @@ pub fn temp_dir(work_dir: Option<&Path>, what: &str) -> anyhow::Result<TempDir> 
         Some(dir) => b.tempdir_in(dir)?,
         None => b.tempdir()?,
     })
+}
+
+/// The memory lines of `/proc/<pid>/status`, in KiB, and the thread count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcStatus {
+    pub vm_rss: u64,
+    pub vm_hwm: u64,
+    pub rss_anon: u64,
+    pub rss_file: u64,
+    pub threads: u64,
+}
+
+impl ProcStatus {
+    /// Parses `/proc/<pid>/status`; `None` without a `VmRSS` line (a
+    /// zombie, or not Linux).
+    pub fn parse(status: &str) -> Option<ProcStatus> {
+        let fields: BTreeMap<&str, u64> = status
+            .lines()
+            .filter_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                let number = value.split_whitespace().next()?.parse().ok()?;
+                Some((key.trim(), number))
+            })
+            .collect();
+        let get = |k: &str| fields.get(k).copied().unwrap_or(0);
+        Some(ProcStatus {
+            vm_rss: *fields.get("VmRSS")?,
+            vm_hwm: get("VmHWM"),
+            rss_anon: get("RssAnon"),
+            rss_file: get("RssFile"),
+            threads: get("Threads"),
+        })
+    }
+
+    /// Reads a live process's status (`None`: this process).
+    pub fn of(pid: Option<u32>) -> Option<ProcStatus> {
+        let path = match pid {
+            Some(pid) => format!("/proc/{pid}/status"),
+            None => "/proc/self/status".into(),
+        };
+        ProcStatus::parse(&std::fs::read_to_string(path).ok()?)
+    }
+
+    /// KiB to MiB.
+    pub fn mib(kib: u64) -> f64 {
+        kib as f64 / 1024.0
+    }
 }

@@ -456,25 +456,42 @@ pub fn pod_template(t: &Value) -> String {
             .map(|a| a.as_slice())
             .unwrap_or(&[]),
     );
-    match spec["volumes"].as_array().filter(|v| !v.is_empty()) {
-        None => w += "  Volumes:\t<none>\n",
-        Some(vols) => {
-            w += "  Volumes:\n";
-            for v in vols {
-                w += &format!("   {}:\n", s(&v["name"]));
-                w += &volume_source(v);
-            }
-        }
-    }
+    w += &volumes("  ", "   ", spec);
     if let Some(pc) = spec["priorityClassName"].as_str().filter(|x| !x.is_empty()) {
         w += &format!("  Priority Class Name:\t{pc}\n");
     }
     w += &labels_multiline("  ", "Node-Selectors", &spec["nodeSelector"]);
+    w += &tolerations("  ", spec);
+    w
+}
+
+/// The `Volumes:` section of a pod (`indent` ""), or of a pod template
+/// (`indent` "  "); kubectl indents the volumes' names by `name_indent`
+/// (3 spaces in a template, not 4).
+fn volumes(indent: &str, name_indent: &str, spec: &Value) -> String {
+    let mut w = String::new();
+    match spec["volumes"].as_array().filter(|v| !v.is_empty()) {
+        None => w += &format!("{indent}Volumes:\t<none>\n"),
+        Some(vols) => {
+            w += &format!("{indent}Volumes:\n");
+            for v in vols {
+                w += &format!("{name_indent}{}:\n", s(&v["name"]));
+                w += &volume_source(v);
+            }
+        }
+    }
+    w
+}
+
+/// The `Tolerations:` section, one toleration a line.
+fn tolerations(indent: &str, spec: &Value) -> String {
+    let mut w = String::new();
     match spec["tolerations"].as_array().filter(|v| !v.is_empty()) {
-        None => w += "  Tolerations:\t<none>\n",
+        None => w += &format!("{indent}Tolerations:\t<none>\n"),
         Some(ts) => {
             for (i, t) in ts.iter().enumerate() {
-                w += if i == 0 { "  Tolerations:\t" } else { "  \t" };
+                w += indent;
+                w += if i == 0 { "Tolerations:\t" } else { "\t" };
                 w += &toleration(t);
                 w += "\n";
             }
@@ -773,28 +790,10 @@ pub fn describe_pod(pod: &Value) -> String {
             w += &format!("  {} \t{} \n", s(&c["type"]), s(&c["status"]));
         }
     }
-    match spec["volumes"].as_array().filter(|v| !v.is_empty()) {
-        None => w += "Volumes:\t<none>\n",
-        Some(vols) => {
-            w += "Volumes:\n";
-            for v in vols {
-                w += &format!("  {}:\n", s(&v["name"]));
-                w += &volume_source(v);
-            }
-        }
-    }
+    w += &volumes("", "  ", spec);
     w += &format!("QoS Class:\t{}\n", qos_class(pod));
     w += &labels_multiline("", "Node-Selectors", &spec["nodeSelector"]);
-    match spec["tolerations"].as_array().filter(|v| !v.is_empty()) {
-        None => w += "Tolerations:\t<none>\n",
-        Some(ts) => {
-            for (i, t) in ts.iter().enumerate() {
-                w += if i == 0 { "Tolerations:\t" } else { "\t" };
-                w += &toleration(t);
-                w += "\n";
-            }
-        }
-    }
+    w += &tolerations("", spec);
     w
 }
 
