@@ -110,11 +110,16 @@ fn kubeconfig_text(server: &str, cluster_extra: &str, user: &str) -> String {
     )
 }
 
-async fn client_from(text: &str, scratch: &Path) -> anyhow::Result<kube::Client> {
-    write_private(scratch, text)?;
-    let client = component_base::client::client(Some(scratch)).await;
-    let _ = std::fs::remove_file(scratch);
-    client
+/// A client from kubeconfig text, kept in memory (the bootstrap token
+/// never touches the disk).
+async fn client_from(text: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(text)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// Joins the cluster: returns the node kubeconfig's path, making the
@@ -131,13 +136,13 @@ pub async fn ensure_credential(
         return Ok(path);
     }
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let scratch = data_dir.join("kubeconfigs").join("bootstrap.tmp");
 
     // 1. The public cluster-info, read before trusting anything.
-    let untrusted = client_from(
-        &kubeconfig_text(server, "    insecure-skip-tls-verify: true\n", "    {}\n"),
-        &scratch,
-    )
+    let untrusted = client_from(&kubeconfig_text(
+        server,
+        "    insecure-skip-tls-verify: true\n",
+        "    {}\n",
+    ))
     .await?;
     let info = Api::<ConfigMap>::namespaced(untrusted, "kube-public")
         .get("cluster-info")
@@ -152,14 +157,11 @@ pub async fn ensure_credential(
     let cluster = format!("    certificate-authority-data: {}\n", b64(&ca));
 
     // 2. The node credential, asked for with the bootstrap token.
-    let bootstrap = client_from(
-        &kubeconfig_text(
-            server,
-            &cluster,
-            &format!("    token: {}\n", token.bootstrap()),
-        ),
-        &scratch,
-    )
+    let bootstrap = client_from(&kubeconfig_text(
+        server,
+        &cluster,
+        &format!("    token: {}\n", token.bootstrap()),
+    ))
     .await?;
     let (key, request) = join::node_request(node).map_err(anyhow::Error::msg)?;
     let csrs: Api<CertificateSigningRequest> = Api::all(bootstrap);
