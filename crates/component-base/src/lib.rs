@@ -4,10 +4,12 @@
 //! - [`client`]: a kube-rs client from `--kubeconfig` or the usual places;
 //! - [`leader`]: leader election through a `coordination.k8s.io` Lease;
 //! - [`events`]: recording `core/v1` Events, aggregated as client-go's
-//!   event correlator does.
+//!   event correlator does;
+//! - [`signals`]: SIGINT or SIGTERM as the graceful stop.
 //!
 //! It depends on none of our crates, so every component may use it.
 
 pub mod client;
 pub mod events;
 pub mod leader;
+pub mod signals;

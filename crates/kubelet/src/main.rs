@@ -26,10 +26,6 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
                 .init();
-            run(flags, ctrl_c()).await
+            run(flags, component_base::signals::shutdown_signal()).await
         })
-}
-
-async fn ctrl_c() {
-    let _ = tokio::signal::ctrl_c().await;
 }

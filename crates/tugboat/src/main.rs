@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(&server.log_level))
                 .init();
-            tugboat::server::run(plan, shutdown_signal()).await
+            tugboat::server::run(plan, component_base::signals::shutdown_signal()).await
         })
 }
 
@@ -95,18 +95,14 @@ fn run_agent(agent: AgentArgs, is_root: bool) -> anyhow::Result<()> {
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(&agent.log_level))
                 .init();
-            tugboat::agent::run(agent, data_dir, node, node_ip, is_root, shutdown_signal()).await
+            tugboat::agent::run(
+                agent,
+                data_dir,
+                node,
+                node_ip,
+                is_root,
+                component_base::signals::shutdown_signal(),
+            )
+            .await
         })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return ctrl_c.await.unwrap_or(()),
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }
