@@ -15,7 +15,7 @@
 //! revision it reads.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use api::resources::{ResourceInfo, RESOURCES};
@@ -23,6 +23,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
 use storage::{DynStorage, Event, Revision};
+
+use crate::selection::Attrs;
 use tokio::sync::{broadcast, watch};
 
 use crate::error::{ApiError, ApiResult};
@@ -51,6 +53,59 @@ impl EventType {
     }
 }
 
+/// An object as the watch cache keeps it: its JSON with the
+/// resourceVersion filled in, ready to be written into a list or a watch
+/// line as is, and the attributes selectors look at, so selecting never
+/// parses it. A `serde_json::Value` of a pod is ten times its JSON; the
+/// cache holds every object of the cluster, so it keeps the bytes.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// The revision of the write this is the result of.
+    pub revision: Revision,
+    json: Bytes,
+    pub attrs: Attrs,
+}
+
+impl CachedObject {
+    /// From an object that already carries its resourceVersion.
+    pub fn new(resource: &ResourceInfo, object: &Value, revision: Revision) -> Self {
+        CachedObject {
+            revision,
+            // Writing a Value into a Vec cannot fail.
+            json: Bytes::from(serde_json::to_vec(object).unwrap_or_default()),
+            attrs: Attrs::of(resource, object),
+        }
+    }
+
+    /// From stored bytes, stamped with `revision`.
+    pub fn from_stored(resource: &ResourceInfo, value: &[u8], revision: Revision) -> Self {
+        Self::new(resource, &decode_stored(value, revision), revision)
+    }
+
+    /// The object's JSON.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// The object parsed, for the renderings and checks that need it.
+    pub fn value(&self) -> Value {
+        // The bytes were written from a Value just above.
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The same object as deleted at `revision` (upstream sends a deleted
+    /// object with the delete's resourceVersion).
+    fn deleted_at(&self, revision: Revision) -> Self {
+        let mut object = self.value();
+        set_resource_version(&mut object, revision);
+        CachedObject {
+            revision,
+            json: Bytes::from(serde_json::to_vec(&object).unwrap_or_default()),
+            attrs: self.attrs.clone(),
+        }
+    }
+}
+
 /// One change to one object, as watchers see it.
 #[derive(Debug)]
 pub struct CachedEvent {
@@ -58,21 +113,18 @@ pub struct CachedEvent {
     pub key: String,
     /// The object after the change (for deletes, the deleted object with the
     /// delete's resourceVersion, as upstream sends it).
-    pub object: Arc<Value>,
+    pub object: Arc<CachedObject>,
     /// The object before the change, for selector transitions.
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<Arc<CachedObject>>,
     pub revision: Revision,
-    /// `{"type":...,"object":...}` serialized once and shared by every
-    /// watcher that wants plain JSON.
-    encoded: OnceLock<Bytes>,
 }
 
 impl CachedEvent {
     pub fn new(
         event_type: EventType,
         key: String,
-        object: Arc<Value>,
-        prev: Option<Arc<Value>>,
+        object: Arc<CachedObject>,
+        prev: Option<Arc<CachedObject>>,
         revision: Revision,
     ) -> Self {
         CachedEvent {
@@ -81,26 +133,30 @@ impl CachedEvent {
             object,
             prev,
             revision,
-            encoded: OnceLock::new(),
         }
     }
 
-    /// The watch-stream line for this event (JSON plus newline).
+    /// The watch-stream line for this event (JSON plus newline). Built per
+    /// watcher: a copy of the object's bytes is cheap, and keeping a second
+    /// serialized form beside every event the cache retains is not.
     pub fn encoded(&self) -> Bytes {
-        self.encoded
-            .get_or_init(|| encode_watch_event(self.event_type.as_str(), &self.object))
-            .clone()
+        encode_watch_line(self.event_type.as_str(), self.object.json())
     }
 }
 
 /// One watch-stream line: `{"type":T,"object":O}\n`.
 pub fn encode_watch_event(event_type: &str, object: &Value) -> Bytes {
-    let mut out = Vec::with_capacity(256);
+    // Writing a Value into a Vec cannot fail.
+    encode_watch_line(event_type, &serde_json::to_vec(object).unwrap_or_default())
+}
+
+/// One watch-stream line around an object's JSON.
+pub fn encode_watch_line(event_type: &str, json: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(json.len() + 32);
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(event_type.as_bytes());
     out.extend_from_slice(b"\",\"object\":");
-    // Writing a Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, object);
+    out.extend_from_slice(json);
     out.extend_from_slice(b"}\n");
     Bytes::from(out)
 }
@@ -122,13 +178,14 @@ pub fn set_resource_version(obj: &mut Value, revision: Revision) {
 }
 
 /// Turn a storage event into a cached one.
-pub fn from_storage_event(event: &Event) -> CachedEvent {
+pub fn from_storage_event(resource: &ResourceInfo, event: &Event) -> CachedEvent {
+    let decode = |kv: &storage::KeyValue, revision| {
+        Arc::new(CachedObject::from_stored(resource, &kv.value, revision))
+    };
     match event {
         Event::Put { kv, prev } => {
-            let object = Arc::new(decode_stored(&kv.value, kv.mod_revision));
-            let prev = prev
-                .as_ref()
-                .map(|p| Arc::new(decode_stored(&p.value, p.mod_revision)));
+            let object = decode(kv, kv.mod_revision);
+            let prev = prev.as_ref().map(|p| decode(p, p.mod_revision));
             let event_type = if prev.is_some() {
                 EventType::Modified
             } else {
@@ -137,8 +194,8 @@ pub fn from_storage_event(event: &Event) -> CachedEvent {
             CachedEvent::new(event_type, kv.key.clone(), object, prev, kv.mod_revision)
         }
         Event::Delete { prev, revision } => {
-            let before = Arc::new(decode_stored(&prev.value, prev.mod_revision));
-            let object = Arc::new(decode_stored(&prev.value, *revision));
+            let before = decode(prev, prev.mod_revision);
+            let object = Arc::new(before.deleted_at(*revision));
             CachedEvent::new(
                 EventType::Deleted,
                 prev.key.clone(),
@@ -152,7 +209,7 @@ pub fn from_storage_event(event: &Event) -> CachedEvent {
 
 #[derive(Default)]
 struct CacheState {
-    objects: BTreeMap<String, Arc<Value>>,
+    objects: BTreeMap<String, Arc<CachedObject>>,
     window: VecDeque<Arc<CachedEvent>>,
     /// Every event of this resource after this revision is in `window`.
     window_start: Revision,
@@ -160,7 +217,7 @@ struct CacheState {
 
 impl CacheState {
     /// The objects whose keys start with `prefix`, in key order.
-    fn under(&self, prefix: &str) -> Vec<Arc<Value>> {
+    fn under(&self, prefix: &str) -> Vec<Arc<CachedObject>> {
         self.objects
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
@@ -199,13 +256,13 @@ impl ResourceCache {
         &self,
         prefix: &str,
         revision: &watch::Sender<Revision>,
-    ) -> (Vec<Arc<Value>>, Revision) {
+    ) -> (Vec<Arc<CachedObject>>, Revision) {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         (state.under(prefix), *revision.borrow())
     }
 
     /// One object by key.
-    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         state.objects.get(key).cloned()
     }
@@ -236,7 +293,7 @@ impl ResourceCache {
         prefix: &str,
         revision: &watch::Sender<Revision>,
     ) -> (
-        Vec<Arc<Value>>,
+        Vec<Arc<CachedObject>>,
         Revision,
         broadcast::Receiver<Arc<CachedEvent>>,
     ) {
@@ -252,9 +309,14 @@ impl ResourceCache {
     /// object (and a deleted one) is already in the cache, so updates and
     /// deletes reuse it instead of parsing storage's copy again.
     fn ingest(&self, event: &Event, revision: &watch::Sender<Revision>) {
+        let resource = self.resource;
         // Parse outside the lock: readers should not wait for it.
         let object = match event {
-            Event::Put { kv, .. } => Some(Arc::new(decode_stored(&kv.value, kv.mod_revision))),
+            Event::Put { kv, .. } => Some(Arc::new(CachedObject::from_stored(
+                resource,
+                &kv.value,
+                kv.mod_revision,
+            ))),
             Event::Delete { .. } => None,
         };
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -262,9 +324,15 @@ impl ResourceCache {
             state
                 .objects
                 .get(&kv.key)
-                .filter(|o| api::meta::resource_version(o) == Some(&kv.mod_revision.to_string()))
+                .filter(|o| o.revision == kv.mod_revision)
                 .cloned()
-                .unwrap_or_else(|| Arc::new(decode_stored(&kv.value, kv.mod_revision)))
+                .unwrap_or_else(|| {
+                    Arc::new(CachedObject::from_stored(
+                        resource,
+                        &kv.value,
+                        kv.mod_revision,
+                    ))
+                })
         };
         let event = match (event, object) {
             (Event::Put { kv, prev }, Some(object)) => {
@@ -278,8 +346,7 @@ impl ResourceCache {
             }
             (Event::Delete { prev, revision }, _) => {
                 let before = cached(&state, prev);
-                let mut gone = (*before).clone();
-                set_resource_version(&mut gone, *revision);
+                let gone = before.deleted_at(*revision);
                 CachedEvent::new(
                     EventType::Deleted,
                     prev.key.clone(),
@@ -332,7 +399,16 @@ impl ResourceCache {
     }
 }
 
-/// The caches of every resource plus the dispatcher that feeds them.
+/// Whether the watch cache keeps a resource. Events are left to storage, as
+/// upstream's default watch cache sizes do (`events: 0`): a busy cluster
+/// has several per pod, each written once and then rarely read, and
+/// keeping them would cost more memory than the pods themselves. Their
+/// lists and watches read storage directly.
+pub fn is_cached(resource: &ResourceInfo) -> bool {
+    resource.plural != "events"
+}
+
+/// The caches of every cached resource plus the dispatcher that feeds them.
 pub struct WatchCache {
     storage: DynStorage,
     caches: HashMap<String, Arc<ResourceCache>>,
@@ -347,16 +423,15 @@ impl WatchCache {
     pub async fn start(storage: DynStorage, window: usize) -> Result<Arc<Self>, storage::Error> {
         let caches: HashMap<String, Arc<ResourceCache>> = RESOURCES
             .iter()
+            .filter(|r| is_cached(r))
             .map(|r| (r.key_prefix(), Arc::new(ResourceCache::new(r, window))))
             .collect();
         let initial = storage.list("/registry/", Default::default()).await?;
         for kv in &initial.items {
             if let Some(cache) = find_cache(&caches, &kv.key) {
                 let mut state = cache.state.write().unwrap_or_else(|e| e.into_inner());
-                state.objects.insert(
-                    kv.key.clone(),
-                    Arc::new(decode_stored(&kv.value, kv.mod_revision)),
-                );
+                let object = CachedObject::from_stored(cache.resource, &kv.value, kv.mod_revision);
+                state.objects.insert(kv.key.clone(), Arc::new(object));
             }
         }
         for cache in caches.values() {
@@ -378,10 +453,10 @@ impl WatchCache {
         Ok(this)
     }
 
-    pub fn resource(&self, resource: &ResourceInfo) -> &Arc<ResourceCache> {
-        self.caches
-            .get(&resource.key_prefix())
-            .expect("a cache exists for every resource in the table")
+    /// The cache of a resource; `None` for those [`is_cached`] leaves to
+    /// storage.
+    pub fn resource(&self, resource: &ResourceInfo) -> Option<&Arc<ResourceCache>> {
+        self.caches.get(&resource.key_prefix())
     }
 
     pub fn revision(&self) -> &watch::Sender<Revision> {

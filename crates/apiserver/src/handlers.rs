@@ -16,6 +16,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::auth::{Attributes, PeerIdentity, UserInfo};
+use crate::cache::CachedObject;
 use crate::codec::{self, Query, Rendering};
 use crate::discovery;
 use crate::error::{ApiError, ApiResult, Cause};
@@ -834,12 +835,10 @@ async fn delete_collection(
 ) -> ApiResult<Response> {
     let (items, revision) = state.registry.list_cached(resource, ns, None).await?;
     let mut deleted = Vec::new();
-    for obj in items.iter().filter(|o| selection.matches(o)) {
-        let name = api::meta::name(obj).unwrap_or("").to_string();
-        let obj_ns = api::meta::namespace(obj).map(str::to_string);
+    for obj in items.iter().filter(|o| selection.matches(&o.attrs)) {
         match state
             .registry
-            .delete(resource, obj_ns.as_deref(), &name, options)
+            .delete(resource, obj.attrs.namespace(), obj.attrs.name(), options)
             .await
         {
             Ok(d) => deleted.push(d.object),
@@ -892,9 +891,10 @@ fn list_body(
 fn list_bytes_response(
     resource: &ResourceInfo,
     list_meta: &Value,
-    items: &[&Arc<Value>],
+    items: &[&Arc<CachedObject>],
 ) -> Response {
-    let mut out = Vec::with_capacity(256 + items.len() * 1024);
+    let size = items.iter().map(|i| i.json().len() + 1).sum::<usize>();
+    let mut out = Vec::with_capacity(256 + size);
     out.extend_from_slice(b"{\"kind\":");
     let _ = serde_json::to_writer(&mut out, &resource.list_kind());
     out.extend_from_slice(b",\"apiVersion\":");
@@ -906,7 +906,7 @@ fn list_bytes_response(
         if i > 0 {
             out.push(b',');
         }
-        let _ = serde_json::to_writer(&mut out, item.as_ref());
+        out.extend_from_slice(item.json());
     }
     out.extend_from_slice(b"]}");
     let mut response = (StatusCode::OK, out).into_response();
@@ -960,14 +960,17 @@ async fn list(
             Some(v) => Some(crate::registry::parse_revision(v)?),
         };
         let (items, revision) = state.registry.list_cached(resource, ns, min).await?;
-        let selected: Vec<&Arc<Value>> = items.iter().filter(|o| selection.matches(o)).collect();
+        let selected: Vec<&Arc<CachedObject>> = items
+            .iter()
+            .filter(|o| selection.matches(&o.attrs))
+            .collect();
         let list_meta = json!({"resourceVersion": revision.to_string()});
         if codec::rendering(accept)? == Rendering::Object {
             // The common case writes cached objects straight out, without
             // cloning them into a list value first.
             return Ok(list_bytes_response(resource, &list_meta, &selected));
         }
-        let items = selected.iter().map(|o| (***o).clone()).collect();
+        let items = selected.iter().map(|o| o.value()).collect();
         let body = list_body(resource, items, list_meta, accept, query)?;
         return Ok(json_response(StatusCode::OK, &body));
     }
@@ -1002,7 +1005,7 @@ async fn list(
         for kv in &page.items {
             start = Some(kv.key.clone());
             let obj = crate::cache::decode_stored(&kv.value, kv.mod_revision);
-            if selection.matches(&obj) {
+            if selection.matches_value(&obj) {
                 items.push(obj);
             }
         }

@@ -314,16 +314,16 @@ impl MetricsCache {
         &self,
         registry: &Registry,
         kubelet: &KubeletClient,
-    ) -> ApiResult<(Vec<Arc<Value>>, Summaries)> {
+    ) -> ApiResult<(Vec<Value>, Summaries)> {
         let nodes_info = api::resources::find("", "v1", "nodes").expect("in table");
-        let (nodes, _) = registry.list_cached(nodes_info, None, None).await?;
+        let nodes = registry.list_values(nodes_info, None).await?;
         let mut last = self.last.lock().await;
         if let Some((at, summaries)) = last.as_ref() {
             if at.elapsed() < CACHE_TTL {
                 return Ok((nodes, summaries.clone()));
             }
         }
-        let ready: Vec<&Arc<Value>> = nodes.iter().filter(|n| node_ready(n)).collect();
+        let ready: Vec<&Value> = nodes.iter().filter(|n| node_ready(n)).collect();
         let answers = futures::future::join_all(ready.iter().map(|node| async move {
             let name = node
                 .pointer("/metadata/name")
@@ -470,14 +470,14 @@ pub async fn serve(
             Some(name) => nodes
                 .iter()
                 .find(|n| n.pointer("/metadata/name").and_then(Value::as_str) == Some(&name))
-                .and_then(|n| metrics(n))
+                .and_then(metrics)
                 .map(|m| json_response(&m))
                 .ok_or_else(|| not_found("nodemetrics", name)),
             None => {
                 let items = nodes
                     .iter()
                     .filter(|n| label_match(&labels, n))
-                    .filter_map(|n| metrics(n))
+                    .filter_map(metrics)
                     .collect();
                 Ok(json_response(&list("NodeMetricsList", items)))
             }
@@ -497,7 +497,7 @@ pub async fn serve(
             .map(|m| json_response(&m))
             .ok_or_else(|| not_found("podmetrics", format!("{}/{name}", key.0)));
     }
-    let (pods, _) = registry.list_cached(pods_info, namespace, None).await?;
+    let pods = registry.list_values(pods_info, namespace).await?;
     let (_, summaries) = cache.summaries(registry, kubelet).await?;
     let entries = pod_entries(&summaries);
     let mut items: Vec<Value> = pods

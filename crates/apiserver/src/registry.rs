@@ -12,7 +12,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use storage::{KeyValue, Revision};
 
-use crate::cache::{decode_stored, set_resource_version, WatchCache};
+use crate::cache::{decode_stored, set_resource_version, CachedObject, WatchCache};
 use crate::error::{ApiError, ApiResult, Cause, Subject};
 use crate::fieldcheck;
 use crate::strategy;
@@ -169,7 +169,8 @@ impl Registry {
         let ns = self
             .cache
             .resource(namespaces)
-            .get(&namespaces.key(None, namespace));
+            .and_then(|c| c.get(&namespaces.key(None, namespace)))
+            .map(|ns| ns.value());
         match ns {
             None => Err(ApiError::not_found(subject(namespaces, namespace))),
             Some(ns) if creating && api::meta::is_terminating(&ns) => Err(ApiError::Forbidden {
@@ -838,14 +839,36 @@ impl Registry {
         }
     }
 
-    /// Objects of a resource from the watch cache, consistent with every
-    /// write acknowledged before the call.
+    /// Every object of a resource (in one namespace or all), consistent
+    /// with every write acknowledged before the call (or, with
+    /// `min_revision`, at least that new): from the watch cache, or from
+    /// storage for the resources the cache leaves out.
     pub async fn list_cached(
         &self,
         resource: &'static ResourceInfo,
         namespace: Option<&str>,
         min_revision: Option<Revision>,
-    ) -> ApiResult<(Vec<Arc<Value>>, Revision)> {
+    ) -> ApiResult<(Vec<Arc<CachedObject>>, Revision)> {
+        let prefix = resource.namespace_prefix(namespace);
+        let Some(cache) = self.cache.resource(resource) else {
+            if let Some(rv) = min_revision.filter(|rv| *rv > 0) {
+                self.cache.wait_for(rv).await?;
+            }
+            // A storage read is always current.
+            let listed = self.storage().list(&prefix, Default::default()).await?;
+            let objects = listed
+                .items
+                .iter()
+                .map(|kv| {
+                    Arc::new(CachedObject::from_stored(
+                        resource,
+                        &kv.value,
+                        kv.mod_revision,
+                    ))
+                })
+                .collect();
+            return Ok((objects, listed.revision));
+        };
         match min_revision {
             Some(0) => {}
             Some(rv) => {
@@ -855,11 +878,18 @@ impl Registry {
                 self.cache.wait_fresh().await?;
             }
         }
-        let prefix = resource.namespace_prefix(namespace);
-        Ok(self
-            .cache
-            .resource(resource)
-            .list(&prefix, self.cache.revision()))
+        Ok(cache.list(&prefix, self.cache.revision()))
+    }
+
+    /// [`Self::list_cached`], parsed: for the few callers that read the
+    /// objects rather than pass them on.
+    pub async fn list_values(
+        &self,
+        resource: &'static ResourceInfo,
+        namespace: Option<&str>,
+    ) -> ApiResult<Vec<Value>> {
+        let (objects, _) = self.list_cached(resource, namespace, None).await?;
+        Ok(objects.iter().map(|o| o.value()).collect())
     }
 
     /// One page of objects straight from storage, consistent at `revision`.

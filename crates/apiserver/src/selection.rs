@@ -68,29 +68,99 @@ impl Selection {
         self.namespace.as_deref()
     }
 
-    pub fn matches(&self, obj: &Value) -> bool {
+    /// Whether an object with these attributes is selected.
+    pub fn matches(&self, attrs: &Attrs) -> bool {
         if let Some(ns) = &self.namespace {
-            if self.resource.namespaced && api::meta::namespace(obj) != Some(ns.as_str()) {
+            if self.resource.namespaced && attrs.namespace() != Some(ns.as_str()) {
                 return false;
             }
         }
-        if !self.labels.is_empty() {
-            let labels = obj
-                .get("metadata")
-                .and_then(|m| m.get("labels"))
-                .and_then(Value::as_object);
-            let empty = serde_json::Map::new();
-            if !self.labels.matches_labels(labels.unwrap_or(&empty)) {
-                return false;
-            }
+        if !self.labels.is_empty() && !self.labels.matches_labels(attrs) {
+            return false;
         }
-        if !self.fields.is_empty() {
-            return self
+        self.fields
+            .requirements()
+            .iter()
+            .all(|r| r.matches(attrs.field(&r.field)))
+    }
+
+    /// Whether an object (as JSON) is selected.
+    pub fn matches_value(&self, obj: &Value) -> bool {
+        self.matches(&Attrs::of(self.resource, obj))
+    }
+}
+
+/// What selections look at in an object, as upstream's `GetAttrs`: its
+/// namespace, name, labels and the selectable fields of its kind. Kept
+/// beside every cached object, so lists and watches select without parsing
+/// the object.
+#[derive(Debug, Clone, Default)]
+pub struct Attrs {
+    namespace: Option<Box<str>>,
+    name: Box<str>,
+    /// Sorted by key.
+    labels: Box<[(Box<str>, Box<str>)]>,
+    /// The kind's selectable fields other than name and namespace, those
+    /// with a value; a missing field reads as `""`.
+    fields: Box<[(&'static str, Box<str>)]>,
+}
+
+impl Attrs {
+    pub fn of(resource: &ResourceInfo, obj: &Value) -> Attrs {
+        let mut labels: Vec<(Box<str>, Box<str>)> = obj
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str().into(), v.as_str()?.into())))
+            .collect();
+        labels.sort_unstable();
+        let fields = api::fields::supported_field_labels(resource.group, resource.kind)
+            .iter()
+            .filter(|label| !matches!(**label, "metadata.name" | "metadata.namespace"))
+            .filter_map(|label| {
+                let value =
+                    api::fields::object_field(resource.group, resource.kind, obj, label).ok()?;
+                (!value.is_empty()).then(|| (*label, value.into_boxed_str()))
+            })
+            .collect();
+        Attrs {
+            namespace: api::meta::namespace(obj).map(Into::into),
+            name: api::meta::name(obj).unwrap_or_default().into(),
+            labels: labels.into_boxed_slice(),
+            fields,
+        }
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A selectable field's value (canonical label, as a converted
+    /// selector names it).
+    pub fn field(&self, label: &str) -> Option<&str> {
+        match label {
+            "metadata.name" => Some(&self.name),
+            "metadata.namespace" => self.namespace(),
+            _ => self
                 .fields
-                .matches_object(self.resource.group, self.resource.kind, obj)
-                .unwrap_or(false);
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map(|(_, v)| &**v),
         }
-        true
+    }
+}
+
+impl api::selector::Labels for Attrs {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.labels[i].1)
     }
 }
 
@@ -111,12 +181,12 @@ mod tests {
         let s = Selection::from_query(pods(), Some("default"), &q).unwrap();
         let pod =
             json!({"metadata": {"namespace": "default", "labels": {"app": "web"}}, "spec": {}});
-        assert!(s.matches(&pod));
+        assert!(s.matches_value(&pod));
         let bound = json!({"metadata": {"namespace": "default", "labels": {"app": "web"}}, "spec": {"nodeName": "n"}});
-        assert!(!s.matches(&bound));
+        assert!(!s.matches_value(&bound));
         let other_ns =
             json!({"metadata": {"namespace": "x", "labels": {"app": "web"}}, "spec": {}});
-        assert!(!s.matches(&other_ns));
+        assert!(!s.matches_value(&other_ns));
     }
 
     #[test]
@@ -125,5 +195,35 @@ mod tests {
             let err = Selection::from_query(pods(), None, &Query::parse(Some(q))).unwrap_err();
             assert_eq!(err.code().as_u16(), 400, "{q}");
         }
+    }
+
+    #[test]
+    fn attributes_answer_labels_and_the_kinds_fields_without_the_object() {
+        let events = api::resources::find("", "v1", "events").unwrap();
+        let event = json!({
+            "metadata": {"name": "web.1", "namespace": "default", "labels": {"b": "2", "a": "1"}},
+            "involvedObject": {"kind": "Pod", "name": "web"},
+            "reason": "Started", "type": "Normal",
+        });
+        let attrs = Attrs::of(events, &event);
+        assert_eq!(attrs.name(), "web.1");
+        assert_eq!(attrs.namespace(), Some("default"));
+        assert_eq!(attrs.field("involvedObject.name"), Some("web"));
+        assert_eq!(attrs.field("metadata.name"), Some("web.1"));
+        assert_eq!(attrs.field("involvedObject.uid"), None);
+        use api::selector::Labels;
+        assert_eq!(attrs.label("a"), Some("1"));
+        assert_eq!(attrs.label("b"), Some("2"));
+        assert_eq!(attrs.label("c"), None);
+        let q = Query::parse(Some(
+            "labelSelector=a%3D1&fieldSelector=involvedObject.name%3Dweb,involvedObject.uid%3D",
+        ));
+        assert!(Selection::from_query(events, Some("default"), &q)
+            .unwrap()
+            .matches(&attrs));
+        let q = Query::parse(Some("fieldSelector=reason!%3DStarted"));
+        assert!(!Selection::from_query(events, None, &q)
+            .unwrap()
+            .matches(&attrs));
     }
 }

@@ -205,11 +205,10 @@ pub async fn evict(
     // Pods that are not running do not count against a budget.
     let guarded = phase == "Running" && !api::meta::is_terminating(&pod);
     if guarded {
-        let (budgets, _) = registry.list_cached(pdbs, namespace, None).await?;
+        let budgets = registry.list_values(pdbs, namespace).await?;
         let labels = api::meta::labels(&pod);
         let matching: Vec<&Value> = budgets
             .iter()
-            .map(|b| b.as_ref())
             .filter(|b| {
                 let selector = b.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
                 serde_json::from_value(selector)

@@ -19,7 +19,9 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::cache::{encode_watch_event, from_storage_event, CachedEvent, EventType};
+use crate::cache::{
+    encode_watch_event, encode_watch_line, from_storage_event, CachedEvent, CachedObject, EventType,
+};
 use crate::codec::{self, Query, Rendering};
 use crate::error::{ApiError, ApiResult};
 use crate::selection::Selection;
@@ -47,11 +49,11 @@ impl Watcher {
             return true;
         }
         self.revision = event.revision;
-        let now = self.selection.matches(&event.object);
+        let now = self.selection.matches(&event.object.attrs);
         let before = event
             .prev
             .as_ref()
-            .is_some_and(|p| self.selection.matches(p));
+            .is_some_and(|p| self.selection.matches(&p.attrs));
         let event_type = match event.event_type {
             EventType::Added if now => EventType::Added,
             EventType::Modified if now && before => EventType::Modified,
@@ -63,23 +65,31 @@ impl Watcher {
         let line = if event_type == event.event_type && self.rendering == Rendering::Object {
             event.encoded()
         } else {
-            let object = self.render(&event.object);
-            encode_watch_event(event_type.as_str(), &object)
+            self.line(event_type, &event.object)
         };
         self.out.send(Ok(line)).await.is_ok()
     }
 
-    async fn send_added(&mut self, object: &Value) -> bool {
-        if !self.selection.matches(object) {
+    async fn send_added(&mut self, object: &CachedObject) -> bool {
+        if !self.selection.matches(&object.attrs) {
             return true;
         }
-        let line = match self.rendering {
-            Rendering::Object => encode_watch_event("ADDED", object),
-            _ => encode_watch_event("ADDED", &self.render(object)),
-        };
+        let line = self.line(EventType::Added, object);
         self.out.send(Ok(line)).await.is_ok()
     }
 
+    /// The watch line of an event in this watcher's rendering.
+    fn line(&mut self, event_type: EventType, object: &CachedObject) -> Bytes {
+        match self.rendering {
+            Rendering::Object => encode_watch_line(event_type.as_str(), object.json()),
+            _ => {
+                let rendered = self.render(&object.value());
+                encode_watch_event(event_type.as_str(), &rendered)
+            }
+        }
+    }
+
+    /// A non-object rendering (metadata only, or a Table) of an object.
     fn render(&mut self, object: &Value) -> Value {
         match self.rendering {
             Rendering::Object => object.clone(),
@@ -224,10 +234,12 @@ async fn run(
     timeout: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + timeout;
-    let cache = state.registry.cache.resource(watcher.resource).clone();
     let prefix = watcher
         .resource
         .namespace_prefix(watcher.selection.namespace());
+    let Some(cache) = state.registry.cache.resource(watcher.resource).cloned() else {
+        return run_uncached(state, watcher, start, &prefix, deadline).await;
+    };
     let live = match start {
         Start::InitialState { bookmark_at_end } => {
             let (objects, revision, live) =
@@ -301,7 +313,7 @@ async fn replay_history(
     while watcher.revision < target {
         match tokio::time::timeout(Duration::from_secs(1), stream.next()).await {
             Ok(Some(Ok(event))) => {
-                let event = from_storage_event(&event);
+                let event = from_storage_event(watcher.resource, &event);
                 if !watcher.send_event(&event).await {
                     return false;
                 }
@@ -315,6 +327,65 @@ async fn replay_history(
         }
     }
     true
+}
+
+/// A watch of a resource the watch cache leaves to storage: the initial
+/// state is a storage list, and the changes come from a storage watch after
+/// it. No periodic bookmarks (as upstream without its cache): without a
+/// shared feed there is no revision every queued event is known to be
+/// below.
+async fn run_uncached(
+    state: Arc<AppState>,
+    mut watcher: Watcher,
+    start: Start,
+    prefix: &str,
+    deadline: tokio::time::Instant,
+) {
+    let storage = state.registry.cache.storage();
+    let after = match start {
+        Start::InitialState { bookmark_at_end } => {
+            let listed = match storage.list(prefix, Default::default()).await {
+                Ok(listed) => listed,
+                Err(e) => return watcher.send_error(&ApiError::internal(e)).await,
+            };
+            for kv in &listed.items {
+                let object =
+                    CachedObject::from_stored(watcher.resource, &kv.value, kv.mod_revision);
+                if !watcher.send_added(&object).await {
+                    return;
+                }
+            }
+            watcher.revision = listed.revision;
+            if bookmark_at_end && !watcher.send_bookmark(listed.revision, true).await {
+                return;
+            }
+            listed.revision
+        }
+        Start::After(after) => {
+            watcher.revision = after;
+            after
+        }
+    };
+    let mut stream = match storage.watch(prefix, after) {
+        Ok(s) => s,
+        Err(e) => return watcher.send_error(&too_old(&e)).await,
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = watcher.out.closed() => return,
+            next = stream.next() => match next {
+                Some(Ok(event)) => {
+                    let event = from_storage_event(watcher.resource, &event);
+                    if !watcher.send_event(&event).await {
+                        return;
+                    }
+                }
+                Some(Err(e)) => return watcher.send_error(&too_old(&e)).await,
+                None => return,
+            },
+        }
+    }
 }
 
 /// The revision a periodic bookmark may carry, if any. A bookmark promises

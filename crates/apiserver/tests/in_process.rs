@@ -382,3 +382,107 @@ async fn an_apply_patch_without_a_field_manager_is_a_bad_request() {
         .unwrap();
     assert_eq!(created["metadata"]["managedFields"][0]["manager"], "me");
 }
+
+/// Events are not in the watch cache (as upstream's default): lists and
+/// watches of them read storage, with the same selectors and event types.
+mod events_from_storage {
+    use super::*;
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::{WatchEvent, WatchParams};
+
+    fn event(name: &str, about: &str) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": name},
+            "involvedObject": {"kind": "Pod", "namespace": "default", "name": about},
+            "reason": "Started", "message": "started", "type": "Normal", "count": 1,
+        }))
+        .unwrap()
+    }
+
+    async fn next(
+        events: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<Event>>> + Unpin),
+    ) -> WatchEvent<Event> {
+        tokio::time::timeout(std::time::Duration::from_secs(10), events.try_next())
+            .await
+            .expect("a watch event within 10 s")
+            .unwrap()
+            .expect("the watch still open")
+    }
+
+    #[tokio::test]
+    async fn lists_and_watches_of_events_select_and_follow_changes() {
+        let server = TestServer::start().await.unwrap();
+        let events: Api<Event> = Api::namespaced(server.client().await.unwrap(), "default");
+        events
+            .create(&PostParams::default(), &event("a.1", "a"))
+            .await
+            .unwrap();
+        events
+            .create(&PostParams::default(), &event("b.1", "b"))
+            .await
+            .unwrap();
+
+        let about_a = ListParams::default().fields("involvedObject.name=a");
+        let listed = events.list(&about_a).await.unwrap();
+        let names: Vec<_> = listed
+            .iter()
+            .map(|e| e.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["a.1"]);
+        let rv = listed.metadata.resource_version.unwrap();
+        assert_eq!(
+            events
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .len(),
+            2
+        );
+
+        // From the list's revision: only changes, only those about `a`.
+        let wp = WatchParams::default().fields("involvedObject.name=a");
+        let mut changes = events.watch(&wp, &rv).await.unwrap().boxed();
+        events
+            .create(&PostParams::default(), &event("b.2", "b"))
+            .await
+            .unwrap();
+        events
+            .create(&PostParams::default(), &event("a.2", "a"))
+            .await
+            .unwrap();
+        match next(&mut changes).await {
+            WatchEvent::Added(e) => assert_eq!(e.metadata.name.as_deref(), Some("a.2")),
+            other => panic!("expected a.2 ADDED, got {other:?}"),
+        }
+        events
+            .patch(
+                "a.2",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"count": 2})),
+            )
+            .await
+            .unwrap();
+        match next(&mut changes).await {
+            WatchEvent::Modified(e) => assert_eq!(e.count, Some(2)),
+            other => panic!("expected a.2 MODIFIED, got {other:?}"),
+        }
+        events
+            .delete("a.2", &DeleteParams::default())
+            .await
+            .unwrap();
+        match next(&mut changes).await {
+            WatchEvent::Deleted(e) => assert_eq!(e.metadata.name.as_deref(), Some("a.2")),
+            other => panic!("expected a.2 DELETED, got {other:?}"),
+        }
+
+        // Without a revision: the current events first, as ADDED.
+        let mut initial = events.watch(&wp, "0").await.unwrap().boxed();
+        match next(&mut initial).await {
+            WatchEvent::Added(e) => assert_eq!(e.metadata.name.as_deref(), Some("a.1")),
+            other => panic!("expected a.1 ADDED, got {other:?}"),
+        }
+    }
+}
