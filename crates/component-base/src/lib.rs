@@ -5,7 +5,8 @@
 //! - [`leader`]: leader election through a `coordination.k8s.io` Lease;
 //! - [`events`]: recording `core/v1` Events, aggregated as client-go's
 //!   event correlator does;
-//! - [`signals`]: SIGINT or SIGTERM as the graceful stop.
+//! - [`signals`]: SIGINT or SIGTERM as the graceful stop;
+//! - [`transform`]: what components drop from objects before keeping them.
 //!
 //! It depends on none of our crates, so every component may use it.
 
@@ -13,3 +14,4 @@ pub mod client;
 pub mod events;
 pub mod leader;
 pub mod signals;
+pub mod transform;

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use component_base::transform::strip_managed_fields;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -169,7 +170,8 @@ pub async fn run(
         watcher(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .modify(strip_managed_fields),
     )
     .default_backoff();
     let watch_slices = reflector(
@@ -177,7 +179,8 @@ pub async fn run(
         watcher(
             Api::<EndpointSlice>::all(client),
             watcher::Config::default(),
-        ),
+        )
+        .modify(strip_managed_fields),
     )
     .default_backoff();
     let drive = |stream: futures::stream::BoxStream<'static, Result<(), watcher::Error>>,

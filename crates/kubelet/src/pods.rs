@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use component_base::transform::strip_managed_fields;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
@@ -247,6 +248,7 @@ pub async fn dispatch_pods(
     let nodes: Vec<String> = feeds.keys().cloned().collect();
     let api: Api<Pod> = Api::all(client);
     let mut stream = watcher(api, watcher::Config::default())
+        .modify(strip_managed_fields)
         .default_backoff()
         .boxed();
     while let Some(event) = stream.next().await {
@@ -476,7 +478,10 @@ impl PodManager {
                 let api: Api<Pod> = Api::all(self.ctx.client.clone());
                 let config =
                     watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
-                watcher(api, config).default_backoff().boxed()
+                watcher(api, config)
+                    .modify(strip_managed_fields)
+                    .default_backoff()
+                    .boxed()
             }
         };
         let mut events = self.ctx.runtime.container_events();

@@ -477,16 +477,19 @@ impl PodWorker {
         loop {
             let current = self.updates.borrow_and_update().clone();
             let Some(pod) = current else {
-                self.cleanup().await;
+                Box::pin(self.cleanup()).await;
                 return;
             };
             self.pod = pod;
             let began = Instant::now();
             tracing::debug!(pod = %format_pod(&self.pod), stage = ?self.stage, "worker pass");
+            // Boxed: the passes' futures are several KiB, and inline they
+            // would make every idle worker (one per pod, mostly waiting)
+            // that big for the pod's whole life.
             let next = match self.stage {
-                Stage::Syncing => self.sync().await,
-                Stage::Terminating => self.terminate().await,
-                Stage::Terminated => self.finish().await,
+                Stage::Syncing => Box::pin(self.sync()).await,
+                Stage::Terminating => Box::pin(self.terminate()).await,
+                Stage::Terminated => Box::pin(self.finish()).await,
             };
             crate::metrics::pod_metrics().observe_worker(operation, began.elapsed());
             operation = "sync";

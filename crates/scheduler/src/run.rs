@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -26,6 +26,7 @@ use crate::metrics::{AttemptResult, Metrics};
 use crate::preemption;
 use crate::queue::{pod_key, ClusterEvent, PriorityQueue, QueuedPod};
 use component_base::events::EventRecorder;
+use component_base::transform::strip_managed_fields;
 
 /// How the scheduler is set up.
 #[derive(Clone)]
@@ -133,7 +134,9 @@ pub async fn run(
 
 async fn watch_nodes(client: kube::Client, shared: Arc<Shared>) {
     let api: Api<Node> = Api::all(client);
-    let mut events = watcher(api, watcher::Config::default()).boxed();
+    let mut events = watcher(api, watcher::Config::default())
+        .modify(strip_managed_fields)
+        .boxed();
     while let Some(event) = events.next().await {
         let now = Instant::now();
         match event {
@@ -164,7 +167,9 @@ async fn watch_nodes(client: kube::Client, shared: Arc<Shared>) {
 
 async fn watch_pods(client: kube::Client, shared: Arc<Shared>) {
     let api: Api<Pod> = Api::all(client);
-    let mut events = watcher(api, watcher::Config::default()).boxed();
+    let mut events = watcher(api, watcher::Config::default())
+        .modify(crate::cache::trim_pod)
+        .boxed();
     while let Some(event) = events.next().await {
         let now = Instant::now();
         match event {

@@ -137,10 +137,7 @@ impl<K: Object> Store<K> {
 
     /// Insert or replace; returns the change.
     fn put(&mut self, mut object: K) -> Option<Change<K>> {
-        // No controller reads managedFields, and they are often the
-        // largest part of an object: drop them, as upstream's informers'
-        // transform does.
-        object.meta_mut().managed_fields = None;
+        component_base::transform::strip_managed_fields(&mut object);
         let key = ObjectKey::of(&object);
         let new = Arc::new(object);
         let old = self.objects.insert(key.clone(), new.clone());
