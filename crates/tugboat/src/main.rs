@@ -9,7 +9,10 @@ use tugboat::agent::AgentArgs;
 use tugboat::plan::{default_data_dir, plan, Host, ServerArgs};
 
 /// The API server allocates and frees many small JSON values per request;
-/// the same allocator as `tug-apiserver`.
+/// the same allocator as `tug-apiserver`. The `system-allocator` feature
+/// leaves the system's malloc in place, so heap profilers that hook it
+/// (heaptrack, valgrind's massif) see every allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
