@@ -71,8 +71,7 @@ impl CachedObject {
     pub fn new(resource: &ResourceInfo, object: &Value, revision: Revision) -> Self {
         CachedObject {
             revision,
-            // Writing a Value into a Vec cannot fail.
-            json: Bytes::from(serde_json::to_vec(object).unwrap_or_default()),
+            json: exact_json(object),
             attrs: Attrs::of(resource, object),
         }
     }
@@ -100,10 +99,19 @@ impl CachedObject {
         set_resource_version(&mut object, revision);
         CachedObject {
             revision,
-            json: Bytes::from(serde_json::to_vec(&object).unwrap_or_default()),
+            json: exact_json(&object),
             attrs: self.attrs.clone(),
         }
     }
+}
+
+/// An object's JSON in an allocation of its size: a serializer's buffer
+/// grows by doubling, and `Bytes` made from a `Vec` keeps all of it, up to
+/// twice the object for as long as the cache holds it.
+fn exact_json(object: &Value) -> Bytes {
+    // Writing a Value into a Vec cannot fail.
+    let json = serde_json::to_vec(object).unwrap_or_default();
+    Bytes::from(json.into_boxed_slice())
 }
 
 /// One change to one object, as watchers see it.

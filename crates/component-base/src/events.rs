@@ -98,18 +98,27 @@ impl EventRecorder {
     }
 }
 
-/// What identifies "the same event" for aggregation.
-type Correlation = (String, String, String, EventType, String, String);
+/// What identifies "the same event" for aggregation: a hash of (object's
+/// namespace, kind and name, type, reason, message). Kept as 64 bits, not
+/// as the strings: a recorder remembers thousands of events, each with a
+/// message of tens of bytes, and two different events colliding (odds of
+/// about 10^-12 among 4,096) would only merge their counts.
+type Correlation = u64;
 
 fn correlation(p: &Pending) -> Correlation {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same event always has the same key.
+    let mut hasher = std::hash::DefaultHasher::new();
     (
-        p.object.namespace.clone().unwrap_or_default(),
-        p.object.kind.clone().unwrap_or_default(),
-        p.object.name.clone().unwrap_or_default(),
+        p.object.namespace.as_deref().unwrap_or_default(),
+        p.object.kind.as_deref().unwrap_or_default(),
+        p.object.name.as_deref().unwrap_or_default(),
         p.kind,
-        p.reason.clone(),
-        p.message.clone(),
+        &p.reason,
+        &p.message,
     )
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The event already written for a correlation: its name and count.
@@ -156,7 +165,7 @@ async fn send_events(
                     }
                     let name = event_name(&event.object, Timestamp::now());
                     map.insert(
-                        key.clone(),
+                        key,
                         Written {
                             namespace: event_namespace(&event.object),
                             name: name.clone(),
@@ -258,4 +267,47 @@ async fn create(
     let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
     api.create(&PostParams::default(), &event).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(name: &str, reason: &str, message: &str) -> Pending {
+        Pending {
+            object: ObjectReference {
+                kind: Some("Pod".into()),
+                namespace: Some("default".into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            kind: EventType::Normal,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn repeats_correlate_and_anything_different_does_not() {
+        let started = correlation(&pending("web", "Started", "Started container c"));
+        assert_eq!(
+            started,
+            correlation(&pending("web", "Started", "Started container c"))
+        );
+        assert_ne!(
+            started,
+            correlation(&pending("web", "Started", "Started container d"))
+        );
+        assert_ne!(
+            started,
+            correlation(&pending("web", "Created", "Started container c"))
+        );
+        assert_ne!(
+            started,
+            correlation(&pending("db", "Started", "Started container c"))
+        );
+        let mut warning = pending("web", "Started", "Started container c");
+        warning.kind = EventType::Warning;
+        assert_ne!(started, correlation(&warning));
+    }
 }

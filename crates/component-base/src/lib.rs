@@ -6,12 +6,14 @@
 //! - [`events`]: recording `core/v1` Events, aggregated as client-go's
 //!   event correlator does;
 //! - [`signals`]: SIGINT or SIGTERM as the graceful stop;
-//! - [`transform`]: what components drop from objects before keeping them.
+//! - [`transform`]: what components drop from objects before keeping them;
+//! - [`intern`]: one copy of each object version per process.
 //!
 //! It depends on none of our crates, so every component may use it.
 
 pub mod client;
 pub mod events;
+pub mod intern;
 pub mod leader;
 pub mod signals;
 pub mod transform;

@@ -474,7 +474,7 @@ impl NodeAgent {
                         announced = now.clone();
                         conditions = now;
                         last = Some((comparable, Instant::now()));
-                        self.node.send_replace(Arc::new(node));
+                        self.node.send_replace(component_base::intern::shared(node));
                     }
                     Err(error) => {
                         tracing::warn!(node = %self.config.node_name, %error, "updating node status failed");

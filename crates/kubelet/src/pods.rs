@@ -422,7 +422,8 @@ impl PodManager {
         if key.is_empty() || crate::static_pods::is_mirror(&pod) {
             return;
         }
-        let pod = Arc::new(pod);
+        // Shared with the other components of a `tugboat server`.
+        let pod = component_base::intern::shared(pod);
         if let Some(w) = self.workers.get(&key) {
             w.updates.send_replace(Some(pod));
             return;

@@ -44,19 +44,6 @@ fn is_active(pod: &Pod) -> bool {
     phase != "Succeeded" && phase != "Failed"
 }
 
-/// What the scheduler drops from a pod before keeping it: the parts no
-/// plugin, queue rule or preemption step reads, which are most of a running
-/// pod (its managedFields and its containers' statuses). The scheduler
-/// holds every pod of the cluster, so this is its memory per pod.
-pub fn trim_pod(pod: &mut Pod) {
-    component_base::transform::strip_managed_fields(pod);
-    if let Some(status) = pod.status.as_mut() {
-        status.container_statuses = None;
-        status.init_container_statuses = None;
-        status.ephemeral_container_statuses = None;
-    }
-}
-
 fn node_of(pod: &Pod) -> Option<&str> {
     pod.spec
         .as_ref()
@@ -267,31 +254,5 @@ mod tests {
         assert_eq!(cpu_on(&mut cache, "late"), 500);
         cache.remove_node("late");
         assert!(cache.snapshot().nodes.is_empty());
-    }
-
-    #[test]
-    fn trimmed_pods_keep_what_scheduling_reads() {
-        let mut pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"},
-                         "managedFields": [{"manager": "kubelet"}]},
-            "spec": {"nodeName": "n1", "priority": 5, "containers": [{"name": "c", "image": "i",
-                     "resources": {"requests": {"cpu": "100m"}}}]},
-            "status": {"phase": "Running", "nominatedNodeName": "n2",
-                       "startTime": "2026-11-28T10:00:00Z",
-                       "conditions": [{"type": "DisruptionTarget", "status": "True"}],
-                       "containerStatuses": [{"name": "c", "image": "i", "imageID": "x",
-                                              "ready": true, "restartCount": 0}]}
-        }))
-        .unwrap();
-        let spec = pod.spec.clone();
-        trim_pod(&mut pod);
-        assert_eq!(pod.metadata.managed_fields, None);
-        assert_eq!(pod.spec, spec);
-        let status = pod.status.as_ref().unwrap();
-        assert_eq!(status.container_statuses, None);
-        assert_eq!(status.phase.as_deref(), Some("Running"));
-        assert_eq!(status.nominated_node_name.as_deref(), Some("n2"));
-        assert!(status.start_time.is_some());
-        assert_eq!(status.conditions.as_ref().map(Vec::len), Some(1));
     }
 }

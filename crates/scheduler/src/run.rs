@@ -26,6 +26,7 @@ use crate::metrics::{AttemptResult, Metrics};
 use crate::preemption;
 use crate::queue::{pod_key, ClusterEvent, PriorityQueue, QueuedPod};
 use component_base::events::EventRecorder;
+use component_base::intern;
 use component_base::transform::strip_managed_fields;
 
 /// How the scheduler is set up.
@@ -142,7 +143,7 @@ async fn watch_nodes(client: kube::Client, shared: Arc<Shared>) {
         match event {
             Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
                 shared.with(|s| {
-                    s.cache.upsert_node(Arc::new(node));
+                    s.cache.upsert_node(intern::shared(node));
                     s.queue
                         .move_all_to_active_or_backoff(ClusterEvent::NodeUpdate, now);
                 });
@@ -168,13 +169,14 @@ async fn watch_nodes(client: kube::Client, shared: Arc<Shared>) {
 async fn watch_pods(client: kube::Client, shared: Arc<Shared>) {
     let api: Api<Pod> = Api::all(client);
     let mut events = watcher(api, watcher::Config::default())
-        .modify(crate::cache::trim_pod)
+        .modify(strip_managed_fields)
         .boxed();
     while let Some(event) = events.next().await {
         let now = Instant::now();
         match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                let pod = Arc::new(pod);
+                // Shared with the other components of a `tugboat server`.
+                let pod = intern::shared(pod);
                 let key = pod_key(&pod);
                 shared.with(|s| {
                     if !is_unassigned(&pod) {

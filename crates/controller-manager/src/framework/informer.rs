@@ -139,7 +139,8 @@ impl<K: Object> Store<K> {
     fn put(&mut self, mut object: K) -> Option<Change<K>> {
         component_base::transform::strip_managed_fields(&mut object);
         let key = ObjectKey::of(&object);
-        let new = Arc::new(object);
+        // Shared with the other components of a `tugboat server`.
+        let new = component_base::intern::shared(object);
         let old = self.objects.insert(key.clone(), new.clone());
         if let Some(old) = &old {
             if old.meta().resource_version == new.meta().resource_version
