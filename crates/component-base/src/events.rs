@@ -294,18 +294,13 @@ mod tests {
             started,
             correlation(&pending("web", "Started", "Started container c"))
         );
-        assert_ne!(
-            started,
-            correlation(&pending("web", "Started", "Started container d"))
-        );
-        assert_ne!(
-            started,
-            correlation(&pending("web", "Created", "Started container c"))
-        );
-        assert_ne!(
-            started,
-            correlation(&pending("db", "Started", "Started container c"))
-        );
+        for (name, reason, message) in [
+            ("web", "Started", "Started container d"),
+            ("web", "Created", "Started container c"),
+            ("db", "Started", "Started container c"),
+        ] {
+            assert_ne!(started, correlation(&pending(name, reason, message)));
+        }
         let mut warning = pending("web", "Started", "Started container c");
         warning.kind = EventType::Warning;
         assert_ne!(started, correlation(&warning));
