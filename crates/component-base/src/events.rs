@@ -3,7 +3,8 @@
 //!   task (up to 16 writes in flight), and are dropped (with a debug log)
 //!   when the queue is full;
 //! - an event is named `<object>.<unix-nanos in hex>` in the object's
-//!   namespace (`default` for cluster-scoped objects);
+//!   namespace (`default` for cluster-scoped objects), both the name and
+//!   the timestamps from when it was recorded, not when it was written;
 //! - a repeat of the same (object, type, reason, message) bumps `count` and
 //!   `lastTimestamp` of the event already written instead of adding one,
 //!   as the event correlator does, so `kubectl describe` shows
@@ -45,6 +46,10 @@ struct Pending {
     kind: EventType,
     reason: String,
     message: String,
+    /// When it happened: the event's timestamps and name come from here,
+    /// not from when the sender gets to it (a busy queue would otherwise
+    /// reorder what `kubectl describe` shows).
+    at: Timestamp,
 }
 
 /// Records events for one component (`source.component`). Cheap to clone.
@@ -75,6 +80,7 @@ impl EventRecorder {
             kind,
             reason: reason.to_string(),
             message: message.into(),
+            at: Timestamp::now(),
         };
         if let Err(error) = self.queue.try_send(pending) {
             tracing::debug!(%error, "event dropped");
@@ -163,7 +169,7 @@ async fn send_events(
                     if map.len() >= REMEMBERED {
                         map.clear();
                     }
-                    let name = event_name(&event.object, Timestamp::now());
+                    let name = event_name(&event.object, event.at);
                     map.insert(
                         key,
                         Written {
@@ -179,7 +185,7 @@ async fn send_events(
         let (client, component, written) = (client.clone(), component.clone(), written.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let now = Timestamp::now();
+            let now = event.at;
             let Some((namespace, count)) = repeat else {
                 if let Err(error) = create(&client, &component, &event, &name, now).await {
                     tracing::debug!(%error, reason = %event.reason, "could not record event");
@@ -284,6 +290,7 @@ mod tests {
             kind: EventType::Normal,
             reason: reason.into(),
             message: message.into(),
+            at: Timestamp::now(),
         }
     }
 
