@@ -367,12 +367,12 @@ pub fn object_field(
 }
 
 /// All the selectable fields of an object (upstream's `ToSelectableFields`):
-/// every label of [`supported_field_labels`] with its value.
-pub fn object_fields(group: &str, kind: &str, object: &Value) -> BTreeMap<String, String> {
+/// every label of [`supported_field_labels`] with its value, in that order.
+pub fn object_fields(group: &str, kind: &str, object: &Value) -> Vec<(&'static str, String)> {
     let kind = KindFields::of(group, kind);
     kind.labels()
         .iter()
-        .map(|label| (label.to_string(), kind.value(object, label)))
+        .map(|label| (*label, kind.value(object, label)))
         .collect()
 }
 
@@ -1115,7 +1115,7 @@ mod tests {
     #[test]
     fn every_kind_lists_its_selectable_fields() {
         let pod = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"nodeName": "n"}});
-        let fields = object_fields("", "Pod", &pod);
+        let fields: BTreeMap<&str, String> = object_fields("", "Pod", &pod).into_iter().collect();
         assert_eq!(fields.len(), POD.len());
         assert_eq!(fields["spec.nodeName"], "n");
         assert_eq!(fields["spec.hostNetwork"], "false");

@@ -78,10 +78,17 @@ fn set_conditions(obj: &mut Value, list: Vec<Value>) {
 
 /// Create: the requester goes into the spec, the status starts empty.
 pub fn prepare_create(obj: &mut Value, requester: Option<&UserInfo>) {
-    if !obj.get("spec").is_some_and(Value::is_object) {
-        obj["spec"] = json!({});
+    let Some(map) = obj.as_object_mut() else {
+        // Not an object: validation rejects it with a 400.
+        return;
+    };
+    let spec = map.entry("spec").or_insert_with(|| json!({}));
+    if !spec.is_object() {
+        *spec = json!({});
     }
-    let spec = obj["spec"].as_object_mut().expect("made an object above");
+    let Some(spec) = spec.as_object_mut() else {
+        return;
+    };
     for field in ["username", "uid", "groups", "extra"] {
         spec.remove(field);
     }
@@ -524,5 +531,15 @@ mod tests {
         assert!(messages(&validate_conditions(&false_approval, None))
             .iter()
             .any(|m| m.contains("Unsupported value: \"False\"")));
+    }
+
+    #[test]
+    fn preparing_a_body_that_is_not_an_object_leaves_it_to_validation() {
+        let mut body = json!(["not", "an", "object"]);
+        prepare_create(&mut body, None);
+        assert_eq!(body, json!(["not", "an", "object"]));
+        let mut no_spec = json!({"metadata": {"name": "x"}});
+        prepare_create(&mut no_spec, None);
+        assert!(no_spec["spec"].is_object());
     }
 }

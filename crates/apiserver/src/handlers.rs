@@ -833,7 +833,7 @@ async fn delete_collection(
     accept: &str,
     query: &Query,
 ) -> ApiResult<Response> {
-    let (items, revision) = state.registry.list_cached(resource, ns, None).await?;
+    let (items, revision) = state.registry.list_current(resource, ns, None).await?;
     let mut deleted = Vec::new();
     for obj in items.iter().filter(|o| selection.matches(&o.attrs)) {
         match state
@@ -959,7 +959,7 @@ async fn list(
             None => None,
             Some(v) => Some(crate::registry::parse_revision(v)?),
         };
-        let (items, revision) = state.registry.list_cached(resource, ns, min).await?;
+        let (items, revision) = state.registry.list_current(resource, ns, min).await?;
         let selected: Vec<&Arc<CachedObject>> = items
             .iter()
             .filter(|o| selection.matches(&o.attrs))

@@ -169,11 +169,11 @@ impl Registry {
         let ns = self
             .cache
             .resource(namespaces)
-            .and_then(|c| c.get(&namespaces.key(None, namespace)))
-            .map(|ns| ns.value());
+            .and_then(|c| c.get(&namespaces.key(None, namespace)));
         match ns {
             None => Err(ApiError::not_found(subject(namespaces, namespace))),
-            Some(ns) if creating && api::meta::is_terminating(&ns) => Err(ApiError::Forbidden {
+            // Parsed only for creates, the one case that reads it.
+            Some(ns) if creating && api::meta::is_terminating(&ns.value()) => Err(ApiError::Forbidden {
                 message: format!(
                     "unable to create new content in namespace {namespace} because it is being terminated"
                 ),
@@ -843,7 +843,7 @@ impl Registry {
     /// with every write acknowledged before the call (or, with
     /// `min_revision`, at least that new): from the watch cache, or from
     /// storage for the resources the cache leaves out.
-    pub async fn list_cached(
+    pub async fn list_current(
         &self,
         resource: &'static ResourceInfo,
         namespace: Option<&str>,
@@ -881,14 +881,14 @@ impl Registry {
         Ok(cache.list(&prefix, self.cache.revision()))
     }
 
-    /// [`Self::list_cached`], parsed: for the few callers that read the
+    /// [`Self::list_current`], parsed: for the few callers that read the
     /// objects rather than pass them on.
     pub async fn list_values(
         &self,
         resource: &'static ResourceInfo,
         namespace: Option<&str>,
     ) -> ApiResult<Vec<Value>> {
-        let (objects, _) = self.list_cached(resource, namespace, None).await?;
+        let (objects, _) = self.list_current(resource, namespace, None).await?;
         Ok(objects.iter().map(|o| o.value()).collect())
     }
 

@@ -115,14 +115,12 @@ impl Attrs {
             .filter_map(|(k, v)| Some((k.as_str().into(), v.as_str()?.into())))
             .collect();
         labels.sort_unstable();
-        let fields = api::fields::supported_field_labels(resource.group, resource.kind)
-            .iter()
-            .filter(|label| !matches!(**label, "metadata.name" | "metadata.namespace"))
-            .filter_map(|label| {
-                let value =
-                    api::fields::object_field(resource.group, resource.kind, obj, label).ok()?;
-                (!value.is_empty()).then(|| (*label, value.into_boxed_str()))
+        let fields = api::fields::object_fields(resource.group, resource.kind, obj)
+            .into_iter()
+            .filter(|(label, value)| {
+                !value.is_empty() && !matches!(*label, "metadata.name" | "metadata.namespace")
             })
+            .map(|(label, value)| (label, value.into_boxed_str()))
             .collect();
         Attrs {
             namespace: api::meta::namespace(obj).map(Into::into),

@@ -177,7 +177,7 @@ pub fn listen_addresses(flags: &[String]) -> Result<Vec<IpAddr>, String> {
     for a in flags {
         if a == "localhost" {
             out.push(IpAddr::from([127, 0, 0, 1]));
-            out.push("::1".parse().expect("::1 is an address"));
+            out.push(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST));
         } else {
             out.push(a.parse().map_err(|_| format!("{a} is not a valid IP"))?);
         }
