@@ -209,18 +209,21 @@ pub fn follow_log(
     req: &StreamRequest,
     exit: BoxFuture<'static, Result<i32, String>>,
 ) -> Result<LocalStream, String> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-    let file = std::fs::File::open(&log_path)
+    use std::io::Seek;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut file = std::fs::File::open(&log_path)
         .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
+    // The output starts where the log ends now, before any stdin is fed:
+    // seeking later (in the task) could skip the container's answer to
+    // input the caller sends as soon as this returns.
+    file.seek(std::io::SeekFrom::End(0))
+        .map_err(|e| format!("seeking {}: {e}", log_path.display()))?;
     let (mut out_w, out_r) = tokio::io::duplex(64 * 1024);
     let (mut err_w, err_r) = tokio::io::duplex(64 * 1024);
     let (want_out, want_err, tty) = (req.stdout, req.stderr, req.tty);
     let (exit_tx, mut exit_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut file = tokio::fs::File::from_std(file);
-        if file.seek(std::io::SeekFrom::End(0)).await.is_err() {
-            return;
-        }
         let mut pending = Vec::new();
         let mut ended = false;
         loop {
@@ -371,7 +374,9 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel::<i32>();
         let exit = Box::pin(async move { rx.await.map_err(|e| e.to_string()) });
         let mut p = follow_log(log.clone(), &req(false, false), exit).unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        // Written at once, before the follower task first runs (the test
+        // runtime has one thread): an answer to stdin fed right after
+        // attaching must not be skipped.
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         std::io::Write::write_all(
             &mut f,
