@@ -134,14 +134,23 @@ fn parse_taints_flag(s: &str) -> Result<Taints, String> {
     parse_taints(s).map(Taints)
 }
 
+/// Requests the hollow nodes' shared client has in flight at once (a
+/// watch counts until its response headers arrive, not while it streams).
+const HOLLOW_MAX_IN_FLIGHT: usize = 64;
 /// Idle connections hollow nodes keep to the API server.
-const HOLLOW_IDLE_CONNECTIONS: usize = 128;
+const HOLLOW_IDLE_CONNECTIONS: usize = 32;
 
-/// The API client of hollow nodes: kube's client, except that at most
-/// [`HOLLOW_IDLE_CONNECTIONS`] idle connections are pooled. Its default
-/// keeps every connection a burst of requests opened (hundreds when a
-/// thousand nodes register at once), each with its TLS session: most of
-/// the memory of many hollow nodes.
+/// The API client of hollow nodes: kube's client, with at most
+/// [`HOLLOW_MAX_IN_FLIGHT`] requests in flight and at most
+/// [`HOLLOW_IDLE_CONNECTIONS`] idle connections pooled. HTTP/1.1 (all
+/// kube's client speaks) carries one request per connection, so without a
+/// limit a thousand nodes registering, renewing leases and writing pod
+/// statuses and events at once open a connection per request, each with
+/// its TLS session and buffers on both the client's and (in a `tugboat
+/// server`) the API server's side: most of the memory of many hollow
+/// nodes. Each hollow node still has its own rate limiter; this only
+/// queues the requests beyond what a real node's own client would have
+/// open.
 fn pooled_client(config: kube::Config) -> anyhow::Result<kube::Client> {
     use kube::client::ConfigExt;
     let https = config.rustls_https_connector()?;
@@ -152,6 +161,7 @@ fn pooled_client(config: kube::Config) -> anyhow::Result<kube::Client> {
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        .concurrency_limit(HOLLOW_MAX_IN_FLIGHT)
         .service(http);
     Ok(kube::Client::new(service, config.default_namespace))
 }
@@ -337,4 +347,62 @@ pub async fn run(flags: Flags, shutdown: impl Future<Output = ()>) -> anyhow::Re
     }
     kubelet.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A thousand hollow nodes writing at once must not open a connection
+    /// (and a TLS session) per request: the shared client keeps at most
+    /// `HOLLOW_MAX_IN_FLIGHT` requests open, and the rest wait their turn
+    /// instead of failing.
+    #[tokio::test]
+    async fn the_hollow_client_bounds_requests_in_flight() {
+        #[derive(Default)]
+        struct Counts {
+            now: AtomicUsize,
+            most: AtomicUsize,
+        }
+        let counts = Arc::new(Counts::default());
+        let app = axum::Router::new().route(
+            "/slow",
+            axum::routing::get({
+                let counts = counts.clone();
+                move || {
+                    let counts = counts.clone();
+                    async move {
+                        let now = counts.now.fetch_add(1, Ordering::SeqCst) + 1;
+                        counts.most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        counts.now.fetch_sub(1, Ordering::SeqCst);
+                        "ok"
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let url: http::Uri = format!("http://127.0.0.1:{port}").parse().unwrap();
+        let client = pooled_client(kube::Config::new(url)).unwrap();
+        let requests = (0..4 * HOLLOW_MAX_IN_FLIGHT).map(|_| {
+            let client = client.clone();
+            async move {
+                let req = http::Request::get("/slow").body(Vec::new()).unwrap();
+                client.request_text(req).await
+            }
+        });
+        let answers = futures::future::join_all(requests).await;
+        assert!(answers.iter().all(|a| a.as_deref().ok() == Some("ok")));
+        let most = counts.most.load(Ordering::SeqCst);
+        assert!(
+            most <= HOLLOW_MAX_IN_FLIGHT,
+            "{most} requests were in flight at once"
+        );
+        assert!(most > 1, "requests did not run concurrently");
+    }
 }
