@@ -106,7 +106,8 @@ pub fn status_patch(uid: &str, status: &PodStatus) -> Value {
 struct Entry {
     namespace: String,
     name: String,
-    desired: PodStatus,
+    /// Shared with the pod's worker, which keeps the same status.
+    desired: Arc<PodStatus>,
     version: u64,
     written: u64,
     waiters: Vec<oneshot::Sender<()>>,
@@ -160,7 +161,7 @@ impl StatusManager {
     }
 
     /// Asks for `status` to be written to pod `namespace/name` with `uid`.
-    pub fn set(&self, uid: &str, namespace: &str, name: &str, status: PodStatus) {
+    pub fn set(&self, uid: &str, namespace: &str, name: &str, status: Arc<PodStatus>) {
         let mut state = self.lock();
         match state.entries.get_mut(uid) {
             Some(e) if e.desired == status => return,
@@ -193,12 +194,15 @@ impl StatusManager {
             .entries
             .values()
             .find(|e| e.namespace == namespace && e.name == name)
-            .map(|e| e.desired.clone())
+            .map(|e| PodStatus::clone(&e.desired))
     }
 
     /// The status last set for `uid`.
     pub fn desired(&self, uid: &str) -> Option<PodStatus> {
-        self.lock().entries.get(uid).map(|e| e.desired.clone())
+        self.lock()
+            .entries
+            .get(uid)
+            .map(|e| PodStatus::clone(&e.desired))
     }
 
     /// Waits until the status last set for `uid` is written (or dropped

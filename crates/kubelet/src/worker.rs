@@ -313,7 +313,9 @@ pub struct PodWorker {
     /// Pod-level reason and message (`DeadlineExceeded`).
     reason: Option<(String, String)>,
     start_time: Timestamp,
-    last_status: Option<PodStatus>,
+    /// The status last published, shared with the status manager (one
+    /// copy per pod, not one each).
+    last_status: Option<Arc<PodStatus>>,
     /// Until when a container's `BackOff` event was last recorded.
     backoff_events: HashMap<String, Timestamp>,
     /// When each `<container>/<image>` last failed to pull: its image
@@ -377,7 +379,7 @@ impl PodWorker {
             .clone()
             .unwrap_or_else(|| Arc::new(Pod::default()));
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let api_status = pod.status.clone();
+        let api_status = pod.status.clone().map(Arc::new);
         let start_time = api_status
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
@@ -444,11 +446,12 @@ impl PodWorker {
     }
 
     fn publish(&mut self, status: PodStatus) {
-        if became_running(self.last_status.as_ref(), &status) {
+        if became_running(self.last_status.as_deref(), &status) {
             crate::metrics::pod_metrics().observe_start(self.first_seen.elapsed());
         }
         let (ns, name) = (self.namespace().to_string(), self.name().to_string());
         tracing::debug!(pod = %format!("{ns}/{name}"), phase = ?status.phase, "status computed");
+        let status = Arc::new(status);
         self.ctx.status.set(&self.uid, &ns, &name, status.clone());
         self.last_status = Some(status);
     }
@@ -570,7 +573,7 @@ impl PodWorker {
             terminal,
             reason: self.reason.as_ref(),
             start_time: self.start_time,
-            previous: self.last_status.as_ref(),
+            previous: self.last_status.as_deref(),
             probes: &probes,
             now: Timestamp::now(),
         })
