@@ -20,17 +20,37 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use kube::Resource;
 
+/// An object's type and UID.
 type Key = (TypeId, Box<str>);
 
-/// Versions by type and `uid/resourceVersion`; entries whose objects every
-/// holder has dropped are pruned as the map grows.
+/// The newest version of one object some component holds.
+struct Entry {
+    resource_version: Box<str>,
+    object: Weak<dyn Any + Send + Sync>,
+}
+
+/// The newest version of each object, by type and UID. Only the newest is
+/// remembered: a `Weak` keeps its allocation (the whole object struct, 2
+/// KB for a Pod) until it is dropped, so remembering every version until a
+/// prune cost more than the sharing saved. Entries of objects nobody holds
+/// any more (deleted ones) are pruned as the map grows.
 struct Interner {
-    objects: HashMap<Key, Weak<dyn Any + Send + Sync>>,
+    objects: HashMap<Key, Entry>,
     /// Prune when the map reaches this size.
     prune_at: usize,
 }
 
 const MIN_PRUNE_AT: usize = 1024;
+
+/// Whether version `a` is older than `b`. Resource versions are opaque to
+/// clients in general; these come from this process's own API server,
+/// whose versions are revision numbers. Anything else counts as newer.
+fn older(a: &str, b: &str) -> bool {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => a < b,
+        _ => false,
+    }
+}
 
 impl Interner {
     fn new() -> Self {
@@ -40,18 +60,37 @@ impl Interner {
         }
     }
 
-    fn share<K: Any + Send + Sync>(&mut self, key: Key, object: K) -> Arc<K> {
-        if let Some(existing) = self.objects.get(&key).and_then(Weak::upgrade) {
-            if let Ok(existing) = existing.downcast::<K>() {
-                return existing;
+    fn share<K: Any + Send + Sync>(
+        &mut self,
+        key: Key,
+        resource_version: &str,
+        object: K,
+    ) -> Arc<K> {
+        if let Some(entry) = self.objects.get(&key) {
+            if let Some(existing) = entry.object.upgrade() {
+                if &*entry.resource_version == resource_version {
+                    if let Ok(existing) = existing.downcast::<K>() {
+                        return existing;
+                    }
+                } else if older(resource_version, &entry.resource_version) {
+                    // A component behind the others: its own copy until it
+                    // catches up, without displacing the newer one.
+                    return Arc::new(object);
+                }
             }
         }
         let object = Arc::new(object);
         let erased: Arc<dyn Any + Send + Sync> = object.clone();
-        self.objects.insert(key, Arc::downgrade(&erased));
+        self.objects.insert(
+            key,
+            Entry {
+                resource_version: resource_version.into(),
+                object: Arc::downgrade(&erased),
+            },
+        );
         if self.objects.len() >= self.prune_at {
             // Amortised: the map at least halves its dead weight each time.
-            self.objects.retain(|_, weak| weak.strong_count() > 0);
+            self.objects.retain(|_, e| e.object.strong_count() > 0);
             self.prune_at = (self.objects.len() * 2).max(MIN_PRUNE_AT);
         }
         object
@@ -67,11 +106,12 @@ pub fn shared<K: Resource + Send + Sync + 'static>(object: K) -> Arc<K> {
     let (Some(uid), Some(rv)) = (meta.uid.as_deref(), meta.resource_version.as_deref()) else {
         return Arc::new(object);
     };
-    let key = (TypeId::of::<K>(), format!("{uid}/{rv}").into_boxed_str());
+    let key = (TypeId::of::<K>(), Box::<str>::from(uid));
+    let rv = rv.to_string();
     INTERNER
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .share(key, object)
+        .share(key, &rv, object)
 }
 
 #[cfg(test)]
@@ -126,11 +166,30 @@ mod tests {
     }
 
     #[test]
+    fn only_the_newest_version_is_remembered() {
+        let new = shared(pod("intern-test-3", "7"));
+        // A component still at version 6 gets its own copy, and does not
+        // displace version 7 for the others.
+        let old = shared(pod("intern-test-3", "6"));
+        assert!(!Arc::ptr_eq(&new, &old));
+        assert!(Arc::ptr_eq(&new, &shared(pod("intern-test-3", "7"))));
+        assert_eq!(
+            Arc::weak_count(&old),
+            0,
+            "an older version is not remembered"
+        );
+        // Version 8 replaces 7: 7's allocation goes with its last holder.
+        let newer = shared(pod("intern-test-3", "8"));
+        assert_eq!(Arc::weak_count(&new), 0);
+        assert_eq!(Arc::weak_count(&newer), 1);
+    }
+
+    #[test]
     fn dead_entries_are_pruned_as_the_map_grows() {
         let mut interner = Interner::new();
         for i in 0..10 * MIN_PRUNE_AT {
-            let key = (TypeId::of::<Pod>(), format!("u/{i}").into_boxed_str());
-            drop(interner.share(key, pod("u", &i.to_string())));
+            let key = (TypeId::of::<Pod>(), format!("u{i}").into_boxed_str());
+            drop(interner.share(key, "1", pod(&format!("u{i}"), "1")));
         }
         assert!(
             interner.objects.len() < MIN_PRUNE_AT,
@@ -139,15 +198,15 @@ mod tests {
         );
         let kept: Vec<_> = (0..3 * MIN_PRUNE_AT)
             .map(|i| {
-                let key = (TypeId::of::<Pod>(), format!("k/{i}").into_boxed_str());
-                interner.share(key, pod("k", &i.to_string()))
+                let key = (TypeId::of::<Pod>(), format!("k{i}").into_boxed_str());
+                interner.share(key, "1", pod(&format!("k{i}"), "1"))
             })
             .collect();
         assert_eq!(
             interner
                 .objects
                 .values()
-                .filter(|w| w.strong_count() > 0)
+                .filter(|e| e.object.strong_count() > 0)
                 .count(),
             kept.len()
         );
