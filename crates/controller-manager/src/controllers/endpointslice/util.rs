@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service, ServicePort};
@@ -473,8 +474,10 @@ pub struct Selection {
     anchors: LabelIndex,
     selectors: HashMap<ObjectKey, BTreeMap<String, String>>,
     pods: LabelIndex,
-    pod_labels: HashMap<ObjectKey, BTreeMap<String, String>>,
-    pod_nodes: HashMap<ObjectKey, String>,
+    /// Each pod as last filed: the informer's own copy, so its labels and
+    /// node are not kept a second time (a pod's labels map alone is half a
+    /// kilobyte).
+    pod_objects: HashMap<ObjectKey, Arc<Pod>>,
     nodes: HashMap<String, BTreeSet<ObjectKey>>,
     slices: HashMap<ObjectKey, BTreeSet<String>>,
     slice_owner: HashMap<ObjectKey, ObjectKey>,
@@ -528,56 +531,55 @@ impl Selection {
     }
 
     /// Record a pod's labels and node.
-    pub fn set_pod(&mut self, pod: &Pod) {
-        let key = ObjectKey::of(pod);
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
-        if self.pod_labels.get(&key) != Some(&labels) {
-            self.remove_pod_labels(&key);
-            for (k, v) in &labels {
+    pub fn set_pod(&mut self, pod: &Arc<Pod>) {
+        let key = ObjectKey::of(pod.as_ref());
+        let old = self.pod_objects.insert(key.clone(), pod.clone());
+        let old = old.as_deref();
+        if old.map(pod_labels) != Some(pod_labels(pod)) {
+            if let Some(old) = old {
+                self.unindex_labels(&key, old);
+            }
+            for (k, v) in pod_labels(pod).into_iter().flatten() {
                 self.pods.insert(&key.namespace, k, v, &key.name);
             }
-            self.pod_labels.insert(key.clone(), labels);
         }
-        let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        if self.pod_nodes.get(&key) != Some(&node) {
-            self.remove_pod_node(&key);
+        let (old_node, node) = (old.map(pod_node), pod_node(pod));
+        if old_node != Some(node) {
+            if let Some(old_node) = old_node {
+                self.unindex_node(&key, old_node);
+            }
             if !node.is_empty() {
-                self.nodes
-                    .entry(node.clone())
-                    .or_default()
-                    .insert(key.clone());
-                self.pod_nodes.insert(key, node);
+                self.nodes.entry(node.to_string()).or_default().insert(key);
             }
         }
     }
 
-    fn remove_pod_labels(&mut self, key: &ObjectKey) {
-        if let Some(old) = self.pod_labels.remove(key) {
-            for (k, v) in &old {
-                self.pods.remove(&key.namespace, k, v, &key.name);
+    fn unindex_labels(&mut self, key: &ObjectKey, pod: &Pod) {
+        for (k, v) in pod_labels(pod).into_iter().flatten() {
+            self.pods.remove(&key.namespace, k, v, &key.name);
+        }
+    }
+
+    fn unindex_node(&mut self, key: &ObjectKey, node: &str) {
+        if let Some(pods) = self.nodes.get_mut(node) {
+            pods.remove(key);
+            if pods.is_empty() {
+                self.nodes.remove(node);
             }
         }
     }
 
-    fn remove_pod_node(&mut self, key: &ObjectKey) {
-        if let Some(node) = self.pod_nodes.remove(key) {
-            if let Some(pods) = self.nodes.get_mut(&node) {
-                pods.remove(key);
-                if pods.is_empty() {
-                    self.nodes.remove(&node);
-                }
-            }
-        }
+    /// The labels of the pod filed under `key`.
+    fn labels_of(&self, key: &ObjectKey) -> Option<&BTreeMap<String, String>> {
+        self.pod_objects.get(key).and_then(|p| pod_labels(p))
     }
 
     /// Forget a pod.
     pub fn remove_pod(&mut self, key: &ObjectKey) {
-        self.remove_pod_labels(key);
-        self.remove_pod_node(key);
+        if let Some(old) = self.pod_objects.remove(key) {
+            self.unindex_labels(key, &old);
+            self.unindex_node(key, pod_node(&old));
+        }
     }
 
     /// The pods in `ns` (keys) that `selector` matches, as last recorded.
@@ -592,7 +594,7 @@ impl Selection {
         candidates
             .iter()
             .map(|name| ObjectKey::new(ns, name.as_str()))
-            .filter(|key| selector_matches(selector, self.pod_labels.get(key)))
+            .filter(|key| selector_matches(selector, self.labels_of(key)))
             .collect()
     }
 
@@ -600,7 +602,7 @@ impl Selection {
     pub fn services_on_node(&self, node: &str) -> BTreeSet<ObjectKey> {
         let mut found = BTreeSet::new();
         for pod in self.nodes.get(node).into_iter().flatten() {
-            found.extend(self.services_for(&pod.namespace, self.pod_labels.get(pod)));
+            found.extend(self.services_for(&pod.namespace, self.labels_of(pod)));
         }
         found
     }
@@ -654,6 +656,18 @@ pub fn on_service_change(selection: &mut Selection, change: &Change<Service>) ->
         _ => selection.set_service(&key, service_selector(service)),
     }
     key
+}
+
+fn pod_labels(pod: &Pod) -> Option<&BTreeMap<String, String>> {
+    pod.metadata.labels.as_ref().filter(|l| !l.is_empty())
+}
+
+/// The pod's node, empty while it is unscheduled.
+fn pod_node(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("")
 }
 
 /// Keep `selection` current from a pod change and return the Services to
@@ -763,8 +777,8 @@ mod tests {
         );
         sel.set_service(&key("manual"), None);
 
-        let stable = pod("p1", &[("app", "web"), ("track", "stable")]);
-        let canary = pod("p2", &[("app", "web"), ("track", "canary")]);
+        let stable = Arc::new(pod("p1", &[("app", "web"), ("track", "stable")]));
+        let canary = Arc::new(pod("p2", &[("app", "web"), ("track", "canary")]));
         sel.set_pod(&stable);
         sel.set_pod(&canary);
         assert_eq!(
@@ -792,7 +806,7 @@ mod tests {
 
         // A selector change re-files the Service; a pod relabel re-files the pod.
         sel.set_service(&key("web-canary"), Some(&labels(&[("track", "canary")])));
-        sel.set_pod(&pod("p2", &[("app", "db"), ("track", "canary")]));
+        sel.set_pod(&Arc::new(pod("p2", &[("app", "db"), ("track", "canary")])));
         assert_eq!(
             sel.services_for("ns", Some(&labels(&[("app", "db"), ("track", "canary")]))),
             [key("db"), key("web-canary")].into()
@@ -806,6 +820,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_moving_node_or_going_is_refiled() {
+        let mut sel = Selection::default();
+        sel.set_service(&key("web"), Some(&labels(&[("app", "web")])));
+        let mut p = pod("p", &[("app", "web")]);
+        sel.set_pod(&Arc::new(p.clone()));
+        assert_eq!(sel.services_on_node("node-a"), [key("web")].into());
+        p.spec.as_mut().unwrap().node_name = Some("node-b".into());
+        sel.set_pod(&Arc::new(p));
+        assert!(sel.services_on_node("node-a").is_empty());
+        assert_eq!(sel.services_on_node("node-b"), [key("web")].into());
+        sel.remove_pod(&key("p"));
+        assert!(sel.services_on_node("node-b").is_empty());
+        assert!(sel.pods_for("ns", &labels(&[("app", "web")])).is_empty());
+        assert!(sel.pod_objects.is_empty() && sel.nodes.is_empty());
+    }
+
+    #[test]
     fn the_selection_index_stays_cheap_at_scale() {
         // 1,000 Services and 10,000 pods in one namespace: a pod lookup
         // touches the Services filed under its labels, not all of them.
@@ -816,7 +847,10 @@ mod tests {
         }
         for p in 0..10_000 {
             let app = format!("app-{}", p % 1000);
-            sel.set_pod(&pod(&format!("pod-{p}"), &[("app", &app), ("tier", "web")]));
+            sel.set_pod(&Arc::new(pod(
+                &format!("pod-{p}"),
+                &[("app", &app), ("tier", "web")],
+            )));
         }
         let start = std::time::Instant::now();
         for p in 0..10_000 {
