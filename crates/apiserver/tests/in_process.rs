@@ -401,6 +401,14 @@ mod events_from_storage {
         .unwrap()
     }
 
+    /// Creates event `name` about pod `about`.
+    async fn create(events: &Api<Event>, name: &str, about: &str) {
+        events
+            .create(&PostParams::default(), &event(name, about))
+            .await
+            .unwrap();
+    }
+
     async fn next(
         events: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<Event>>> + Unpin),
     ) -> WatchEvent<Event> {
@@ -415,14 +423,8 @@ mod events_from_storage {
     async fn lists_and_watches_of_events_select_and_follow_changes() {
         let server = TestServer::start().await.unwrap();
         let events: Api<Event> = Api::namespaced(server.client().await.unwrap(), "default");
-        events
-            .create(&PostParams::default(), &event("a.1", "a"))
-            .await
-            .unwrap();
-        events
-            .create(&PostParams::default(), &event("b.1", "b"))
-            .await
-            .unwrap();
+        create(&events, "a.1", "a").await;
+        create(&events, "b.1", "b").await;
 
         let about_a = ListParams::default().fields("involvedObject.name=a");
         let listed = events.list(&about_a).await.unwrap();
@@ -445,14 +447,8 @@ mod events_from_storage {
         // From the list's revision: only changes, only those about `a`.
         let wp = WatchParams::default().fields("involvedObject.name=a");
         let mut changes = events.watch(&wp, &rv).await.unwrap().boxed();
-        events
-            .create(&PostParams::default(), &event("b.2", "b"))
-            .await
-            .unwrap();
-        events
-            .create(&PostParams::default(), &event("a.2", "a"))
-            .await
-            .unwrap();
+        create(&events, "b.2", "b").await;
+        create(&events, "a.2", "a").await;
         match next(&mut changes).await {
             WatchEvent::Added(e) => assert_eq!(e.metadata.name.as_deref(), Some("a.2")),
             other => panic!("expected a.2 ADDED, got {other:?}"),
