@@ -9,7 +9,7 @@
 //! version, if any, and drops the new one.
 //!
 //! Only what is identical may be shared: callers apply the same transform
-//! ([`crate::transform::strip_managed_fields`]) before, and never change an
+//! ([`crate::transform::for_cache`]) before, and never change an
 //! object behind an `Arc` (they clone to change). Objects without a UID or
 //! resourceVersion (built locally, not read from the API) are not shared.
 //! In a process with one component this costs one map entry per object.

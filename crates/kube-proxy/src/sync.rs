@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use component_base::transform::strip_managed_fields;
+use component_base::transform::for_cache;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -171,7 +171,7 @@ pub async fn run(
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         )
-        .modify(strip_managed_fields),
+        .modify(for_cache),
     )
     .default_backoff();
     let watch_slices = reflector(
@@ -180,7 +180,7 @@ pub async fn run(
             Api::<EndpointSlice>::all(client),
             watcher::Config::default(),
         )
-        .modify(strip_managed_fields),
+        .modify(for_cache),
     )
     .default_backoff();
     let drive = |stream: futures::stream::BoxStream<'static, Result<(), watcher::Error>>,

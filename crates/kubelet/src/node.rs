@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use component_base::events::EventRecorder;
-use component_base::transform::strip_managed_fields;
+use component_base::transform::for_cache;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
@@ -522,7 +522,7 @@ pub async fn dispatch_nodes(
     let nodes: HashSet<String> = feeds.keys().cloned().collect();
     let api: Api<Node> = Api::all(client);
     let mut stream = watcher(api, watcher::Config::default())
-        .modify(strip_managed_fields)
+        .modify(for_cache)
         .default_backoff()
         .boxed();
     while let Some(event) = stream.next().await {
@@ -572,7 +572,7 @@ pub async fn watch_node(
             let cfg =
                 watcher::Config::default().fields(&format!("metadata.name={}", config.node_name));
             watcher(api, cfg)
-                .modify(strip_managed_fields)
+                .modify(for_cache)
                 .default_backoff()
                 .boxed()
         }

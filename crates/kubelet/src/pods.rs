@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use component_base::transform::strip_managed_fields;
+use component_base::transform::for_cache;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
@@ -248,7 +248,7 @@ pub async fn dispatch_pods(
     let nodes: Vec<String> = feeds.keys().cloned().collect();
     let api: Api<Pod> = Api::all(client);
     let mut stream = watcher(api, watcher::Config::default())
-        .modify(strip_managed_fields)
+        .modify(for_cache)
         .default_backoff()
         .boxed();
     while let Some(event) = stream.next().await {
@@ -480,7 +480,7 @@ impl PodManager {
                 let config =
                     watcher::Config::default().fields(&format!("spec.nodeName={}", self.node_name));
                 watcher(api, config)
-                    .modify(strip_managed_fields)
+                    .modify(for_cache)
                     .default_backoff()
                     .boxed()
             }

@@ -27,7 +27,7 @@ use crate::preemption;
 use crate::queue::{pod_key, ClusterEvent, PriorityQueue, QueuedPod};
 use component_base::events::EventRecorder;
 use component_base::intern;
-use component_base::transform::strip_managed_fields;
+use component_base::transform::for_cache;
 
 /// How the scheduler is set up.
 #[derive(Clone)]
@@ -136,7 +136,7 @@ pub async fn run(
 async fn watch_nodes(client: kube::Client, shared: Arc<Shared>) {
     let api: Api<Node> = Api::all(client);
     let mut events = watcher(api, watcher::Config::default())
-        .modify(strip_managed_fields)
+        .modify(for_cache)
         .boxed();
     while let Some(event) = events.next().await {
         let now = Instant::now();
@@ -169,7 +169,7 @@ async fn watch_nodes(client: kube::Client, shared: Arc<Shared>) {
 async fn watch_pods(client: kube::Client, shared: Arc<Shared>) {
     let api: Api<Pod> = Api::all(client);
     let mut events = watcher(api, watcher::Config::default())
-        .modify(strip_managed_fields)
+        .modify(for_cache)
         .boxed();
     while let Some(event) = events.next().await {
         let now = Instant::now();

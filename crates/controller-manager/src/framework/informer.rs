@@ -137,7 +137,7 @@ impl<K: Object> Store<K> {
 
     /// Insert or replace; returns the change.
     fn put(&mut self, mut object: K) -> Option<Change<K>> {
-        component_base::transform::strip_managed_fields(&mut object);
+        component_base::transform::for_cache(&mut object);
         let key = ObjectKey::of(&object);
         // Shared with the other components of a `tugboat server`.
         let new = component_base::intern::shared(object);
