@@ -29,6 +29,9 @@ pub struct SchedulerCache {
     /// Keys of pods counted because this scheduler assumed them.
     assumed: BTreeSet<String>,
     /// Node infos computed for the last snapshot, and which need recomputing.
+    /// A node's info goes as soon as it is out of date: it holds the pods as
+    /// they were, and after the last cycle of a burst nothing recomputes it,
+    /// so keeping it would keep an older version of every pod it counts.
     infos: BTreeMap<String, Arc<NodeInfo>>,
     dirty: BTreeSet<String>,
 }
@@ -60,7 +63,7 @@ impl SchedulerCache {
     pub fn upsert_node(&mut self, node: Arc<Node>) {
         let name = node.metadata.name.clone().unwrap_or_default();
         self.nodes.insert(name.clone(), node);
-        self.dirty.insert(name);
+        self.mark_dirty(name);
     }
 
     /// Forget a node; pods still bound to it keep being counted against its
@@ -148,7 +151,7 @@ impl SchedulerCache {
             .entry(node.clone())
             .or_default()
             .insert(key.clone(), pod);
-        self.dirty.insert(node.clone());
+        self.mark_dirty(node.clone());
         self.placement.insert(key, node);
     }
 
@@ -160,8 +163,15 @@ impl SchedulerCache {
                     self.pods.remove(&node);
                 }
             }
-            self.dirty.insert(node);
+            self.mark_dirty(node);
         }
+    }
+
+    /// `node`'s info is out of date: drop it, recompute it at the next
+    /// snapshot.
+    fn mark_dirty(&mut self, node: String) {
+        self.infos.remove(&node);
+        self.dirty.insert(node);
     }
 }
 
@@ -254,5 +264,24 @@ mod tests {
         assert_eq!(cpu_on(&mut cache, "late"), 500);
         cache.remove_node("late");
         assert!(cache.snapshot().nodes.is_empty());
+    }
+
+    #[test]
+    fn a_replaced_pod_version_is_not_kept_by_the_last_snapshot() {
+        let mut cache = SchedulerCache::new();
+        cache.upsert_node(node("n1"));
+        let pending = pod("p", Some("n1"), "Pending");
+        cache.upsert_pod(pending.clone());
+        drop(cache.snapshot());
+        // The cycle's snapshot is gone, but the cache's node info counts
+        // this version of the pod.
+        assert_eq!(Arc::strong_count(&pending), 3);
+        // The kubelet's update arrives and no cycle follows (the burst is
+        // over): only the new version is held.
+        let running = pod("p", Some("n1"), "Running");
+        cache.upsert_pod(running.clone());
+        assert_eq!(Arc::strong_count(&pending), 1);
+        assert_eq!(cpu_on(&mut cache, "n1"), 500);
+        assert!(Arc::strong_count(&running) > 1);
     }
 }
