@@ -48,6 +48,7 @@ use super::{
     RuntimeCondition, RuntimeError, RuntimeStatus, SandboxState, VersionInfo, KIND_INIT,
     KIND_REGULAR, LABEL_CONTAINER_KIND, LABEL_POD_UID, NETWORK_READY, RUNTIME_READY,
 };
+use crate::runtime::packed::PackedMap;
 
 /// The pod annotation giving containers an exit code.
 pub const ANNOTATION_EXIT_CODE: &str = "tugboat.dev/fake-exit-code";
@@ -308,10 +309,12 @@ impl IpAllocator {
     }
 }
 
+/// A sandbox. Its label and annotation maps are packed: hollow nodes keep
+/// one per pod.
 struct FakeSandbox {
     metadata: PodSandboxMetadata,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
+    labels: PackedMap,
+    annotations: PackedMap,
     state: SandboxState,
     created_at: Timestamp,
     ip: Option<Ipv4Addr>,
@@ -324,8 +327,8 @@ struct FakeContainer {
     metadata: ContainerMetadata,
     image: ImageSpec,
     image_ref: String,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
+    labels: PackedMap,
+    annotations: PackedMap,
     program: Program,
     state: ContainerState,
     created_at: Timestamp,
@@ -370,8 +373,8 @@ impl FakeContainer {
                 String::new()
             },
             message: String::new(),
-            labels: self.labels.clone(),
-            annotations: self.annotations.clone(),
+            labels: self.labels.to_map(),
+            annotations: self.annotations.to_map(),
         }
     }
 }
@@ -415,7 +418,7 @@ impl Inner {
         let Some(c) = state.containers.get(container_id) else {
             return;
         };
-        let pod_uid = c.labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
+        let pod_uid = c.labels.get(LABEL_POD_UID).unwrap_or_default().to_string();
         // No receiver is fine: nobody is watching yet.
         let _ = self.events.send(ContainerEvent {
             container_id: container_id.to_string(),
@@ -555,8 +558,8 @@ impl ContainerRuntime for FakeRuntime {
             id.clone(),
             FakeSandbox {
                 metadata: config.metadata.clone(),
-                labels: config.labels.clone(),
-                annotations: config.annotations.clone(),
+                labels: PackedMap::from(&config.labels),
+                annotations: PackedMap::from(&config.annotations),
                 state: SandboxState::Ready,
                 created_at: Timestamp::now(),
                 ip,
@@ -624,8 +627,8 @@ impl ContainerRuntime for FakeRuntime {
             state: s.state,
             created_at: s.created_at,
             ip: s.ip.map(|ip| ip.to_string()),
-            labels: s.labels.clone(),
-            annotations: s.annotations.clone(),
+            labels: s.labels.to_map(),
+            annotations: s.annotations.to_map(),
         })
     }
 
@@ -640,7 +643,7 @@ impl ContainerRuntime for FakeRuntime {
                 metadata: s.metadata.clone(),
                 state: s.state,
                 created_at: s.created_at,
-                labels: s.labels.clone(),
+                labels: s.labels.to_map(),
             })
             .collect())
     }
@@ -665,20 +668,18 @@ impl ContainerRuntime for FakeRuntime {
             .labels
             .get(LABEL_CONTAINER_KIND)
             .map_or(KIND_REGULAR, String::as_str);
-        let program = Program::from_annotations(&sandbox.annotations, &config.metadata.name, kind)
-            .map_err(RuntimeError::Failed)?;
+        let program =
+            Program::from_annotations(&sandbox.annotations.to_map(), &config.metadata.name, kind)
+                .map_err(RuntimeError::Failed)?;
         let (repo, tag) = normalize_image(&config.image.image);
         let image_ref = state
             .images
             .get(&format!("{repo}:{tag}"))
             .map(|i| i.id.clone())
             .unwrap_or_else(|| format!("{repo}@sha256:{}", fake_digest(&format!("{repo}:{tag}"))));
-        let mut labels = config.labels.clone();
         // CRI runtimes keep the sandbox's labels reachable from containers
         // (the kubelet sets the pod UID on both anyway).
-        for (k, v) in &sandbox.labels {
-            labels.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+        let labels = PackedMap::from(&config.labels).or_from(&sandbox.labels);
         let id = self.inner.new_id(&mut state);
         state.containers.insert(
             id.clone(),
@@ -688,7 +689,7 @@ impl ContainerRuntime for FakeRuntime {
                 image: config.image.clone(),
                 image_ref,
                 labels,
-                annotations: config.annotations.clone(),
+                annotations: PackedMap::from(&config.annotations),
                 program,
                 state: ContainerState::Created,
                 created_at: Timestamp::now(),
@@ -781,7 +782,7 @@ impl ContainerRuntime for FakeRuntime {
                 image_ref: c.image_ref.clone(),
                 state: c.state,
                 created_at: c.created_at,
-                labels: c.labels.clone(),
+                labels: c.labels.to_map(),
             })
             .collect())
     }
@@ -845,8 +846,7 @@ impl ContainerRuntime for FakeRuntime {
         let annotations = state
             .sandboxes
             .get(&c.sandbox_id)
-            .map(|s| &s.annotations)
-            .cloned()
+            .map(|s| s.annotations.to_map())
             .unwrap_or_default();
         exec_result(&annotations, &c.metadata.name).map_err(RuntimeError::Failed)
     }

@@ -22,6 +22,7 @@
 
 pub mod cri;
 pub mod fake;
+pub mod packed;
 pub mod process;
 pub mod streaming;
 
@@ -155,21 +156,30 @@ pub struct PodSandboxFilter {
 
 impl PodSandboxFilter {
     /// Whether a sandbox passes every field set in the filter.
-    pub fn matches(
-        &self,
-        id: &str,
-        state: SandboxState,
-        labels: &BTreeMap<String, String>,
-    ) -> bool {
+    pub fn matches(&self, id: &str, state: SandboxState, labels: &impl LabelLookup) -> bool {
         self.id.as_ref().is_none_or(|f| f == id)
             && self.state.is_none_or(|f| f == state)
             && labels_match(&self.label_selector, labels)
     }
 }
 
+/// What a CRI filter reads of a record's labels: runtimes keep them as
+/// they like (the fake runtime packs them, [`packed::PackedMap`]).
+pub trait LabelLookup {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelLookup for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
 /// CRI's label selectors: every pair must be present.
-fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+fn labels_match(selector: &BTreeMap<String, String>, labels: &impl LabelLookup) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.label(k) == Some(v.as_str()))
 }
 
 /// CRI `ImageSpec`.
@@ -280,7 +290,7 @@ impl ContainerFilter {
         id: &str,
         sandbox_id: &str,
         state: ContainerState,
-        labels: &BTreeMap<String, String>,
+        labels: &impl LabelLookup,
     ) -> bool {
         self.id.as_ref().is_none_or(|f| f == id)
             && self.pod_sandbox_id.as_ref().is_none_or(|f| f == sandbox_id)
