@@ -21,7 +21,8 @@
 //!   new one appears.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::ops::Deref;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -103,11 +104,66 @@ pub fn status_patch(uid: &str, status: &PodStatus) -> Value {
     json!({"metadata": meta, "status": status})
 }
 
+/// A pod status the kubelet keeps: one it computed, or, once the API
+/// server's copy of the pod shows the same status, that copy's. A running
+/// pod's status is ~3 KB and a hollow node process keeps tens of thousands,
+/// while the pod the kubelet holds anyway (shared with the other
+/// components, [`component_base::intern`]) already carries it.
+#[derive(Debug, Clone)]
+pub enum KeptStatus {
+    Own(Arc<PodStatus>),
+    /// The status of this pod, which has one.
+    Api(Arc<Pod>),
+}
+
+impl KeptStatus {
+    /// The status of `pod`, kept as part of it, if it has one.
+    pub fn of_api(pod: &Arc<Pod>) -> Option<KeptStatus> {
+        pod.status.is_some().then(|| KeptStatus::Api(pod.clone()))
+    }
+
+    /// Whether this is the status of exactly `pod` (that version).
+    fn is_of(&self, pod: &Arc<Pod>) -> bool {
+        matches!(self, KeptStatus::Api(p) if Arc::ptr_eq(p, pod))
+    }
+}
+
+impl Deref for KeptStatus {
+    type Target = PodStatus;
+
+    fn deref(&self) -> &PodStatus {
+        static NONE: LazyLock<PodStatus> = LazyLock::new(PodStatus::default);
+        match self {
+            KeptStatus::Own(status) => status,
+            // `of_api` only keeps pods that have a status.
+            KeptStatus::Api(pod) => pod.status.as_ref().unwrap_or(&NONE),
+        }
+    }
+}
+
+/// What a worker keeps of its last status when the API's copy of its pod
+/// (`pod`, just received) is known: the pod's own status when it says the
+/// same, a copy of its own when the pod it borrowed from has moved on to
+/// another status, `None` when nothing changes.
+pub fn follow_api(last: Option<&KeptStatus>, pod: &Arc<Pod>) -> Option<KeptStatus> {
+    let last = last?;
+    if last.is_of(pod) {
+        return None;
+    }
+    if pod.status.as_ref() == Some(&**last) {
+        return KeptStatus::of_api(pod);
+    }
+    match last {
+        KeptStatus::Api(_) => Some(KeptStatus::Own(Arc::new(PodStatus::clone(last)))),
+        KeptStatus::Own(_) => None,
+    }
+}
+
 struct Entry {
     namespace: String,
     name: String,
-    /// Shared with the pod's worker, which keeps the same status.
-    desired: Arc<PodStatus>,
+    /// The same as the pod's worker keeps.
+    desired: KeptStatus,
     version: u64,
     written: u64,
     waiters: Vec<oneshot::Sender<()>>,
@@ -164,9 +220,9 @@ impl StatusManager {
     pub fn set(&self, uid: &str, namespace: &str, name: &str, status: Arc<PodStatus>) {
         let mut state = self.lock();
         match state.entries.get_mut(uid) {
-            Some(e) if e.desired == status => return,
+            Some(e) if *e.desired == *status => return,
             Some(e) => {
-                e.desired = status;
+                e.desired = KeptStatus::Own(status);
                 e.version += 1;
             }
             None => {
@@ -175,7 +231,7 @@ impl StatusManager {
                     Entry {
                         namespace: namespace.to_string(),
                         name: name.to_string(),
-                        desired: status,
+                        desired: KeptStatus::Own(status),
                         version: 1,
                         written: 0,
                         waiters: Vec::new(),
@@ -186,6 +242,17 @@ impl StatusManager {
         state.enqueue(uid);
         drop(state);
         self.inner.wake.notify_one();
+    }
+
+    /// Keeps `kept` in place of the status last set for `uid`, if they say
+    /// the same: the worker found the API's copy of the pod agreeing.
+    pub fn keep(&self, uid: &str, kept: &KeptStatus) {
+        let mut state = self.lock();
+        if let Some(e) = state.entries.get_mut(uid) {
+            if *e.desired == **kept {
+                e.desired = kept.clone();
+            }
+        }
     }
 
     /// The status last set for pod `namespace/name`.
@@ -415,5 +482,89 @@ mod tests {
         // Fields the kubelet does not own are left alone.
         assert!(s.get("qosClass").is_none());
         assert!(s.get("nominatedNodeName").is_none());
+    }
+
+    fn pod_with_phase(phase: &str) -> Arc<Pod> {
+        Arc::new(Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn own(phase: &str) -> KeptStatus {
+        KeptStatus::Own(Arc::new(PodStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn a_status_the_api_agrees_with_is_kept_as_the_apis() {
+        let running = pod_with_phase("Running");
+        // Ours, and the API says the same: keep the API's.
+        let kept = follow_api(Some(&own("Running")), &running).unwrap();
+        assert!(kept.is_of(&running));
+        // Already the API's copy of this version: nothing to do.
+        assert!(follow_api(Some(&kept), &running).is_none());
+        // A newer version saying the same: follow it, let the old go.
+        let newer = pod_with_phase("Running");
+        assert!(follow_api(Some(&kept), &newer).unwrap().is_of(&newer));
+        // The API has not caught up with ours yet: keep ours.
+        assert!(follow_api(Some(&own("Succeeded")), &running).is_none());
+        // The pod we borrowed from moved on to another status (someone
+        // else wrote it): keep a copy of what we had, not the old pod.
+        let other = pod_with_phase("Failed");
+        match follow_api(Some(&kept), &other) {
+            Some(KeptStatus::Own(status)) => assert_eq!(status.phase.as_deref(), Some("Running")),
+            other => panic!("expected our own copy, got {other:?}"),
+        }
+        assert!(follow_api(None, &running).is_none());
+        // A pod without a status has nothing to borrow.
+        assert!(KeptStatus::of_api(&Arc::new(Pod::default())).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_status_manager_keeps_the_apis_copy_only_when_it_says_the_same() {
+        // No writer runs: nothing is sent.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let manager = StatusManager::new(client, Arc::new(RateLimiter::new(10.0, 10)));
+        let ours = Arc::new(PodStatus {
+            phase: Some("Running".into()),
+            ..Default::default()
+        });
+        manager.set("u1", "default", "web", ours.clone());
+        let running = pod_with_phase("Running");
+        manager.keep("u1", &KeptStatus::of_api(&running).unwrap());
+        assert_eq!(Arc::strong_count(&ours), 1);
+        assert_eq!(Arc::strong_count(&running), 2);
+        assert_eq!(
+            manager.desired("u1").unwrap().phase.as_deref(),
+            Some("Running")
+        );
+        // Another status is not taken for ours.
+        manager.keep(
+            "u1",
+            &KeptStatus::of_api(&pod_with_phase("Failed")).unwrap(),
+        );
+        assert_eq!(
+            manager.desired("u1").unwrap().phase.as_deref(),
+            Some("Running")
+        );
+        // Setting the same status again changes nothing; a new one replaces.
+        manager.set("u1", "default", "web", ours);
+        assert_eq!(Arc::strong_count(&running), 2);
+        manager.set("u1", "default", "web", own_status("Succeeded"));
+        assert_eq!(Arc::strong_count(&running), 1);
+    }
+
+    fn own_status(phase: &str) -> Arc<PodStatus> {
+        Arc::new(PodStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        })
     }
 }

@@ -75,7 +75,7 @@ use crate::status::{
     format_pod, is_sidecar, is_terminal, pod_status, restart_policy, should_restart, time,
     PodRuntimeState, StatusInputs, CRASH_LOOP_BACK_OFF, FAILED,
 };
-use crate::status_manager::StatusManager;
+use crate::status_manager::{follow_api, KeptStatus, StatusManager};
 use crate::volumes::{MountedVolume, VolumeContext};
 
 /// A container of the pod spec: init container `i` or app container `i`.
@@ -315,7 +315,7 @@ pub struct PodWorker {
     start_time: Timestamp,
     /// The status last published, shared with the status manager (one
     /// copy per pod, not one each).
-    last_status: Option<Arc<PodStatus>>,
+    last_status: Option<KeptStatus>,
     /// Until when a container's `BackOff` event was last recorded.
     backoff_events: HashMap<String, Timestamp>,
     /// When each `<container>/<image>` last failed to pull: its image
@@ -379,7 +379,7 @@ impl PodWorker {
             .clone()
             .unwrap_or_else(|| Arc::new(Pod::default()));
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let api_status = pod.status.clone().map(Arc::new);
+        let api_status = KeptStatus::of_api(&pod);
         let start_time = api_status
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
@@ -449,11 +449,18 @@ impl PodWorker {
         if became_running(self.last_status.as_deref(), &status) {
             crate::metrics::pod_metrics().observe_start(self.first_seen.elapsed());
         }
+        // Nothing new: keep what is kept (perhaps the API's copy, see
+        // `follow_api`) rather than a fresh copy of the same status. A
+        // status equal to the API's at the start is not written, as
+        // upstream's status manager finds nothing to update.
+        if self.last_status.as_deref() == Some(&status) {
+            return;
+        }
         let (ns, name) = (self.namespace().to_string(), self.name().to_string());
         tracing::debug!(pod = %format!("{ns}/{name}"), phase = ?status.phase, "status computed");
         let status = Arc::new(status);
         self.ctx.status.set(&self.uid, &ns, &name, status.clone());
-        self.last_status = Some(status);
+        self.last_status = Some(KeptStatus::Own(status));
     }
 
     fn event(&self, which: Option<Which>, kind: EventType, reason: &str, message: String) {
@@ -484,6 +491,10 @@ impl PodWorker {
                 return;
             };
             self.pod = pod;
+            if let Some(kept) = follow_api(self.last_status.as_ref(), &self.pod) {
+                self.ctx.status.keep(&self.uid, &kept);
+                self.last_status = Some(kept);
+            }
             let began = Instant::now();
             tracing::debug!(pod = %format_pod(&self.pod), stage = ?self.stage, "worker pass");
             // Boxed: the passes' futures are several KiB, and inline they
