@@ -55,7 +55,9 @@ struct Pending {
 /// Records events for one component (`source.component`). Cheap to clone.
 #[derive(Clone)]
 pub struct EventRecorder {
-    queue: mpsc::Sender<Pending>,
+    /// Boxed: a channel allocates its slots 32 at a time, 32 inline
+    /// events are ~8 KB, and every hollow kubelet has a recorder.
+    queue: mpsc::Sender<Box<Pending>>,
 }
 
 impl EventRecorder {
@@ -75,13 +77,13 @@ impl EventRecorder {
         reason: &str,
         message: impl Into<String>,
     ) {
-        let pending = Pending {
+        let pending = Box::new(Pending {
             object,
             kind,
             reason: reason.to_string(),
             message: message.into(),
             at: Timestamp::now(),
-        };
+        });
         if let Err(error) = self.queue.try_send(pending) {
             tracing::debug!(%error, "event dropped");
         }
@@ -143,7 +145,7 @@ type WrittenMap = Arc<Mutex<HashMap<Correlation, Written>>>;
 async fn send_events(
     client: kube::Client,
     component: String,
-    mut pending: mpsc::Receiver<Pending>,
+    mut pending: mpsc::Receiver<Box<Pending>>,
 ) {
     let written: WrittenMap = Arc::default();
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
