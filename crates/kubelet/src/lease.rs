@@ -82,7 +82,9 @@ pub async fn run(
     let mut delay = BACKOFF_START;
     loop {
         let uid = node.borrow().metadata.uid.clone();
-        let result = async {
+        // Boxed: the requests' futures are kilobytes, and inline they would
+        // make every idle lease loop (one per hollow node) that big.
+        let result = Box::pin(async {
             if latest.is_none() {
                 latest = match api.get_opt(&node_name).await? {
                     Some(l) => Some(l),
@@ -107,7 +109,7 @@ pub async fn run(
             );
             api.replace(&node_name, &PostParams::default(), &lease)
                 .await
-        }
+        })
         .await;
         match result {
             Ok(lease) => {

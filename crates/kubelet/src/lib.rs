@@ -299,3 +299,40 @@ impl KubeletHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::core::v1::Node;
+    use tokio::sync::{watch, Notify};
+
+    /// The loops every kubelet keeps waiting (a hollow node process runs
+    /// thousands) stay small: their requests' futures are boxed.
+    #[tokio::test]
+    async fn idle_loops_stay_small() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let limiter = Arc::new(crate::ratelimit::RateLimiter::new(10.0, 10));
+        let status = crate::status_manager::StatusManager::new(client.clone(), limiter);
+        let writer = status.run_writer();
+        assert!(std::mem::size_of_val(&writer) <= 256);
+        let (node_tx, node_rx) = watch::channel(Arc::new(Node::default()));
+        let interval = std::time::Duration::from_secs(10);
+        let lease = crate::lease::run(client.clone(), "n".into(), 40, interval, node_rx);
+        assert!(std::mem::size_of_val(&lease) <= 2048);
+        let (_registered_tx, registered_rx) = watch::channel(false);
+        let config = Arc::new(crate::config::KubeletConfig::new("n"));
+        let poke = Arc::new(Notify::new());
+        let node = crate::node::watch_node(
+            client,
+            config,
+            node_tx,
+            registered_rx,
+            poke,
+            String::new(),
+            None,
+        );
+        assert!(std::mem::size_of_val(&node) <= 2560);
+    }
+}

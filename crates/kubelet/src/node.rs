@@ -427,7 +427,8 @@ impl NodeAgent {
         let api: Api<Node> = Api::all(self.client.clone());
         // The one-off and the occasional futures are boxed so that this
         // long-lived one (one per hollow node) stays small.
-        let (registered, created) = Box::pin(self.register()).await;
+        let (mut registered, created) = Box::pin(self.register()).await;
+        for_cache(&mut registered);
         if let Some(r) = &self.recorder {
             r.normal(&registered, "Starting", "Starting kubelet.");
         }
@@ -468,7 +469,10 @@ impl NodeAgent {
                 ))
                 .await
                 {
-                    Ok(node) => {
+                    Ok(mut node) => {
+                        // Kept and shared like the watch's copies, which
+                        // have no managedFields: the same transform first.
+                        for_cache(&mut node);
                         let now = status.conditions.clone().unwrap_or_default();
                         self.record_transitions(&node, &announced, &now);
                         announced = now.clone();
@@ -578,13 +582,8 @@ pub async fn watch_node(
         }
     };
     while let Some(event) = stream.next().await {
-        let seen = match event {
-            Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => n,
-            Ok(_) => continue,
-            Err(error) => {
-                tracing::warn!(%error, "node watch failed; retrying");
-                continue;
-            }
+        let Some(seen) = shared_node(event) else {
+            continue;
         };
         let cidr = seen
             .spec
@@ -601,7 +600,24 @@ pub async fn watch_node(
                 Err(error) => tracing::warn!(%cidr, %error, "the runtime refused the pod CIDR"),
             }
         }
-        node.send_replace(Arc::new(seen));
+        node.send_replace(seen);
+    }
+}
+
+/// The Node of a watch event, shared with the other components of a
+/// `tugboat server`. Not inline in [`watch_node`]: a `Node` held in an
+/// async fn's frame makes every idle node loop (one per hollow node) that
+/// much bigger while it waits.
+fn shared_node(event: Result<watcher::Event<Node>, watcher::Error>) -> Option<Arc<Node>> {
+    match event {
+        Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
+            Some(component_base::intern::shared(n))
+        }
+        Ok(_) => None,
+        Err(error) => {
+            tracing::warn!(%error, "node watch failed; retrying");
+            None
+        }
     }
 }
 

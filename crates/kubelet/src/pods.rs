@@ -259,9 +259,20 @@ pub async fn dispatch_pods(
                 continue;
             }
         };
-        for node in route(&event, &nodes) {
-            if let Some(tx) = feeds.get(node) {
-                let _ = tx.send(Box::new(event.clone()));
+        let targets: Vec<_> = route(&event, &nodes)
+            .into_iter()
+            .filter_map(|node| feeds.get(node))
+            .collect();
+        // A pod goes to one node: moved there, not copied (the copy would
+        // be the one its kubelet keeps).
+        match targets.as_slice() {
+            [only] => {
+                let _ = only.send(Box::new(event));
+            }
+            all => {
+                for tx in all {
+                    let _ = tx.send(Box::new(event.clone()));
+                }
             }
         }
         if feeds.values().all(|tx| tx.is_closed()) {

@@ -424,7 +424,10 @@ impl StatusManager {
     pub async fn run_writer(self) {
         loop {
             let uid = self.next().await;
-            self.write_one(uid).await;
+            // Boxed: a write's future is kilobytes, and inline it would make
+            // every idle writer (two per kubelet, hollow ones included) that
+            // big.
+            Box::pin(self.write_one(uid)).await;
         }
     }
 }
