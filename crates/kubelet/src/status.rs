@@ -703,6 +703,10 @@ pub fn pod_status(inputs: &StatusInputs<'_>) -> PodStatus {
                 .collect()
         }),
         start_time: Some(time(inputs.start_time)),
+        // Set by the API server when the pod is created and never changed:
+        // carried, so the status the kubelet keeps is the API's whole
+        // status (see `status_manager::KeptStatus`).
+        qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
         ..Default::default()
