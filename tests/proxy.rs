@@ -245,7 +245,12 @@ endpoints: [{{addresses: [127.0.0.1]}}]
         let n = counts.get(name).copied().unwrap_or(0);
         assert!((40..=60).contains(&n), "ClusterIP spread {counts:?}");
     }
-    wait_for("the NodePort", log, || get(node_port, "/who").is_ok());
+    // The NodePort is programmed apart from the ClusterIP: wait until it
+    // reaches both pods too before counting.
+    wait_for("both pods behind the NodePort", log, || {
+        let counts = spread(node_port, 4);
+        counts.contains_key("pod-a") && counts.contains_key("pod-b")
+    });
     let counts = spread(node_port, 100);
     for name in ["pod-a", "pod-b"] {
         let n = counts.get(name).copied().unwrap_or(0);
