@@ -928,9 +928,6 @@ impl Inner {
                 self.emit(id, c, ContainerEventType::Started);
             }
         }
-        let exit = read_json(&dir.join("exit.json"))
-            .as_ref()
-            .and_then(exit_from_json);
         let alive = |pid: u32, start: u64| proc_start_time(pid) == Some(start);
         let (process_alive, shim_alive) = c.started.as_ref().map_or((false, false), |s| {
             (
@@ -938,6 +935,14 @@ impl Inner {
                 alive(s.shim_pid, s.shim_start_time),
             )
         });
+        // Read after looking at the processes: a shim writes the exit
+        // record and then ends, so once it is seen gone its record is
+        // there to read. Read before, a shim finishing in between looked
+        // like one that vanished without a record (exit code 255; seen
+        // once in a loaded test run).
+        let exit = read_json(&dir.join("exit.json"))
+            .as_ref()
+            .and_then(exit_from_json);
         let observed = decide(
             c.started.as_ref(),
             exit.as_ref(),
