@@ -30,7 +30,7 @@
 //! made-up digest; the image store starts empty, so the first pod on a node
 //! pulls and later ones find the image present.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -45,7 +45,7 @@ use super::{
     Container, ContainerConfig, ContainerEvent, ContainerEventType, ContainerFilter,
     ContainerMetadata, ContainerRuntime, ContainerState, ContainerStatus, Image, ImageSpec,
     PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxStatus, Result,
-    RuntimeCondition, RuntimeError, RuntimeStatus, SandboxState, VersionInfo, KIND_INIT,
+    RuntimeCondition, RuntimeError, RuntimeStatus, SandboxState, StrMap, VersionInfo, KIND_INIT,
     KIND_REGULAR, LABEL_CONTAINER_KIND, LABEL_POD_UID, NETWORK_READY, RUNTIME_READY,
 };
 use crate::runtime::packed::PackedMap;
@@ -64,14 +64,14 @@ pub const ANNOTATION_EXEC_STDOUT: &str = "tugboat.dev/fake-exec-stdout";
 /// What a command exec'd in container `name` of a pod with `annotations`
 /// returns: the container's own key wins over the pod-wide one.
 pub fn exec_result(
-    annotations: &BTreeMap<String, String>,
+    annotations: &impl StrMap,
     name: &str,
 ) -> std::result::Result<super::ExecSyncResult, String> {
-    let lookup = |base: &str| -> Option<(String, &String)> {
+    let lookup = |base: &str| -> Option<(String, &str)> {
         let own = format!("{base}.{name}");
-        match annotations.get(&own) {
+        match annotations.get_str(&own) {
             Some(v) => Some((own, v)),
-            None => annotations.get(base).map(|v| (base.to_string(), v)),
+            None => annotations.get_str(base).map(|v| (base.to_string(), v)),
         }
     };
     let exit_code = lookup(ANNOTATION_EXEC_EXIT_CODE)
@@ -79,7 +79,7 @@ pub fn exec_result(
         .transpose()?
         .unwrap_or(0);
     let stdout = lookup(ANNOTATION_EXEC_STDOUT)
-        .map(|(_, v)| v.clone().into_bytes())
+        .map(|(_, v)| v.as_bytes().to_vec())
         .unwrap_or_default();
     Ok(super::ExecSyncResult {
         exit_code,
@@ -130,20 +130,20 @@ impl Program {
     /// The program of container `name` of kind `kind` (a
     /// [`LABEL_CONTAINER_KIND`] value) in a pod with `annotations`.
     pub fn from_annotations(
-        annotations: &BTreeMap<String, String>,
+        annotations: &impl StrMap,
         name: &str,
         kind: &str,
     ) -> std::result::Result<Program, String> {
         // The container's own key wins; the pod-wide keys only speak for
         // regular containers (init containers must end, sidecars must not
         // end with the app).
-        let lookup = |base: &str| -> Option<(String, &String)> {
+        let lookup = |base: &str| -> Option<(String, &str)> {
             let own = format!("{base}.{name}");
-            if let Some(v) = annotations.get(&own) {
+            if let Some(v) = annotations.get_str(&own) {
                 return Some((own, v));
             }
             (kind == KIND_REGULAR)
-                .then(|| annotations.get(base).map(|v| (base.to_string(), v)))
+                .then(|| annotations.get_str(base).map(|v| (base.to_string(), v)))
                 .flatten()
         };
         let code = lookup(ANNOTATION_EXIT_CODE)
@@ -157,7 +157,7 @@ impl Program {
             (None, None) => None,
             (code, seconds) => Some((code.unwrap_or(0), seconds.unwrap_or_default())),
         };
-        let stop_exit_code = match annotations.get(ANNOTATION_STOP_EXIT_CODE) {
+        let stop_exit_code = match annotations.get_str(ANNOTATION_STOP_EXIT_CODE) {
             Some(v) => parse_exit_code(ANNOTATION_STOP_EXIT_CODE, v)?,
             None => DEFAULT_STOP_EXIT_CODE,
         };
@@ -668,9 +668,8 @@ impl ContainerRuntime for FakeRuntime {
             .labels
             .get(LABEL_CONTAINER_KIND)
             .map_or(KIND_REGULAR, String::as_str);
-        let program =
-            Program::from_annotations(&sandbox.annotations.to_map(), &config.metadata.name, kind)
-                .map_err(RuntimeError::Failed)?;
+        let program = Program::from_annotations(&sandbox.annotations, &config.metadata.name, kind)
+            .map_err(RuntimeError::Failed)?;
         let (repo, tag) = normalize_image(&config.image.image);
         let image_ref = state
             .images
@@ -679,7 +678,7 @@ impl ContainerRuntime for FakeRuntime {
             .unwrap_or_else(|| format!("{repo}@sha256:{}", fake_digest(&format!("{repo}:{tag}"))));
         // CRI runtimes keep the sandbox's labels reachable from containers
         // (the kubelet sets the pod UID on both anyway).
-        let labels = PackedMap::from(&config.labels).or_from(&sandbox.labels);
+        let labels = PackedMap::with_defaults(&config.labels, &sandbox.labels);
         let id = self.inner.new_id(&mut state);
         state.containers.insert(
             id.clone(),
@@ -843,12 +842,12 @@ impl ContainerRuntime for FakeRuntime {
                 "container {container_id} is not running"
             )));
         }
+        let none = PackedMap::default();
         let annotations = state
             .sandboxes
             .get(&c.sandbox_id)
-            .map(|s| s.annotations.to_map())
-            .unwrap_or_default();
-        exec_result(&annotations, &c.metadata.name).map_err(RuntimeError::Failed)
+            .map_or(&none, |s| &s.annotations);
+        exec_result(annotations, &c.metadata.name).map_err(RuntimeError::Failed)
     }
 
     async fn image_status(&self, image: &ImageSpec) -> Result<Option<Image>> {
@@ -888,6 +887,8 @@ impl ContainerRuntime for FakeRuntime {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::runtime::KIND_SIDECAR;
 

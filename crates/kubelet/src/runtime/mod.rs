@@ -156,30 +156,31 @@ pub struct PodSandboxFilter {
 
 impl PodSandboxFilter {
     /// Whether a sandbox passes every field set in the filter.
-    pub fn matches(&self, id: &str, state: SandboxState, labels: &impl LabelLookup) -> bool {
+    pub fn matches(&self, id: &str, state: SandboxState, labels: &impl StrMap) -> bool {
         self.id.as_ref().is_none_or(|f| f == id)
             && self.state.is_none_or(|f| f == state)
             && labels_match(&self.label_selector, labels)
     }
 }
 
-/// What a CRI filter reads of a record's labels: runtimes keep them as
-/// they like (the fake runtime packs them, [`packed::PackedMap`]).
-pub trait LabelLookup {
-    fn label(&self, key: &str) -> Option<&str>;
+/// A read-only string map, as CRI filters read a record's labels (and the
+/// fake runtime its annotations): runtimes keep them as they like (the
+/// fake runtime packs them, [`packed::PackedMap`]).
+pub trait StrMap {
+    fn get_str(&self, key: &str) -> Option<&str>;
 }
 
-impl LabelLookup for BTreeMap<String, String> {
-    fn label(&self, key: &str) -> Option<&str> {
+impl StrMap for BTreeMap<String, String> {
+    fn get_str(&self, key: &str) -> Option<&str> {
         self.get(key).map(String::as_str)
     }
 }
 
 /// CRI's label selectors: every pair must be present.
-fn labels_match(selector: &BTreeMap<String, String>, labels: &impl LabelLookup) -> bool {
+fn labels_match(selector: &BTreeMap<String, String>, labels: &impl StrMap) -> bool {
     selector
         .iter()
-        .all(|(k, v)| labels.label(k) == Some(v.as_str()))
+        .all(|(k, v)| labels.get_str(k) == Some(v.as_str()))
 }
 
 /// CRI `ImageSpec`.
@@ -290,7 +291,7 @@ impl ContainerFilter {
         id: &str,
         sandbox_id: &str,
         state: ContainerState,
-        labels: &impl LabelLookup,
+        labels: &impl StrMap,
     ) -> bool {
         self.id.as_ref().is_none_or(|f| f == id)
             && self.pod_sandbox_id.as_ref().is_none_or(|f| f == sandbox_id)

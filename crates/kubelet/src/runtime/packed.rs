@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::LabelLookup;
+use super::StrMap;
 
 /// An immutable string-to-string map, sorted by key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,10 +68,11 @@ impl PackedMap {
             .collect()
     }
 
-    /// `self` with `other`'s entries added where `self` has no such key.
-    pub fn or_from(&self, other: &PackedMap) -> PackedMap {
-        let mut merged: BTreeMap<&str, &str> = other.iter().collect();
-        merged.extend(self.iter());
+    /// `map` packed, with `defaults`' entries added where `map` has no
+    /// such key.
+    pub fn with_defaults(map: &BTreeMap<String, String>, defaults: &PackedMap) -> PackedMap {
+        let mut merged: BTreeMap<&str, &str> = defaults.iter().collect();
+        merged.extend(map.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let merged: Vec<(&str, &str)> = merged.into_iter().collect();
         PackedMap::from_sorted(merged.iter().copied())
     }
@@ -83,8 +84,8 @@ impl From<&BTreeMap<String, String>> for PackedMap {
     }
 }
 
-impl LabelLookup for PackedMap {
-    fn label(&self, key: &str) -> Option<&str> {
+impl StrMap for PackedMap {
+    fn get_str(&self, key: &str) -> Option<&str> {
         self.get(key)
     }
 }
@@ -126,10 +127,10 @@ mod tests {
 
     #[test]
     fn merging_keeps_our_values_and_adds_the_others() {
-        let container = PackedMap::from(&map(&[("c", "1"), ("shared", "container")]));
+        let container = map(&[("c", "1"), ("shared", "container")]);
         let sandbox = PackedMap::from(&map(&[("s", "2"), ("shared", "sandbox")]));
         assert_eq!(
-            container.or_from(&sandbox).to_map(),
+            PackedMap::with_defaults(&container, &sandbox).to_map(),
             map(&[("c", "1"), ("s", "2"), ("shared", "container")])
         );
     }
