@@ -15,7 +15,7 @@
 //! revision it reads.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use api::resources::{ResourceInfo, RESOURCES};
@@ -24,6 +24,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use storage::{DynStorage, Event, Revision};
 
+use crate::cached_json::{CachedJson, Packer};
 use crate::selection::Attrs;
 use tokio::sync::{broadcast, watch};
 
@@ -64,41 +65,65 @@ impl EventType {
 
 /// An object as the watch cache keeps it: its JSON with the
 /// resourceVersion filled in, ready to be written into a list or a watch
-/// line as is, and the attributes selectors look at, so selecting never
-/// parses it. A `serde_json::Value` of a pod is ten times its JSON; the
-/// cache holds every object of the cluster, so it keeps the bytes.
+/// line, and the attributes selectors look at, so selecting never parses
+/// it. A `serde_json::Value` of a pod is ten times its JSON; the cache
+/// holds every object of the cluster, so it keeps the bytes, compressed
+/// (see [`crate::cached_json`]).
 #[derive(Debug)]
 pub struct CachedObject {
     /// The revision of the write this is the result of.
     pub revision: Revision,
-    json: Bytes,
+    json: CachedJson,
     pub attrs: Attrs,
 }
 
 impl CachedObject {
-    /// From an object that already carries its resourceVersion.
+    /// From an object that already carries its resourceVersion, its JSON
+    /// kept as is: for objects read from storage for one request.
     pub fn new(resource: &ResourceInfo, object: &Value, revision: Revision) -> Self {
         CachedObject {
             revision,
-            json: exact_json(object),
+            json: CachedJson::plain(to_json(object)),
             attrs: Attrs::of(resource, object),
         }
     }
 
-    /// From stored bytes, stamped with `revision`.
+    /// From stored bytes, stamped with `revision`, kept as is.
     pub fn from_stored(resource: &ResourceInfo, value: &[u8], revision: Revision) -> Self {
         Self::new(resource, &decode_stored(value, revision), revision)
     }
 
-    /// The object's JSON.
-    pub fn json(&self) -> &Bytes {
-        &self.json
+    /// From stored bytes, stamped with `revision`, compressed by the
+    /// resource's packer: for objects the cache keeps.
+    fn packed(
+        resource: &ResourceInfo,
+        value: &[u8],
+        revision: Revision,
+        packer: &Mutex<Packer>,
+    ) -> Self {
+        let object = decode_stored(value, revision);
+        let json = to_json(&object);
+        CachedObject {
+            revision,
+            json: packer.lock().unwrap_or_else(|e| e.into_inner()).pack(json),
+            attrs: Attrs::of(resource, &object),
+        }
+    }
+
+    /// The length of the object's JSON.
+    pub fn json_len(&self) -> usize {
+        self.json.len()
+    }
+
+    /// Append the object's JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.json.write_to(out)
     }
 
     /// The object parsed, for the renderings and checks that need it.
     pub fn value(&self) -> Value {
-        // The bytes were written from a Value just above.
-        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+        // The bytes were written from a Value.
+        serde_json::from_slice(&self.json.bytes()).unwrap_or(Value::Null)
     }
 
     /// The same object as deleted at `revision` (upstream sends a deleted
@@ -108,19 +133,15 @@ impl CachedObject {
         set_resource_version(&mut object, revision);
         CachedObject {
             revision,
-            json: exact_json(&object),
+            json: self.json.sibling(to_json(&object)),
             attrs: self.attrs.clone(),
         }
     }
 }
 
-/// An object's JSON in an allocation of its size: a serializer's buffer
-/// grows by doubling, and `Bytes` made from a `Vec` keeps all of it, up to
-/// twice the object for as long as the cache holds it.
-fn exact_json(object: &Value) -> Bytes {
+fn to_json(object: &Value) -> Vec<u8> {
     // Writing a Value into a Vec cannot fail.
-    let json = serde_json::to_vec(object).unwrap_or_default();
-    Bytes::from(json.into_boxed_slice())
+    serde_json::to_vec(object).unwrap_or_default()
 }
 
 /// One change to one object, as watchers see it.
@@ -157,7 +178,7 @@ impl CachedEvent {
     /// watcher: a copy of the object's bytes is cheap, and keeping a second
     /// serialized form beside every event the cache retains is not.
     pub fn encoded(&self) -> Bytes {
-        encode_watch_line(self.event_type.as_str(), self.object.json())
+        encode_object_line(self.event_type.as_str(), &self.object)
     }
 }
 
@@ -169,11 +190,20 @@ pub fn encode_watch_event(event_type: &str, object: &Value) -> Bytes {
 
 /// One watch-stream line around an object's JSON.
 pub fn encode_watch_line(event_type: &str, json: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(json.len() + 32);
+    watch_line(event_type, json.len(), |out| out.extend_from_slice(json))
+}
+
+/// One watch-stream line around a cached object.
+pub fn encode_object_line(event_type: &str, object: &CachedObject) -> Bytes {
+    watch_line(event_type, object.json_len(), |out| object.write_json(out))
+}
+
+fn watch_line(event_type: &str, json_len: usize, write_json: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut out = Vec::with_capacity(json_len + 32);
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(event_type.as_bytes());
     out.extend_from_slice(b"\",\"object\":");
-    out.extend_from_slice(json);
+    write_json(&mut out);
     out.extend_from_slice(b"}\n");
     Bytes::from(out)
 }
@@ -249,6 +279,9 @@ pub struct ResourceCache {
     window: usize,
     state: RwLock<CacheState>,
     events: broadcast::Sender<Arc<CachedEvent>>,
+    /// Compresses the objects this cache keeps. Only the dispatcher (and
+    /// the initial load before it) packs, so the lock is never contended.
+    packer: Mutex<Packer>,
 }
 
 /// A watcher's starting point: the events it missed, then the live feed.
@@ -264,6 +297,7 @@ impl ResourceCache {
             window: window.max(1),
             state: RwLock::new(CacheState::default()),
             events: broadcast::channel(LIVE_FEED_CAPACITY).0,
+            packer: Mutex::default(),
         }
     }
 
@@ -329,10 +363,11 @@ impl ResourceCache {
         let resource = self.resource;
         // Parse outside the lock: readers should not wait for it.
         let object = match event {
-            Event::Put { kv, .. } => Some(Arc::new(CachedObject::from_stored(
+            Event::Put { kv, .. } => Some(Arc::new(CachedObject::packed(
                 resource,
                 &kv.value,
                 kv.mod_revision,
+                &self.packer,
             ))),
             Event::Delete { .. } => None,
         };
@@ -447,7 +482,8 @@ impl WatchCache {
         for kv in &initial.items {
             if let Some(cache) = find_cache(&caches, &kv.key) {
                 let mut state = cache.state.write().unwrap_or_else(|e| e.into_inner());
-                let object = CachedObject::from_stored(cache.resource, &kv.value, kv.mod_revision);
+                let object =
+                    CachedObject::packed(cache.resource, &kv.value, kv.mod_revision, &cache.packer);
                 state.objects.insert(kv.key.clone(), Arc::new(object));
             }
         }

@@ -893,7 +893,7 @@ fn list_bytes_response(
     list_meta: &Value,
     items: &[&Arc<CachedObject>],
 ) -> Response {
-    let size = items.iter().map(|i| i.json().len() + 1).sum::<usize>();
+    let size = items.iter().map(|i| i.json_len() + 1).sum::<usize>();
     let mut out = Vec::with_capacity(256 + size);
     out.extend_from_slice(b"{\"kind\":");
     let _ = serde_json::to_writer(&mut out, &resource.list_kind());
@@ -906,7 +906,7 @@ fn list_bytes_response(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(item.json());
+        item.write_json(&mut out);
     }
     out.extend_from_slice(b"]}");
     let mut response = (StatusCode::OK, out).into_response();

@@ -26,6 +26,7 @@ pub mod alloc;
 pub mod auth;
 pub mod bootstrap_token;
 pub mod cache;
+pub mod cached_json;
 pub mod cli;
 pub mod codec;
 pub mod cron;

@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::cache::{
-    encode_watch_event, encode_watch_line, from_storage_event, CachedEvent, CachedObject, EventType,
+    encode_object_line, encode_watch_event, from_storage_event, CachedEvent, CachedObject,
+    EventType,
 };
 use crate::codec::{self, Query, Rendering};
 use crate::error::{ApiError, ApiResult};
@@ -81,7 +82,7 @@ impl Watcher {
     /// The watch line of an event in this watcher's rendering.
     fn line(&mut self, event_type: EventType, object: &CachedObject) -> Bytes {
         match self.rendering {
-            Rendering::Object => encode_watch_line(event_type.as_str(), object.json()),
+            Rendering::Object => encode_object_line(event_type.as_str(), object),
             _ => {
                 let rendered = self.render(&object.value());
                 encode_watch_event(event_type.as_str(), &rendered)

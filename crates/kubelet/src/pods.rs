@@ -416,7 +416,7 @@ impl PodManager {
         let poke = Arc::new(Notify::new());
         let active = Arc::new(AtomicBool::new(false));
         let worker = PodWorker::new(self.ctx.clone(), rx, poke.clone(), active.clone(), start);
-        self.tasks.spawn(worker.run());
+        self.tasks.spawn(Box::new(worker).run());
         self.workers.insert(
             uid(&pod),
             WorkerHandle {
@@ -757,6 +757,40 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Every pod has a worker task waiting for most of its life: the
+    /// task's future stays small (the worker's state is boxed, and so are
+    /// its passes), or thousands of pods cost a KiB each for nothing.
+    #[tokio::test]
+    async fn an_idle_pod_worker_is_small() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let limiter = Arc::new(crate::ratelimit::RateLimiter::new(50.0, 100));
+        let (_node_tx, node_rx) = watch::channel(Arc::new(Node::default()));
+        let ctx = Arc::new(WorkerContext {
+            client: client.clone(),
+            runtime: Arc::new(crate::runtime::fake::FakeRuntime::new()),
+            runtime_name: "fake".into(),
+            host_ips: vec![],
+            status: crate::status_manager::StatusManager::new(client, limiter.clone()),
+            recorder: None,
+            limiter,
+            node: node_rx,
+            pods_dir: None,
+            allow_mount: false,
+            node_name: "n".into(),
+        });
+        let (_tx, rx) = watch::channel(Some(Arc::new(Pod::default())));
+        let worker = PodWorker::new(
+            ctx,
+            rx,
+            Arc::new(Notify::new()),
+            Arc::new(AtomicBool::new(false)),
+            Start::Run,
+        );
+        // 1.5 KiB before the worker was boxed.
+        assert!(std::mem::size_of_val(&Box::new(worker).run()) <= 512);
     }
 
     #[tokio::test]

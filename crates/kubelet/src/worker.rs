@@ -480,8 +480,11 @@ impl PodWorker {
         recorder.record(object, kind, reason, message);
     }
 
-    /// Runs the worker until the pod is gone from the API.
-    pub async fn run(mut self) {
+    /// Runs the worker until the pod is gone from the API. Takes the
+    /// worker boxed: an async fn keeps its arguments twice in its future
+    /// (as passed and as moved in), and this future lives as long as the
+    /// pod, one per pod.
+    pub async fn run(mut self: Box<Self>) {
         // `kubelet_pod_worker_duration_seconds`' operation of the next pass.
         let mut operation = "create";
         loop {
