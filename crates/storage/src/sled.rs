@@ -290,13 +290,21 @@ impl Backend for SledBackend {
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        // One blocking task for sled's flush and the fdatasync. Not
+        // `flush_async`: that runs the flush on sled's own thread pool,
+        // where it waits for the log writes queued on the same pool, so
+        // under a steady stream of commits the pool keeps starting threads
+        // that end a moment later (a `tugboat server` loaded with 30,000
+        // pods had started 34,800 threads; 16 with this).
+        let (tree, file) = (self.tree.clone(), self.data_file.clone());
         Box::pin(async move {
-            self.tree.flush_async().await.map_err(io)?;
-            let file = self.data_file.clone();
-            tokio::task::spawn_blocking(move || file.sync_data())
-                .await
-                .map_err(|e| Error::Io(format!("fdatasync task failed: {e}")))?
-                .map_err(|e| Error::Io(format!("fdatasync failed: {e}")))
+            tokio::task::spawn_blocking(move || {
+                tree.flush().map_err(io)?;
+                file.sync_data()
+                    .map_err(|e| Error::Io(format!("fdatasync failed: {e}")))
+            })
+            .await
+            .map_err(|e| Error::Io(format!("flush task failed: {e}")))?
         })
     }
 
