@@ -424,10 +424,24 @@ impl NodeAgent {
 
     /// Registers the Node, then keeps its status up to date.
     pub async fn run(self) {
+        // Everything but the wait between reports is boxed (the start, each
+        // report, and what is remembered between them: Node statuses are
+        // large inline), so this long-lived future (one per hollow node)
+        // stays small.
+        let mut reported = Box::pin(self.start()).await;
         let api: Api<Node> = Api::all(self.client.clone());
-        // The one-off and the occasional futures are boxed so that this
-        // long-lived one (one per hollow node) stays small.
-        let (mut registered, created) = Box::pin(self.register()).await;
+        loop {
+            Box::pin(self.report(&api, &mut reported)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.node_status_update_frequency) => {}
+                _ = self.poke.notified() => {}
+            }
+        }
+    }
+
+    /// Registers the Node and publishes it.
+    async fn start(&self) -> Box<Reported> {
+        let (mut registered, created) = self.register().await;
         for_cache(&mut registered);
         if let Some(r) = &self.recorder {
             r.normal(&registered, "Starting", "Starting kubelet.");
@@ -435,62 +449,74 @@ impl NodeAgent {
         let status = registered.status.clone().unwrap_or_default();
         // Transition times carry over from what the Node shows; events are
         // recorded for every condition once per kubelet start.
-        let mut conditions = status.conditions.clone().unwrap_or_default();
-        let mut announced: Vec<NodeCondition> = Vec::new();
-        let mut last: Option<(NodeStatus, Instant)> = None;
+        let mut reported = Box::new(Reported {
+            conditions: status.conditions.clone().unwrap_or_default(),
+            announced: Vec::new(),
+            last: None,
+        });
         if created {
             // The Node was created with a full status: nothing to write yet.
-            self.record_transitions(&registered, &announced, &conditions);
-            announced = conditions.clone();
-            last = Some((without_heartbeats(&status), Instant::now()));
+            self.record_transitions(&registered, &[], &reported.conditions);
+            reported.announced = reported.conditions.clone();
+            reported.last = Some((without_heartbeats(&status), Instant::now()));
         }
         self.node.send_replace(Arc::new(registered));
         self.registered.send_replace(true);
+        reported
+    }
 
-        loop {
-            let runtime = self.runtime_status().await;
-            let status = node_status(
-                &self.config,
-                &self.version,
-                &runtime,
-                &conditions,
-                Timestamp::now(),
-            );
-            let comparable = without_heartbeats(&status);
-            let due = last.as_ref().is_none_or(|(s, at)| {
-                *s != comparable || at.elapsed() >= self.config.node_status_report_frequency
-            });
-            if due {
-                let patch = json!({ "status": status });
-                match Box::pin(api.patch_status(
-                    &self.config.node_name,
-                    &PatchParams::default(),
-                    &Patch::Strategic(&patch),
-                ))
-                .await
-                {
-                    Ok(mut node) => {
-                        // Kept and shared like the watch's copies, which
-                        // have no managedFields: the same transform first.
-                        for_cache(&mut node);
-                        let now = status.conditions.clone().unwrap_or_default();
-                        self.record_transitions(&node, &announced, &now);
-                        announced = now.clone();
-                        conditions = now;
-                        last = Some((comparable, Instant::now()));
-                        self.node.send_replace(component_base::intern::shared(node));
-                    }
-                    Err(error) => {
-                        tracing::warn!(node = %self.config.node_name, %error, "updating node status failed");
-                    }
-                }
+    /// Writes the node's status if it changed or is due.
+    async fn report(&self, api: &Api<Node>, reported: &mut Reported) {
+        let runtime = self.runtime_status().await;
+        let status = node_status(
+            &self.config,
+            &self.version,
+            &runtime,
+            &reported.conditions,
+            Timestamp::now(),
+        );
+        let comparable = without_heartbeats(&status);
+        let due = reported.last.as_ref().is_none_or(|(s, at)| {
+            *s != comparable || at.elapsed() >= self.config.node_status_report_frequency
+        });
+        if !due {
+            return;
+        }
+        let patch = json!({ "status": status });
+        match api
+            .patch_status(
+                &self.config.node_name,
+                &PatchParams::default(),
+                &Patch::Strategic(&patch),
+            )
+            .await
+        {
+            Ok(mut node) => {
+                // Kept and shared like the watch's copies, which have no
+                // managedFields: the same transform first.
+                for_cache(&mut node);
+                let now = status.conditions.clone().unwrap_or_default();
+                self.record_transitions(&node, &reported.announced, &now);
+                reported.announced = now.clone();
+                reported.conditions = now;
+                reported.last = Some((comparable, Instant::now()));
+                self.node.send_replace(component_base::intern::shared(node));
             }
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.node_status_update_frequency) => {}
-                _ = self.poke.notified() => {}
+            Err(error) => {
+                tracing::warn!(node = %self.config.node_name, %error, "updating node status failed");
             }
         }
     }
+}
+
+/// What the status loop remembers between reports.
+struct Reported {
+    /// The conditions last written (their transition times carry over).
+    conditions: Vec<NodeCondition>,
+    /// The conditions events were last recorded for.
+    announced: Vec<NodeCondition>,
+    /// The status last written, without heartbeats, and when.
+    last: Option<(NodeStatus, Instant)>,
 }
 
 /// Watches the kubelet's own Node: keeps `node` current and hands a

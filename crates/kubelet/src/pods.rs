@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use component_base::transform::for_cache;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -216,8 +216,10 @@ struct WorkerHandle {
 /// its slots 32 at a time, and 32 inline Pods are ~40 KiB per hollow node.
 pub type PodFeed = mpsc::UnboundedReceiver<Box<watcher::Event<Pod>>>;
 
+/// Pod events, boxed: an event holds a whole `Pod` (~2 KB inline), and the
+/// manager's loop, one per hollow node, would otherwise keep room for one.
 type PodEventStream =
-    Pin<Box<dyn futures::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Send>>;
+    Pin<Box<dyn futures::Stream<Item = Result<Box<watcher::Event<Pod>>, watcher::Error>> + Send>>;
 
 /// Where one event of a watch over every pod goes, given the nodes fed:
 /// the start and end of a (re-)list go to all of them, a pod to its node's.
@@ -480,10 +482,64 @@ impl PodManager {
     }
 
     /// Watches the node's pods until the task is aborted.
+    /// Apply one event of the pod watch; `relist` gathers a (re-)list
+    /// until it is complete. True when this completed the first full list,
+    /// after which housekeeping runs.
+    fn on_pod_event(
+        &mut self,
+        event: Result<Box<watcher::Event<Pod>>, watcher::Error>,
+        relist: &mut Option<Vec<Pod>>,
+    ) -> bool {
+        let event = match event {
+            Ok(event) => *event,
+            Err(error) => {
+                tracing::warn!(%error, "pod watch failed; retrying");
+                return false;
+            }
+        };
+        match event {
+            watcher::Event::Init => *relist = Some(Vec::new()),
+            watcher::Event::InitApply(pod) => match relist.as_mut() {
+                Some(list) => list.push(pod),
+                None => self.apply(pod),
+            },
+            watcher::Event::InitDone => {
+                let mut pods = relist.take().unwrap_or_default();
+                let listed: HashSet<String> = pods.iter().map(uid).collect();
+                let gone: Vec<String> = self
+                    .workers
+                    .keys()
+                    .filter(|k| !listed.contains(*k) && !self.static_uids.contains(*k))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.remove(&key);
+                }
+                // Upstream admits pods in creation order.
+                pods.sort_by(|a, b| {
+                    let ts = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                    ts(a)
+                        .cmp(&ts(b))
+                        .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+                });
+                for pod in pods {
+                    self.apply(pod);
+                }
+                if !self.synced {
+                    self.synced = true;
+                    return true;
+                }
+            }
+            watcher::Event::Apply(pod) => self.apply(pod),
+            watcher::Event::Delete(pod) => self.remove(&uid(&pod)),
+        }
+        false
+    }
+
     pub async fn run(mut self) {
         let mut stream: PodEventStream = match self.feed.take() {
             Some(feed) => futures::stream::unfold(feed, |mut rx| async move {
-                rx.recv().await.map(|e| (Ok(*e), rx))
+                rx.recv().await.map(|e| (Ok(e), rx))
             })
             .boxed(),
             None => {
@@ -493,6 +549,7 @@ impl PodManager {
                 watcher(api, config)
                     .modify(for_cache)
                     .default_backoff()
+                    .map_ok(Box::new)
                     .boxed()
             }
         };
@@ -518,42 +575,10 @@ impl PodManager {
                 _ = housekeeping.tick() => Box::pin(self.housekeeping()).await,
                 event = stream.next() => {
                     let Some(event) = event else { return };
-                    match event {
-                        Ok(watcher::Event::Init) => relist = Some(Vec::new()),
-                        Ok(watcher::Event::InitApply(pod)) => match relist.as_mut() {
-                            Some(list) => list.push(pod),
-                            None => self.apply(pod),
-                        },
-                        Ok(watcher::Event::InitDone) => {
-                            let mut pods = relist.take().unwrap_or_default();
-                            let listed: HashSet<String> = pods.iter().map(uid).collect();
-                            let gone: Vec<String> = self
-                                .workers
-                                .keys()
-                                .filter(|k| !listed.contains(*k) && !self.static_uids.contains(*k))
-                                .cloned()
-                                .collect();
-                            for key in gone {
-                                self.remove(&key);
-                            }
-                            // Upstream admits pods in creation order.
-                            pods.sort_by(|a, b| {
-                                let ts = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-                                ts(a).cmp(&ts(b)).then_with(|| a.metadata.name.cmp(&b.metadata.name))
-                            });
-                            for pod in pods {
-                                self.apply(pod);
-                            }
-                            if !self.synced {
-                                // Upstream's first housekeeping follows
-                                // the first full pod list.
-                                self.synced = true;
-                                Box::pin(self.housekeeping()).await;
-                            }
-                        }
-                        Ok(watcher::Event::Apply(pod)) => self.apply(pod),
-                        Ok(watcher::Event::Delete(pod)) => self.remove(&uid(&pod)),
-                        Err(error) => tracing::warn!(%error, "pod watch failed; retrying"),
+                    if self.on_pod_event(event, &mut relist) {
+                        // Upstream's first housekeeping follows the first
+                        // full pod list.
+                        Box::pin(self.housekeeping()).await;
                     }
                 }
                 event = events.recv() => match event {
@@ -759,11 +784,12 @@ mod tests {
         }
     }
 
-    /// Every pod has a worker task waiting for most of its life: the
-    /// task's future stays small (the worker's state is boxed, and so are
-    /// its passes), or thousands of pods cost a KiB each for nothing.
+    /// Every pod has a worker task waiting for most of its life, and every
+    /// node a pod manager: their futures stay small (the worker's state is
+    /// boxed, and so are its passes and the manager's pod events), or
+    /// thousands of pods cost a KiB each for nothing.
     #[tokio::test]
-    async fn an_idle_pod_worker_is_small() {
+    async fn idle_pod_loops_are_small() {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = kube::Client::try_from(config).unwrap();
         let limiter = Arc::new(crate::ratelimit::RateLimiter::new(50.0, 100));
@@ -782,6 +808,10 @@ mod tests {
             node_name: "n".into(),
         });
         let (_tx, rx) = watch::channel(Some(Arc::new(Pod::default())));
+        // The manager's loop, one per node: ~6 KB (heaptrack's task
+        // allocation) while it kept room for an unboxed pod event.
+        let manager = PodManager::new(ctx.clone(), "n".into(), ctx.node.clone()).run();
+        assert!(std::mem::size_of_val(&manager) <= 1024);
         let worker = PodWorker::new(
             ctx,
             rx,
