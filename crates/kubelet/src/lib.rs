@@ -181,7 +181,7 @@ impl Kubelet {
             tasks.spawn(serve);
         }
 
-        let agent = crate::node::NodeAgent {
+        let agent = NodeAgent {
             client: client.clone(),
             config: config.clone(),
             version: version.clone(),
