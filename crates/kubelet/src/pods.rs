@@ -784,19 +784,18 @@ mod tests {
         }
     }
 
-    /// Every pod has a worker task waiting for most of its life, and every
-    /// node a pod manager: their futures stay small (the worker's state is
-    /// boxed, and so are its passes and the manager's pod events), or
-    /// thousands of pods cost a KiB each for nothing.
-    #[tokio::test]
-    async fn idle_pod_loops_are_small() {
+    /// A worker context on `runtime`, with a client that reaches nothing,
+    /// and the sender of its Node.
+    fn context(
+        runtime: crate::runtime::fake::FakeRuntime,
+    ) -> (Arc<WorkerContext>, watch::Sender<Arc<Node>>) {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = kube::Client::try_from(config).unwrap();
         let limiter = Arc::new(crate::ratelimit::RateLimiter::new(50.0, 100));
-        let (_node_tx, node_rx) = watch::channel(Arc::new(Node::default()));
+        let (node_tx, node_rx) = watch::channel(Arc::new(Node::default()));
         let ctx = Arc::new(WorkerContext {
             client: client.clone(),
-            runtime: Arc::new(crate::runtime::fake::FakeRuntime::new()),
+            runtime: Arc::new(runtime),
             runtime_name: "fake".into(),
             host_ips: vec![],
             status: crate::status_manager::StatusManager::new(client, limiter.clone()),
@@ -807,6 +806,16 @@ mod tests {
             allow_mount: false,
             node_name: "n".into(),
         });
+        (ctx, node_tx)
+    }
+
+    /// Every pod has a worker task waiting for most of its life, and every
+    /// node a pod manager: their futures stay small (the worker's state is
+    /// boxed, and so are its passes and the manager's pod events), or
+    /// thousands of pods cost a KiB each for nothing.
+    #[tokio::test]
+    async fn idle_pod_loops_are_small() {
+        let (ctx, _node_tx) = context(crate::runtime::fake::FakeRuntime::new());
         let (_tx, rx) = watch::channel(Some(Arc::new(Pod::default())));
         // The manager's loop, one per node: ~6 KB (heaptrack's task
         // allocation) while it kept room for an unboxed pod event.
@@ -831,23 +840,8 @@ mod tests {
         run_sandbox(&rt, "orphan", "n", "api").await;
         run_sandbox(&rt, "static", "n", "file").await;
         run_sandbox(&rt, "theirs", "other", "api").await;
-        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
-        let limiter = Arc::new(crate::ratelimit::RateLimiter::new(50.0, 100));
-        let (_node_tx, node_rx) = watch::channel(Arc::new(Node::default()));
-        let ctx = Arc::new(WorkerContext {
-            client: client.clone(),
-            runtime: Arc::new(rt.clone()),
-            runtime_name: "fake".into(),
-            host_ips: vec![],
-            status: crate::status_manager::StatusManager::new(client, limiter.clone()),
-            recorder: None,
-            limiter,
-            node: node_rx.clone(),
-            pods_dir: None,
-            allow_mount: false,
-            node_name: "n".into(),
-        });
+        let (ctx, node_tx) = context(rt.clone());
+        let node_rx = node_tx.subscribe();
         let (feed_tx, feed_rx) = mpsc::unbounded_channel();
         let (static_tx, static_rx) = mpsc::unbounded_channel();
         let manager = PodManager::new(ctx, "n".into(), node_rx)
