@@ -63,13 +63,34 @@ impl ApiServer {
     pub fn start() -> ApiServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
-        let mut server = Self::start_in(&data_dir, free_port(), &[]);
-        server._dir = Some(dir);
-        server
+        // A port free when picked can be taken before the server binds it
+        // (any process's outgoing connection draws its local port from the
+        // same range): then the server exits at once, and another port is
+        // tried on the same (still unused) data dir.
+        for _ in 0..3 {
+            let mut server = Self::spawn_in(&data_dir, free_port(), &[]);
+            match server.try_wait_ready(Duration::from_secs(30)) {
+                Ok(()) => {
+                    server._dir = Some(dir);
+                    return server;
+                }
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("tug-apiserver did not become ready; log:\n{log}"),
+            }
+        }
+        panic!("tug-apiserver found its port taken three times");
     }
 
     /// Start on a given data dir and port (restarts reuse both).
     pub fn start_in(data_dir: &Path, port: u16, extra_args: &[&str]) -> ApiServer {
+        let mut server = Self::spawn_in(data_dir, port, extra_args);
+        if let Err(log) = server.try_wait_ready(Duration::from_secs(30)) {
+            panic!("tug-apiserver did not become ready; log:\n{log}");
+        }
+        server
+    }
+
+    fn spawn_in(data_dir: &Path, port: u16, extra_args: &[&str]) -> ApiServer {
         let log = std::fs::File::create(data_dir.with_extension("log"))
             .or_else(|_| {
                 std::fs::create_dir_all(data_dir.parent().unwrap_or(Path::new("/tmp")))?;
@@ -90,36 +111,39 @@ impl ApiServer {
             .stderr(log)
             .spawn()
             .expect("spawn tug-apiserver");
-        let server = ApiServer {
+        ApiServer {
             child,
             port,
             data_dir: data_dir.to_path_buf(),
             kubeconfig: data_dir.join("admin.kubeconfig"),
             _dir: None,
-        };
-        server.wait_ready(Duration::from_secs(30));
-        server
+        }
     }
 
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
 
-    fn wait_ready(&self, timeout: Duration) {
+    /// Wait until `/readyz` answers; the server's log if it does not in
+    /// time or exits first.
+    fn try_wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let log = |s: &Self| {
+            std::fs::read_to_string(s.data_dir.with_extension("log")).unwrap_or_default()
+        };
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.kubeconfig.exists() {
                 let out = self.kubectl("1.32", &["get", "--raw", "/readyz"]);
                 if out.status.success() {
-                    return;
+                    return Ok(());
                 }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("(exited: {status})\n{}", log(self)));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "tug-apiserver did not become ready; log:\n{}",
-            std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
-        );
+        Err(log(self))
     }
 
     /// Run `kubectl.<version>` with this server's kubeconfig.

@@ -175,8 +175,9 @@ impl CachedEvent {
     }
 
     /// The watch-stream line for this event (JSON plus newline). Built per
-    /// watcher: a copy of the object's bytes is cheap, and keeping a second
-    /// serialized form beside every event the cache retains is not.
+    /// watcher: decompressing the object's bytes into the line is cheap,
+    /// and keeping a second serialized form beside every event the cache
+    /// retains is not.
     pub fn encoded(&self) -> Bytes {
         encode_object_line(self.event_type.as_str(), &self.object)
     }
