@@ -63,31 +63,37 @@ impl ApiServer {
     pub fn start() -> ApiServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
-        // A port free when picked can be taken before the server binds it
-        // (any process's outgoing connection draws its local port from the
-        // same range): then the server exits at once, and another port is
-        // tried on the same (still unused) data dir.
-        for _ in 0..3 {
-            let mut server = Self::spawn_in(&data_dir, free_port(), &[]);
-            match server.try_wait_ready(Duration::from_secs(30)) {
-                Ok(()) => {
-                    server._dir = Some(dir);
-                    return server;
-                }
-                Err(log) if log.contains("Address already in use") => continue,
-                Err(log) => panic!("tug-apiserver did not become ready; log:\n{log}"),
-            }
-        }
-        panic!("tug-apiserver found its port taken three times");
+        // Port 0: the server binds a free port itself and writes it into
+        // its admin kubeconfig. A port picked here and passed on could be
+        // taken before the server binds it (outgoing connections draw
+        // their local ports from the same range).
+        let mut server = Self::start_in(&data_dir, 0, &[]);
+        server._dir = Some(dir);
+        server
     }
 
-    /// Start on a given data dir and port (restarts reuse both).
+    /// Start on a given data dir and port (restarts reuse both; port 0
+    /// lets the server pick one, read back from its kubeconfig).
     pub fn start_in(data_dir: &Path, port: u16, extra_args: &[&str]) -> ApiServer {
         let mut server = Self::spawn_in(data_dir, port, extra_args);
         if let Err(log) = server.try_wait_ready(Duration::from_secs(30)) {
             panic!("tug-apiserver did not become ready; log:\n{log}");
         }
+        if port == 0 {
+            server.port = server.kubeconfig_port();
+        }
         server
+    }
+
+    /// The port of the `server:` URL in the admin kubeconfig.
+    fn kubeconfig_port(&self) -> u16 {
+        let config = std::fs::read_to_string(&self.kubeconfig).expect("admin kubeconfig");
+        config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://"))
+            .and_then(|hostport| hostport.rsplit_once(':'))
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or_else(|| panic!("no server port in the admin kubeconfig:\n{config}"))
     }
 
     fn spawn_in(data_dir: &Path, port: u16, extra_args: &[&str]) -> ApiServer {
