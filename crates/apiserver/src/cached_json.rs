@@ -112,13 +112,15 @@ impl CachedJson {
         }
     }
 
-    /// Whether the JSON is compressed (for tests and figures).
-    pub fn is_packed(&self) -> bool {
+    /// Whether the JSON is compressed.
+    #[cfg(test)]
+    fn is_packed(&self) -> bool {
         matches!(self.0, Repr::Packed { .. })
     }
 
     /// Bytes held for this JSON itself, without its dictionary.
-    pub fn stored_len(&self) -> usize {
+    #[cfg(test)]
+    fn stored_len(&self) -> usize {
         match &self.0 {
             Repr::Plain(json) => json.len(),
             Repr::Packed { block, .. } => block.len(),
