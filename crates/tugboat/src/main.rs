@@ -12,8 +12,9 @@ use tugboat::plan::{default_data_dir, plan, Host, ServerArgs};
 /// returned to the kernel at once): a `tugboat server`
 /// keeps a whole cluster's objects for its lifetime among a stream of
 /// short-lived request and decode buffers, and with 1,000 hollow nodes and
-/// 30,000 pods this keeps ~10% less resident than mimalloc (which
-/// `tug-apiserver` uses for its request throughput). The
+/// 30,000 pods this kept ~8% less resident than mimalloc (1,003-1,009
+/// against 1,088-1,105 MiB; docs/BENCHMARKS.md), which
+/// `tug-apiserver` keeps for its request throughput. The
 /// `system-allocator` feature leaves the system's malloc in place, so heap
 /// profilers that hook it (heaptrack, valgrind's massif) see every
 /// allocation.
