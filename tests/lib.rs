@@ -75,28 +75,6 @@ impl ApiServer {
     /// Start on a given data dir and port (restarts reuse both; port 0
     /// lets the server pick one, read back from its kubeconfig).
     pub fn start_in(data_dir: &Path, port: u16, extra_args: &[&str]) -> ApiServer {
-        let mut server = Self::spawn_in(data_dir, port, extra_args);
-        if let Err(log) = server.try_wait_ready(Duration::from_secs(30)) {
-            panic!("tug-apiserver did not become ready; log:\n{log}");
-        }
-        if port == 0 {
-            server.port = server.kubeconfig_port();
-        }
-        server
-    }
-
-    /// The port of the `server:` URL in the admin kubeconfig.
-    fn kubeconfig_port(&self) -> u16 {
-        let config = std::fs::read_to_string(&self.kubeconfig).expect("admin kubeconfig");
-        config
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("server: https://"))
-            .and_then(|hostport| hostport.rsplit_once(':'))
-            .and_then(|(_, port)| port.parse().ok())
-            .unwrap_or_else(|| panic!("no server port in the admin kubeconfig:\n{config}"))
-    }
-
-    fn spawn_in(data_dir: &Path, port: u16, extra_args: &[&str]) -> ApiServer {
         let log = std::fs::File::create(data_dir.with_extension("log"))
             .or_else(|_| {
                 std::fs::create_dir_all(data_dir.parent().unwrap_or(Path::new("/tmp")))?;
@@ -117,39 +95,54 @@ impl ApiServer {
             .stderr(log)
             .spawn()
             .expect("spawn tug-apiserver");
-        ApiServer {
+        let mut server = ApiServer {
             child,
             port,
             data_dir: data_dir.to_path_buf(),
             kubeconfig: data_dir.join("admin.kubeconfig"),
             _dir: None,
+        };
+        server.wait_ready(Duration::from_secs(30));
+        if port == 0 {
+            server.port = server.kubeconfig_port();
         }
+        server
+    }
+
+    /// The port of the `server:` URL in the admin kubeconfig.
+    fn kubeconfig_port(&self) -> u16 {
+        let config = std::fs::read_to_string(&self.kubeconfig).expect("admin kubeconfig");
+        config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://"))
+            .and_then(|hostport| hostport.rsplit_once(':'))
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or_else(|| panic!("no server port in the admin kubeconfig:\n{config}"))
     }
 
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
 
-    /// Wait until `/readyz` answers; the server's log if it does not in
-    /// time or exits first.
-    fn try_wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        let log = |s: &Self| {
-            std::fs::read_to_string(s.data_dir.with_extension("log")).unwrap_or_default()
-        };
+    /// Wait until `/readyz` answers; panics with the server's log if it
+    /// does not in time or exits first.
+    fn wait_ready(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        let mut exited = None;
+        while Instant::now() < deadline && exited.is_none() {
             if self.kubeconfig.exists() {
                 let out = self.kubectl("1.32", &["get", "--raw", "/readyz"]);
                 if out.status.success() {
-                    return Ok(());
+                    return;
                 }
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("(exited: {status})\n{}", log(self)));
-            }
+            exited = self.child.try_wait().ok().flatten();
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(log(self))
+        panic!(
+            "tug-apiserver did not become ready (exited: {exited:?}); log:\n{}",
+            std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+        );
     }
 
     /// Run `kubectl.<version>` with this server's kubeconfig.
